@@ -1,0 +1,79 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// The data path, left to right: Kafka in → contract (decode + validate) → aggregation → delivery.
+let package = Package(
+    name: "progress-bridge",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "progress-bridge", targets: ["progress-bridge"]),
+        .library(name: "JSONSchema", targets: ["JSONSchema"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    ],
+    targets: [
+        // librdkafka, as Debian's librdkafka-dev installs it.
+        .systemLibrary(
+            name: "CRdKafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"])]
+        ),
+        // Kafka in: an owned Swift wrapper over librdkafka (consumer, producer, mock cluster).
+        .target(
+            name: "Kafka",
+            dependencies: [
+                "CRdKafka",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // A JSON parser and a draft 2020-12 JSON Schema validator; no dependency on the bridge.
+        .target(name: "JSONSchema"),
+        // Contract: decode + validate the wire events. Pure, no I/O.
+        .target(name: "ProgressContract", dependencies: ["JSONSchema"]),
+        // Aggregation: per-job and per-video state. Pure, no I/O.
+        .target(name: "ProgressAggregation", dependencies: ["ProgressContract", "JSONSchema"]),
+        // The service: ingest, delivery (WebSocket, REST, metrics), configuration, demo monitor.
+        .target(
+            name: "ProgressBridge",
+            dependencies: [
+                "Kafka",
+                "JSONSchema",
+                "ProgressContract",
+                "ProgressAggregation",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "progress-bridge",
+            dependencies: [
+                "ProgressBridge",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "JSONSchemaTests", dependencies: ["JSONSchema"]),
+        .testTarget(name: "ProgressContractTests", dependencies: ["ProgressContract"]),
+        .testTarget(name: "ProgressAggregationTests", dependencies: ["ProgressAggregation"]),
+        .testTarget(
+            name: "ProgressBridgeTests",
+            dependencies: [
+                "ProgressBridge",
+                "Kafka",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HummingbirdWSTesting", package: "hummingbird-websocket"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,97 @@
+/// A compiled subschema: keywords resolved once, so validation does no look-ups by name.
+final class SchemaNode: @unchecked Sendable {
+    // Filled in once by `SchemaCompiler` before the node is shared; immutable afterwards.
+    var boolean: Bool?
+    var keywords: [CompiledKeyword] = []
+    let location: String
+
+    init(location: String) {
+        self.location = location
+    }
+}
+
+/// One keyword of a compiled schema, with its name for error output.
+struct CompiledKeyword: Sendable {
+    let name: String
+    let kind: KeywordKind
+}
+
+/// The set of JSON types allowed by `type`.
+struct TypeMask: OptionSet, Sendable {
+    let rawValue: UInt8
+    static let null = TypeMask(rawValue: 1)
+    static let boolean = TypeMask(rawValue: 2)
+    static let integer = TypeMask(rawValue: 4)
+    static let number = TypeMask(rawValue: 8)
+    static let string = TypeMask(rawValue: 16)
+    static let array = TypeMask(rawValue: 32)
+    static let object = TypeMask(rawValue: 64)
+
+    init(rawValue: UInt8) { self.rawValue = rawValue }
+
+    init?(name: String) {
+        switch name {
+        case "null": self = .null
+        case "boolean": self = .boolean
+        case "integer": self = .integer
+        case "number": self = .number
+        case "string": self = .string
+        case "array": self = .array
+        case "object": self = .object
+        default: return nil
+        }
+    }
+
+    func admits(_ value: JSONValue) -> Bool {
+        switch value {
+        case .null: contains(.null)
+        case .bool: contains(.boolean)
+        case .number(let n): contains(.number) || (contains(.integer) && n.isInteger)
+        case .string: contains(.string)
+        case .array: contains(.array)
+        case .object: contains(.object)
+        }
+    }
+
+    var names: [String] {
+        [(TypeMask.null, "null"), (.boolean, "boolean"), (.integer, "integer"), (.number, "number"),
+         (.string, "string"), (.array, "array"), (.object, "object")].filter { contains($0.0) }.map(\.1)
+    }
+}
+
+/// The kinds of assertion and applicator keywords, with their compiled operands.
+enum KeywordKind: Sendable {
+    case type(TypeMask)
+    case enumeration([JSONValue])
+    case constant(JSONValue)
+    case multipleOf(Double)
+    case minimum(Double)
+    case maximum(Double)
+    case exclusiveMinimum(Double)
+    case exclusiveMaximum(Double)
+    case minLength(Int)
+    case maxLength(Int)
+    case pattern(ECMARegex)
+    case minItems(Int)
+    case maxItems(Int)
+    case uniqueItems
+    case contains(SchemaNode, min: Int, max: Int?)
+    case minProperties(Int)
+    case maxProperties(Int)
+    case required([String])
+    case dependentRequired([(String, [String])])
+    case properties([(String, SchemaNode)])
+    case patternProperties([(ECMARegex, SchemaNode)])
+    case additionalProperties(SchemaNode, known: Set<String>, patterns: [ECMARegex])
+    case propertyNames(SchemaNode)
+    case prefixItems([SchemaNode])
+    case items(SchemaNode, from: Int)
+    case allOf([SchemaNode])
+    case anyOf([SchemaNode])
+    case oneOf([SchemaNode])
+    case not(SchemaNode)
+    case conditional(if: SchemaNode, then: SchemaNode?, else: SchemaNode?)
+    case dependentSchemas([(String, SchemaNode)])
+    case ref(SchemaNode)
+    case format(FormatAssertion)
+}

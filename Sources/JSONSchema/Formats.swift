@@ -1,0 +1,188 @@
+/// A `format` that is checked (when format assertion is on).
+struct FormatAssertion: Sendable {
+    let name: String
+    private let check: @Sendable (String) -> Bool
+
+    /// The formats this validator can assert; others stay annotations.
+    init?(name: String) {
+        self.name = name
+        switch name {
+        case "date-time": check = { RFC3339.parseMilliseconds($0) != nil }
+        case "date": check = { RFC3339.parseDate(Substring($0)) != nil }
+        case "time": check = { RFC3339.isValidTime(Substring($0)) }
+        case "uuid": check = FormatAssertion.isUUID
+        case "ipv4": check = FormatAssertion.isIPv4
+        case "email": check = FormatAssertion.isEmail
+        case "hostname": check = FormatAssertion.isHostname
+        case "json-pointer": check = { $0.isEmpty || $0.hasPrefix("/") }
+        case "regex": check = { (try? ECMARegex($0)) != nil }
+        case "uri": check = { URIReference.hasScheme($0) && !$0.contains(" ") }
+        default: return nil
+        }
+    }
+
+    func accepts(_ string: String) -> Bool { check(string) }
+
+    static func isUUID(_ s: String) -> Bool {
+        let bytes = Array(s.utf8)
+        guard bytes.count == 36 else { return false }
+        for (i, b) in bytes.enumerated() {
+            if [8, 13, 18, 23].contains(i) {
+                if b != UInt8(ascii: "-") { return false }
+            } else if !(b >= 0x30 && b <= 0x39 || b >= 0x41 && b <= 0x46 || b >= 0x61 && b <= 0x66) {
+                return false
+            }
+        }
+        return true
+    }
+
+    static func isIPv4(_ s: String) -> Bool {
+        let parts = s.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 4 else { return false }
+        return parts.allSatisfy { part in
+            guard !part.isEmpty, part.count <= 3, part.allSatisfy(\.isASCII), part.allSatisfy(\.isNumber) else { return false }
+            if part.count > 1 && part.first == "0" { return false }
+            return Int(part).map { $0 <= 255 } ?? false
+        }
+    }
+
+    static func isHostname(_ s: String) -> Bool {
+        guard !s.isEmpty, s.utf8.count <= 253 else { return false }
+        return s.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
+            guard !label.isEmpty, label.utf8.count <= 63, label.first != "-", label.last != "-" else { return false }
+            return label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }
+        }
+    }
+
+    static func isEmail(_ s: String) -> Bool {
+        guard let at = s.lastIndex(of: "@") else { return false }
+        let local = s[..<at]
+        let domain = s[s.index(after: at)...]
+        guard !local.isEmpty, !domain.isEmpty, !local.hasPrefix("."), !local.hasSuffix("."), !local.contains("..") else { return false }
+        return isHostname(String(domain)) || (domain.hasPrefix("[") && domain.hasSuffix("]"))
+    }
+}
+
+/// RFC 3339 timestamps, to and from milliseconds since the Unix epoch (UTC), without Foundation.
+public enum RFC3339 {
+    /// Parses `2026-11-24T10:15:30.123Z` (any offset; fraction optional) into epoch milliseconds.
+    public static func parseMilliseconds(_ string: String) -> Int64? {
+        let s = Substring(string)
+        guard s.count >= 20 else { return nil }
+        guard let tIndex = s.firstIndex(where: { $0 == "T" || $0 == "t" || $0 == " " }) else { return nil }
+        guard let days = parseDate(s[..<tIndex]) else { return nil }
+        guard let timeMillis = parseTime(s[s.index(after: tIndex)...]) else { return nil }
+        return days * 86_400_000 + timeMillis
+    }
+
+    /// Parses `YYYY-MM-DD` into days since the epoch.
+    static func parseDate(_ s: Substring) -> Int64? {
+        let parts = s.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
+            let y = digits(parts[0]), let m = digits(parts[1]), let d = digits(parts[2]),
+            (1...12).contains(m), d >= 1, d <= daysInMonth(y, m)
+        else { return nil }
+        return daysFromCivil(y, m, d)
+    }
+
+    static func isValidTime(_ s: Substring) -> Bool { parseTime(s) != nil }
+
+    /// Parses `HH:MM:SS[.frac](Z|±HH:MM)` into milliseconds from midnight UTC (may be negative or past a day).
+    static func parseTime(_ s: Substring) -> Int64? {
+        let chars = Array(s.utf8)
+        guard chars.count >= 9, chars[2] == UInt8(ascii: ":"), chars[5] == UInt8(ascii: ":"),
+            let h = digits(chars[0..<2]), let mi = digits(chars[3..<5]), let sec = digits(chars[6..<8]),
+            h <= 23, mi <= 59, sec <= 60
+        else { return nil }
+        var i = 8
+        var millis: Int64 = 0
+        if chars[i] == UInt8(ascii: ".") {
+            i += 1
+            let start = i
+            while i < chars.count, chars[i] >= 0x30, chars[i] <= 0x39 { i += 1 }
+            guard i > start else { return nil }
+            let fraction = chars[start..<min(i, start + 3)]
+            millis = digits(fraction)! * [1, 100, 10, 1][fraction.count]
+        }
+        guard i < chars.count else { return nil }
+        var offsetMinutes: Int64 = 0
+        switch chars[i] {
+        case UInt8(ascii: "Z"), UInt8(ascii: "z"):
+            guard i + 1 == chars.count else { return nil }
+        case UInt8(ascii: "+"), UInt8(ascii: "-"):
+            guard chars.count - i == 6, chars[i + 3] == UInt8(ascii: ":"),
+                let oh = digits(chars[(i + 1)..<(i + 3)]), let om = digits(chars[(i + 4)..<(i + 6)]), oh <= 23, om <= 59
+            else { return nil }
+            offsetMinutes = (oh * 60 + om) * (chars[i] == UInt8(ascii: "+") ? 1 : -1)
+        default: return nil
+        }
+        if sec == 60 {
+            // A leap second is only valid at 23:59:60 UTC.
+            let utcMinutes = ((h * 60 + mi - offsetMinutes) % 1440 + 1440) % 1440
+            guard utcMinutes == 1439 else { return nil }
+        }
+        return ((h * 60 + mi - offsetMinutes) * 60 + min(sec, 59)) * 1000 + millis
+    }
+
+    /// Formats epoch milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+    public static func format(milliseconds: Int64) -> String {
+        let days = floorDiv(milliseconds, 86_400_000)
+        let msOfDay = milliseconds - days * 86_400_000
+        let (y, m, d) = civilFromDays(days)
+        let h = msOfDay / 3_600_000
+        let mi = msOfDay / 60_000 % 60
+        let s = msOfDay / 1000 % 60
+        let ms = msOfDay % 1000
+        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(h, 2)):\(pad(mi, 2)):\(pad(s, 2)).\(pad(ms, 3))Z"
+    }
+
+    private static func pad(_ v: Int64, _ width: Int) -> String {
+        let s = String(v)
+        return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
+    }
+
+    private static func digits<C: Collection>(_ c: C) -> Int64? where C.Element == UInt8 {
+        guard !c.isEmpty else { return nil }
+        var v: Int64 = 0
+        for b in c {
+            guard b >= 0x30, b <= 0x39 else { return nil }
+            v = v * 10 + Int64(b - 0x30)
+        }
+        return v
+    }
+
+    private static func digits(_ s: Substring) -> Int64? { digits(s.utf8) }
+
+    private static func floorDiv(_ a: Int64, _ b: Int64) -> Int64 { a >= 0 ? a / b : -((-a + b - 1) / b) }
+
+    static func daysInMonth(_ y: Int64, _ m: Int64) -> Int64 {
+        switch m {
+        case 2: (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: 30
+        default: 31
+        }
+    }
+
+    // Howard Hinnant's days_from_civil / civil_from_days.
+    static func daysFromCivil(_ y0: Int64, _ m: Int64, _ d: Int64) -> Int64 {
+        let y = m <= 2 ? y0 - 1 : y0
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+
+    static func civilFromDays(_ z0: Int64) -> (Int64, Int64, Int64) {
+        let z = z0 + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+        let y = yoe + era * 400
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        return (m <= 2 ? y + 1 : y, m, d)
+    }
+}

@@ -1,0 +1,173 @@
+/// A JSON number, kept exactly enough for JSON Schema: integral values that fit in
+/// 64 bits are compared as integers (so `1.0 == 1`), everything else as `Double`.
+public struct JSONNumber: Sendable, Hashable, CustomStringConvertible {
+    /// The value as a double (always set).
+    public let double: Double
+    /// The value as an integer, when it is integral and fits in `Int64`.
+    public let integer: Int64?
+
+    /// Creates a number from an integer.
+    public init(_ value: Int64) {
+        self.double = Double(value)
+        self.integer = value
+    }
+
+    /// Creates a number from a double; integral values that fit in `Int64` also get an integer view.
+    public init(_ value: Double) {
+        self.double = value
+        if value.isFinite, value.rounded(.towardZero) == value, abs(value) < 9.2e18 {
+            self.integer = Int64(value)
+        } else {
+            self.integer = nil
+        }
+    }
+
+    /// Whether JSON Schema considers this an integer (`1.0` is one).
+    public var isInteger: Bool { integer != nil || (double.isFinite && double.rounded(.towardZero) == double) }
+
+    public static func == (lhs: JSONNumber, rhs: JSONNumber) -> Bool {
+        if let a = lhs.integer, let b = rhs.integer { return a == b }
+        return lhs.double == rhs.double
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        if let integer { hasher.combine(integer) } else { hasher.combine(double) }
+    }
+
+    public var description: String {
+        if let integer { return String(integer) }
+        return String(double)
+    }
+}
+
+/// A parsed JSON document.
+public enum JSONValue: Sendable, Hashable {
+    case null
+    case bool(Bool)
+    case number(JSONNumber)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    /// The member `key` of an object, or `nil`.
+    @inlinable
+    public subscript(key: String) -> JSONValue? {
+        if case .object(let members) = self { return members[key] }
+        return nil
+    }
+
+    /// The string, when this is one.
+    @inlinable
+    public var stringValue: String? {
+        if case .string(let s) = self { return s }
+        return nil
+    }
+
+    /// The integer, when this is an integral number that fits in `Int64`.
+    @inlinable
+    public var int64Value: Int64? {
+        if case .number(let n) = self { return n.integer }
+        return nil
+    }
+
+    /// The number as a double, when this is a number.
+    @inlinable
+    public var doubleValue: Double? {
+        if case .number(let n) = self { return n.double }
+        return nil
+    }
+
+    /// The boolean, when this is one.
+    @inlinable
+    public var boolValue: Bool? {
+        if case .bool(let b) = self { return b }
+        return nil
+    }
+
+    /// The members, when this is an object.
+    @inlinable
+    public var objectValue: [String: JSONValue]? {
+        if case .object(let o) = self { return o }
+        return nil
+    }
+
+    /// The elements, when this is an array.
+    @inlinable
+    public var arrayValue: [JSONValue]? {
+        if case .array(let a) = self { return a }
+        return nil
+    }
+
+    /// Whether this is `null`.
+    @inlinable
+    public var isNull: Bool {
+        if case .null = self { return true }
+        return false
+    }
+
+    /// The JSON type name as JSON Schema's `type` keyword spells it.
+    public var typeName: String {
+        switch self {
+        case .null: "null"
+        case .bool: "boolean"
+        case .number(let n): n.isInteger ? "integer" : "number"
+        case .string: "string"
+        case .array: "array"
+        case .object: "object"
+        }
+    }
+}
+
+extension JSONValue {
+    /// Serializes the value as compact JSON (object keys sorted, for stable output).
+    public func serialized() -> String {
+        var out = ""
+        write(into: &out)
+        return out
+    }
+
+    func write(into out: inout String) {
+        switch self {
+        case .null: out += "null"
+        case .bool(let b): out += b ? "true" : "false"
+        case .number(let n):
+            if let i = n.integer { out += String(i) } else if n.double.isFinite { out += String(n.double) } else { out += "null" }
+        case .string(let s): JSONValue.writeEscaped(s, into: &out)
+        case .array(let items):
+            out += "["
+            for (i, item) in items.enumerated() {
+                if i > 0 { out += "," }
+                item.write(into: &out)
+            }
+            out += "]"
+        case .object(let members):
+            out += "{"
+            for (i, key) in members.keys.sorted().enumerated() {
+                if i > 0 { out += "," }
+                JSONValue.writeEscaped(key, into: &out)
+                out += ":"
+                members[key]!.write(into: &out)
+            }
+            out += "}"
+        }
+    }
+
+    /// Appends `string` as a JSON string literal.
+    public static func writeEscaped(_ string: String, into out: inout String) {
+        out += "\""
+        for scalar in string.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        out += "\""
+    }
+}

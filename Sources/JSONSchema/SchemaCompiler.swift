@@ -1,0 +1,227 @@
+/// What to do with keywords this validator does not know.
+public enum UnknownKeywordPolicy: Sendable {
+    /// Refuse to compile: a schema author's typo must not silently weaken validation.
+    case reject
+    /// Ignore them, as the specification says for unknown keywords.
+    case ignore
+}
+
+/// Options for compiling a validator.
+public struct ValidatorOptions: Sendable {
+    /// Whether `format` asserts (true) or only annotates (false, the 2020-12 default).
+    public var formatAssertion: Bool
+    /// What to do with unknown keywords. Default `.reject`.
+    public var unknownKeywords: UnknownKeywordPolicy
+
+    /// Creates options; the defaults are annotation-only `format` and rejecting unknown keywords.
+    public init(formatAssertion: Bool = false, unknownKeywords: UnknownKeywordPolicy = .reject) {
+        self.formatAssertion = formatAssertion
+        self.unknownKeywords = unknownKeywords
+    }
+}
+
+/// Turns registry documents into `SchemaNode` graphs, once.
+struct SchemaCompiler {
+    let registry: SchemaRegistry
+    let options: ValidatorOptions
+    private var nodes: [String: SchemaNode] = [:]
+
+    /// Keywords that carry no assertion here.
+    static let annotationKeywords: Set<String> = [
+        "$schema", "$id", "$comment", "$defs", "definitions", "$anchor", "$vocabulary",
+        "title", "description", "default", "examples", "deprecated", "readOnly", "writeOnly",
+        "contentMediaType", "contentEncoding", "contentSchema",
+    ]
+
+    /// Keywords of 2020-12 this validator does not implement yet; a schema using them is refused.
+    static let unsupportedKeywords: Set<String> = [
+        "$dynamicRef", "$dynamicAnchor", "unevaluatedItems", "unevaluatedProperties", "$recursiveRef", "$recursiveAnchor",
+    ]
+
+    init(registry: SchemaRegistry, options: ValidatorOptions) {
+        self.registry = registry
+        self.options = options
+    }
+
+    mutating func compile(uri: String) throws(SchemaError) -> SchemaNode {
+        guard let (schema, base, pointer) = registry.lookup(uri) else {
+            throw SchemaError("cannot resolve schema \(uri)")
+        }
+        return try compile(schema, base: base, location: URIReference.splitFragment(uri).base + "#" + pointer)
+    }
+
+    private mutating func compile(_ schema: JSONValue, base: String, location: String) throws(SchemaError) -> SchemaNode {
+        if let existing = nodes[location] { return existing }
+        let node = SchemaNode(location: location)
+        nodes[location] = node
+        switch schema {
+        case .bool(let b):
+            node.boolean = b
+            return node
+        case .object(let members):
+            var base = base
+            if let id = members["$id"]?.stringValue {
+                base = URIReference.splitFragment(URIReference.resolve(id, against: base)).base
+            }
+            node.keywords = try compileKeywords(members, base: base, location: location)
+            return node
+        default:
+            throw SchemaError("schema at \(location) must be an object or a boolean, not \(schema.typeName)")
+        }
+    }
+
+    private mutating func sub(_ schema: JSONValue, _ base: String, _ location: String, _ path: String...) throws(SchemaError) -> SchemaNode {
+        let suffix = path.map(JSONPointer.escape).joined(separator: "/")
+        return try compile(schema, base: base, location: location + "/" + suffix)
+    }
+
+    private mutating func compileKeywords(_ members: [String: JSONValue], base: String, location: String) throws(SchemaError) -> [CompiledKeyword] {
+        var keywords: [CompiledKeyword] = []
+        func fail(_ keyword: String, _ message: String) -> SchemaError {
+            SchemaError("schema at \(location): \"\(keyword)\" \(message)")
+        }
+        func nonNegativeInt(_ keyword: String) throws(SchemaError) -> Int {
+            guard let v = members[keyword]?.int64Value, v >= 0 else { throw fail(keyword, "must be a non-negative integer") }
+            return Int(v)
+        }
+        func number(_ keyword: String) throws(SchemaError) -> Double {
+            guard let v = members[keyword]?.doubleValue else { throw fail(keyword, "must be a number") }
+            return v
+        }
+        func schemaArray(_ keyword: String) throws(SchemaError) -> [JSONValue] {
+            guard let items = members[keyword]?.arrayValue, !items.isEmpty else { throw fail(keyword, "must be a non-empty array of schemas") }
+            return items
+        }
+        func schemaMap(_ keyword: String) throws(SchemaError) -> [(String, JSONValue)] {
+            guard let map = members[keyword]?.objectValue else { throw fail(keyword, "must be an object of schemas") }
+            return map.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        }
+
+        // Keywords in a fixed order, cheap checks first.
+        for keyword in members.keys.sorted(by: Self.evaluationOrder) {
+            let value = members[keyword]!
+            let kind: KeywordKind?
+            switch keyword {
+            case "type":
+                var mask: TypeMask = []
+                let names = value.arrayValue ?? [value]
+                for name in names {
+                    guard let n = name.stringValue, let t = TypeMask(name: n) else { throw fail(keyword, "names an unknown type \(name.serialized())") }
+                    mask.insert(t)
+                }
+                kind = .type(mask)
+            case "enum":
+                guard let items = value.arrayValue else { throw fail(keyword, "must be an array") }
+                kind = .enumeration(items)
+            case "const": kind = .constant(value)
+            case "multipleOf":
+                let n = try number(keyword)
+                guard n > 0 else { throw fail(keyword, "must be greater than 0") }
+                kind = .multipleOf(n)
+            case "minimum": kind = .minimum(try number(keyword))
+            case "maximum": kind = .maximum(try number(keyword))
+            case "exclusiveMinimum": kind = .exclusiveMinimum(try number(keyword))
+            case "exclusiveMaximum": kind = .exclusiveMaximum(try number(keyword))
+            case "minLength": kind = .minLength(try nonNegativeInt(keyword))
+            case "maxLength": kind = .maxLength(try nonNegativeInt(keyword))
+            case "pattern":
+                guard let source = value.stringValue else { throw fail(keyword, "must be a string") }
+                kind = .pattern(try ECMARegex(source))
+            case "minItems": kind = .minItems(try nonNegativeInt(keyword))
+            case "maxItems": kind = .maxItems(try nonNegativeInt(keyword))
+            case "uniqueItems":
+                guard let flag = value.boolValue else { throw fail(keyword, "must be a boolean") }
+                kind = flag ? .uniqueItems : nil
+            case "contains":
+                let min = members["minContains"] == nil ? 1 : try nonNegativeInt("minContains")
+                let max = members["maxContains"] == nil ? nil : try nonNegativeInt("maxContains")
+                kind = .contains(try sub(value, base, location, keyword), min: min, max: max)
+            case "minContains", "maxContains": kind = nil  // read by "contains"
+            case "minProperties": kind = .minProperties(try nonNegativeInt(keyword))
+            case "maxProperties": kind = .maxProperties(try nonNegativeInt(keyword))
+            case "required":
+                guard let names = value.arrayValue?.compactMap(\.stringValue), names.count == value.arrayValue?.count else {
+                    throw fail(keyword, "must be an array of strings")
+                }
+                kind = .required(names)
+            case "dependentRequired":
+                guard let map = value.objectValue else { throw fail(keyword, "must be an object") }
+                kind = .dependentRequired(map.sorted { $0.key < $1.key }.map { ($0.key, $0.value.arrayValue?.compactMap(\.stringValue) ?? []) })
+            case "properties":
+                var compiled: [(String, SchemaNode)] = []
+                for (name, schema) in try schemaMap(keyword) { compiled.append((name, try sub(schema, base, location, keyword, name))) }
+                kind = .properties(compiled)
+            case "patternProperties":
+                var compiled: [(ECMARegex, SchemaNode)] = []
+                for (source, schema) in try schemaMap(keyword) {
+                    compiled.append((try ECMARegex(source), try sub(schema, base, location, keyword, source)))
+                }
+                kind = .patternProperties(compiled)
+            case "additionalProperties":
+                let known = Set(members["properties"]?.objectValue?.keys.map { $0 } ?? [])
+                var patterns: [ECMARegex] = []
+                for source in (members["patternProperties"]?.objectValue?.keys.sorted() ?? []) { patterns.append(try ECMARegex(source)) }
+                kind = .additionalProperties(try sub(value, base, location, keyword), known: known, patterns: patterns)
+            case "propertyNames": kind = .propertyNames(try sub(value, base, location, keyword))
+            case "prefixItems":
+                var compiled: [SchemaNode] = []
+                for (i, schema) in try schemaArray(keyword).enumerated() { compiled.append(try sub(schema, base, location, keyword, String(i))) }
+                kind = .prefixItems(compiled)
+            case "items":
+                let from = members["prefixItems"]?.arrayValue?.count ?? 0
+                kind = .items(try sub(value, base, location, keyword), from: from)
+            case "allOf", "anyOf", "oneOf":
+                var compiled: [SchemaNode] = []
+                for (i, schema) in try schemaArray(keyword).enumerated() { compiled.append(try sub(schema, base, location, keyword, String(i))) }
+                kind = keyword == "allOf" ? .allOf(compiled) : keyword == "anyOf" ? .anyOf(compiled) : .oneOf(compiled)
+            case "not": kind = .not(try sub(value, base, location, keyword))
+            case "if":
+                let thenNode = try members["then"].map { (s) throws(SchemaError) in try sub(s, base, location, "then") }
+                let elseNode = try members["else"].map { (s) throws(SchemaError) in try sub(s, base, location, "else") }
+                kind = .conditional(if: try sub(value, base, location, keyword), then: thenNode, else: elseNode)
+            case "then", "else": kind = nil  // read by "if"; alone they do nothing
+            case "dependentSchemas":
+                var compiled: [(String, SchemaNode)] = []
+                for (name, schema) in try schemaMap(keyword) { compiled.append((name, try sub(schema, base, location, keyword, name))) }
+                kind = .dependentSchemas(compiled)
+            case "$ref":
+                guard let reference = value.stringValue else { throw fail(keyword, "must be a string") }
+                let target = URIReference.resolve(reference, against: base)
+                do {
+                    kind = .ref(try compile(uri: target))
+                } catch {
+                    throw fail(keyword, "cannot be resolved: \(target) (\(error.message))")
+                }
+            case "format":
+                guard let name = value.stringValue else { throw fail(keyword, "must be a string") }
+                kind = options.formatAssertion ? FormatAssertion(name: name).map { .format($0) } : nil
+            default:
+                if Self.annotationKeywords.contains(keyword) {
+                    kind = nil
+                } else if Self.unsupportedKeywords.contains(keyword) {
+                    throw fail(keyword, "is not supported by this validator")
+                } else if options.unknownKeywords == .reject {
+                    throw fail(keyword, "is not a JSON Schema 2020-12 keyword this validator knows")
+                } else {
+                    kind = nil
+                }
+            }
+            if let kind { keywords.append(CompiledKeyword(name: keyword, kind: kind)) }
+        }
+        return keywords
+    }
+
+    /// Orders keywords so that cheap type checks run before applicators.
+    static func evaluationOrder(_ a: String, _ b: String) -> Bool {
+        func rank(_ k: String) -> Int {
+            switch k {
+            case "type": 0
+            case "const", "enum", "required": 1
+            case "$ref", "allOf", "anyOf", "oneOf", "not", "if": 3
+            default: 2
+            }
+        }
+        let (ra, rb) = (rank(a), rank(b))
+        return ra == rb ? a < b : ra < rb
+    }
+}

@@ -1,0 +1,157 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// A schema could not be registered or compiled.
+public struct SchemaError: Error, Sendable, CustomStringConvertible {
+    /// What went wrong, naming the schema location.
+    public let message: String
+
+    /// Creates an error with a message.
+    public init(_ message: String) { self.message = message }
+
+    public var description: String { message }
+}
+
+/// Schema documents by URI, from which validators are compiled. Never fetches anything.
+public struct SchemaRegistry: Sendable {
+    /// A schema resource: a document or a subschema with its own `$id`.
+    struct Resource: Sendable {
+        let schema: JSONValue
+    }
+
+    private(set) var resources: [String: Resource] = [:]
+    private(set) var anchors: [String: JSONValue] = [:]
+    /// The URIs of the documents added, in order.
+    public private(set) var documentURIs: [String] = []
+
+    /// Creates an empty registry.
+    public init() {}
+
+    /// Adds a schema document retrieved from `retrievalURI`; its `$id`, if any, names it too,
+    /// and every embedded `$id` and `$anchor` becomes resolvable.
+    public mutating func add(_ document: JSONValue, retrievalURI: String) throws(SchemaError) {
+        let base: String
+        if let id = document["$id"]?.stringValue {
+            base = URIReference.splitFragment(URIReference.resolve(id, against: retrievalURI)).base
+        } else {
+            base = URIReference.splitFragment(retrievalURI).base
+        }
+        documentURIs.append(base)
+        resources[URIReference.splitFragment(retrievalURI).base] = Resource(schema: document)
+        index(document, base: base, isRoot: true)
+    }
+
+    /// Loads every `*.json` file below `directory` (recursively), retrievable as `uriPrefix` + relative path.
+    public mutating func addDirectory(_ directory: String, uriPrefix: String? = nil) throws(SchemaError) {
+        let root = URL(fileURLWithPath: directory, isDirectory: true).standardizedFileURL
+        let prefix = uriPrefix ?? root.absoluteString
+        let files: [String]
+        do {
+            files = try Self.jsonFiles(under: root.path)
+        } catch {
+            throw SchemaError("cannot read schema directory \(directory): \(error)")
+        }
+        if files.isEmpty { throw SchemaError("no *.json schema files in \(directory)") }
+        for relative in files {
+            let path = root.path + "/" + relative
+            let data: Data
+            do {
+                data = try Data(contentsOf: URL(fileURLWithPath: path))
+            } catch {
+                throw SchemaError("cannot read schema file \(path): \(error)")
+            }
+            let document: JSONValue
+            do {
+                document = try JSONParser(limits: .init(maxDepth: 512, maxBytes: 64 << 20)).parse(data)
+            } catch {
+                throw SchemaError("schema file \(path) is not valid JSON: \(error)")
+            }
+            let slash = prefix.hasSuffix("/") ? "" : "/"
+            try add(document, retrievalURI: prefix + slash + relative)
+        }
+    }
+
+    static func jsonFiles(under directory: String) throws -> [String] {
+        let manager = FileManager.default
+        guard let enumerator = manager.enumerator(atPath: directory) else {
+            throw SchemaError("not a directory")
+        }
+        var result: [String] = []
+        while let next = enumerator.nextObject() as? String {
+            if next.hasSuffix(".json") { result.append(next) }
+        }
+        return result.sorted()
+    }
+
+    private mutating func index(_ schema: JSONValue, base: String, isRoot: Bool) {
+        guard case .object(let members) = schema else { return }
+        var base = base
+        if !isRoot, let id = members["$id"]?.stringValue {
+            base = URIReference.splitFragment(URIReference.resolve(id, against: base)).base
+        }
+        if resources[base] == nil || isRoot || members["$id"] != nil {
+            resources[base] = Resource(schema: schema)
+        }
+        if let anchor = members["$anchor"]?.stringValue { anchors[base + "#" + anchor] = schema }
+        if let anchor = members["$dynamicAnchor"]?.stringValue, anchors[base + "#" + anchor] == nil {
+            anchors[base + "#" + anchor] = schema
+        }
+        for (keyword, value) in members {
+            switch SchemaKeywords.childShape(of: keyword) {
+            case .single: index(value, base: base, isRoot: false)
+            case .array: for item in value.arrayValue ?? [] { index(item, base: base, isRoot: false) }
+            case .map: for (_, item) in value.objectValue ?? [:] { index(item, base: base, isRoot: false) }
+            case .none: break
+            }
+        }
+    }
+
+    /// Finds the schema `uri` (absolute, with optional fragment) names, with its base URI.
+    func lookup(_ uri: String) -> (schema: JSONValue, base: String, pointer: String)? {
+        let (base, fragment) = URIReference.splitFragment(uri)
+        guard let fragment, !fragment.isEmpty else {
+            return resources[base].map { ($0.schema, base, "") }
+        }
+        if let tokens = JSONPointer.tokens(fromFragment: fragment) {
+            guard var current = resources[base]?.schema else { return nil }
+            var currentBase = base
+            for token in tokens {
+                switch current {
+                case .object(let members):
+                    guard let next = members[token] else { return nil }
+                    current = next
+                case .array(let items):
+                    guard let i = Int(token), items.indices.contains(i) else { return nil }
+                    current = items[i]
+                default: return nil
+                }
+                if let id = current["$id"]?.stringValue {
+                    currentBase = URIReference.splitFragment(URIReference.resolve(id, against: currentBase)).base
+                }
+            }
+            return (current, currentBase, fragment)
+        }
+        guard let anchored = anchors[base + "#" + fragment] else { return nil }
+        let anchoredBase = anchored["$id"]?.stringValue.map { URIReference.splitFragment(URIReference.resolve($0, against: base)).base } ?? base
+        return (anchored, anchoredBase, "")
+    }
+}
+
+/// Where subschemas sit under each applicator keyword.
+enum SchemaKeywords {
+    enum ChildShape { case single, array, map, none }
+
+    static func childShape(of keyword: String) -> ChildShape {
+        switch keyword {
+        case "additionalProperties", "propertyNames", "items", "contains", "not", "if", "then", "else",
+            "unevaluatedItems", "unevaluatedProperties", "contentSchema":
+            return .single
+        case "allOf", "anyOf", "oneOf", "prefixItems": return .array
+        case "properties", "patternProperties", "dependentSchemas", "$defs", "definitions": return .map
+        default: return .none
+        }
+    }
+}

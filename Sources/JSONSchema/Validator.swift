@@ -1,0 +1,362 @@
+/// One failed assertion, in the shape of the specification's "basic" output unit.
+public struct ValidationError: Sendable, Equatable, CustomStringConvertible {
+    /// JSON Pointer to the failing part of the instance (`""` is the whole document).
+    public let instanceLocation: String
+    /// The keyword's path through the schema as evaluated (through `$ref`s).
+    public let keywordLocation: String
+    /// The keyword's absolute location: the schema's URI and JSON Pointer.
+    public let absoluteKeywordLocation: String
+    /// What failed, for people.
+    public let message: String
+
+    public var description: String {
+        "\(instanceLocation.isEmpty ? "/" : instanceLocation): \(message) (\(keywordLocation))"
+    }
+}
+
+/// The outcome of validating one instance.
+public struct ValidationResult: Sendable {
+    /// Whether the instance is valid.
+    public let isValid: Bool
+    /// The failed assertions (empty when valid), the most specific first.
+    public let errors: [ValidationError]
+}
+
+/// A compiled JSON Schema (draft 2020-12) validator: compile once, validate many times,
+/// from many threads at once.
+public struct JSONSchemaValidator: Sendable {
+    private let root: SchemaNode
+    /// The URI of the schema this validator checks against.
+    public let schemaURI: String
+
+    /// Compiles the schema at `uri` (which may carry a fragment) from `registry`.
+    public init(registry: SchemaRegistry, uri: String, options: ValidatorOptions = .init()) throws(SchemaError) {
+        var compiler = SchemaCompiler(registry: registry, options: options)
+        self.root = try compiler.compile(uri: uri)
+        self.schemaURI = uri
+    }
+
+    /// Whether `instance` is valid; the fast path, allocating nothing for valid documents.
+    public func isValid(_ instance: JSONValue) -> Bool {
+        var evaluation = Evaluation(collecting: false)
+        return evaluation.validate(root, instance)
+    }
+
+    /// Validates `instance`, collecting up to `maxErrors` failures when it is invalid.
+    public func validate(_ instance: JSONValue, maxErrors: Int = 16) -> ValidationResult {
+        if isValid(instance) { return ValidationResult(isValid: true, errors: []) }
+        var evaluation = Evaluation(collecting: true, maxErrors: maxErrors)
+        _ = evaluation.validate(root, instance)
+        return ValidationResult(isValid: false, errors: evaluation.errors)
+    }
+}
+
+/// One validation run. When `collecting`, it tracks paths and records errors; otherwise it
+/// returns at the first failure.
+private struct Evaluation {
+    let collecting: Bool
+    var maxErrors = 16
+    var errors: [ValidationError] = []
+    var instancePath: [String] = []
+    var keywordPath: [String] = []
+    /// Errors under `anyOf`/`oneOf`/`not`/`if` branches are not the instance's errors.
+    var muted = 0
+
+    init(collecting: Bool, maxErrors: Int = 16) {
+        self.collecting = collecting
+        self.maxErrors = maxErrors
+    }
+
+    mutating func report(_ node: SchemaNode, _ keyword: String, _ message: @autoclosure () -> String) {
+        guard collecting, muted == 0, errors.count < maxErrors else { return }
+        errors.append(
+            ValidationError(
+                instanceLocation: instancePath.map { "/" + JSONPointer.escape($0) }.joined(),
+                keywordLocation: (keywordPath + [keyword]).map { "/" + JSONPointer.escape($0) }.joined(),
+                absoluteKeywordLocation: node.location + "/" + JSONPointer.escape(keyword),
+                message: message()
+            )
+        )
+    }
+
+    /// Validates `value` against `child`, reached from keyword path `path` and instance path `member`.
+    mutating func descend(_ child: SchemaNode, _ value: JSONValue, keyword: [String], member: String? = nil) -> Bool {
+        guard collecting else { return validate(child, value) }
+        keywordPath.append(contentsOf: keyword)
+        if let member { instancePath.append(member) }
+        let ok = validate(child, value)
+        keywordPath.removeLast(keyword.count)
+        if member != nil { instancePath.removeLast() }
+        return ok
+    }
+
+    /// Validates silently (a branch whose errors are not the instance's).
+    mutating func probe(_ child: SchemaNode, _ value: JSONValue, keyword: [String]) -> Bool {
+        muted += 1
+        defer { muted -= 1 }
+        return descend(child, value, keyword: keyword)
+    }
+
+    mutating func validate(_ node: SchemaNode, _ value: JSONValue) -> Bool {
+        if let boolean = node.boolean {
+            if !boolean { report(node, "", "no value is allowed here") }
+            return boolean
+        }
+        var valid = true
+        for keyword in node.keywords {
+            if !check(keyword, node, value) {
+                valid = false
+                if !collecting { return false }
+            }
+        }
+        return valid
+    }
+
+    // swiftlint:disable:next cyclomatic_complexity function_body_length
+    mutating func check(_ keyword: CompiledKeyword, _ node: SchemaNode, _ value: JSONValue) -> Bool {
+        let name = keyword.name
+        switch keyword.kind {
+        case .type(let mask):
+            if mask.admits(value) { return true }
+            report(node, name, "expected \(mask.names.joined(separator: " or ")), got \(value.typeName)")
+            return false
+        case .enumeration(let options):
+            if options.contains(where: { JSONEquality.equal($0, value) }) { return true }
+            report(node, name, "\(value.serializedPreview) is not one of \(options.map(\.serializedPreview).joined(separator: ", "))")
+            return false
+        case .constant(let expected):
+            if JSONEquality.equal(expected, value) { return true }
+            report(node, name, "expected \(expected.serializedPreview), got \(value.serializedPreview)")
+            return false
+        case .multipleOf(let divisor):
+            guard case .number(let n) = value else { return true }
+            if NumericChecks.isMultiple(n, of: divisor) { return true }
+            report(node, name, "\(n) is not a multiple of \(divisor)")
+            return false
+        case .minimum(let limit):
+            guard case .number(let n) = value, n.double < limit else { return true }
+            report(node, name, "\(n) is less than the minimum \(limit)")
+            return false
+        case .maximum(let limit):
+            guard case .number(let n) = value, n.double > limit else { return true }
+            report(node, name, "\(n) is greater than the maximum \(limit)")
+            return false
+        case .exclusiveMinimum(let limit):
+            guard case .number(let n) = value, n.double <= limit else { return true }
+            report(node, name, "\(n) must be greater than \(limit)")
+            return false
+        case .exclusiveMaximum(let limit):
+            guard case .number(let n) = value, n.double >= limit else { return true }
+            report(node, name, "\(n) must be less than \(limit)")
+            return false
+        case .minLength(let limit):
+            guard case .string(let s) = value, s.unicodeScalars.count < limit else { return true }
+            report(node, name, "string is shorter than \(limit) characters")
+            return false
+        case .maxLength(let limit):
+            guard case .string(let s) = value, s.utf8.count > limit, s.unicodeScalars.count > limit else { return true }
+            report(node, name, "string is longer than \(limit) characters")
+            return false
+        case .pattern(let regex):
+            guard case .string(let s) = value, !regex.matches(s) else { return true }
+            report(node, name, "\(value.serializedPreview) does not match the pattern \(regex.source)")
+            return false
+        case .minItems(let limit):
+            guard case .array(let items) = value, items.count < limit else { return true }
+            report(node, name, "array has fewer than \(limit) items")
+            return false
+        case .maxItems(let limit):
+            guard case .array(let items) = value, items.count > limit else { return true }
+            report(node, name, "array has more than \(limit) items")
+            return false
+        case .uniqueItems:
+            guard case .array(let items) = value else { return true }
+            for i in items.indices {
+                for j in items.indices where j > i && JSONEquality.equal(items[i], items[j]) {
+                    report(node, name, "items \(i) and \(j) are equal")
+                    return false
+                }
+            }
+            return true
+        case .contains(let child, let min, let max):
+            guard case .array(let items) = value else { return true }
+            var matched = 0
+            for (i, item) in items.enumerated() where probe(child, item, keyword: [name, String(i)]) { matched += 1 }
+            if matched < min {
+                report(node, name, "array contains \(matched) matching items, fewer than \(min)")
+                return false
+            }
+            if let max, matched > max {
+                report(node, "maxContains", "array contains \(matched) matching items, more than \(max)")
+                return false
+            }
+            return true
+        case .minProperties(let limit):
+            guard case .object(let members) = value, members.count < limit else { return true }
+            report(node, name, "object has fewer than \(limit) properties")
+            return false
+        case .maxProperties(let limit):
+            guard case .object(let members) = value, members.count > limit else { return true }
+            report(node, name, "object has more than \(limit) properties")
+            return false
+        case .required(let names):
+            guard case .object(let members) = value else { return true }
+            var ok = true
+            for required in names where members[required] == nil {
+                report(node, name, "required property \"\(required)\" is missing")
+                ok = false
+                if !collecting { return false }
+            }
+            return ok
+        case .dependentRequired(let dependencies):
+            guard case .object(let members) = value else { return true }
+            var ok = true
+            for (trigger, needed) in dependencies where members[trigger] != nil {
+                for other in needed where members[other] == nil {
+                    report(node, name, "property \"\(other)\" is required when \"\(trigger)\" is present")
+                    ok = false
+                }
+            }
+            return ok
+        case .properties(let children):
+            guard case .object(let members) = value else { return true }
+            var ok = true
+            for (property, child) in children {
+                guard let member = members[property] else { continue }
+                if !descend(child, member, keyword: [name, property], member: property) {
+                    ok = false
+                    if !collecting { return false }
+                }
+            }
+            return ok
+        case .patternProperties(let children):
+            guard case .object(let members) = value else { return true }
+            var ok = true
+            for (regex, child) in children {
+                for (property, member) in members where regex.matches(property) {
+                    if !descend(child, member, keyword: [name, regex.source], member: property) {
+                        ok = false
+                        if !collecting { return false }
+                    }
+                }
+            }
+            return ok
+        case .additionalProperties(let child, let known, let patterns):
+            guard case .object(let members) = value else { return true }
+            var ok = true
+            for (property, member) in members where !known.contains(property) && !patterns.contains(where: { $0.matches(property) }) {
+                if child.boolean == false {
+                    report(node, name, "property \"\(property)\" is not allowed")
+                    ok = false
+                } else if !descend(child, member, keyword: [name], member: property) {
+                    ok = false
+                }
+                if !ok && !collecting { return false }
+            }
+            return ok
+        case .propertyNames(let child):
+            guard case .object(let members) = value else { return true }
+            var ok = true
+            for property in members.keys where !descend(child, .string(property), keyword: [name], member: property) {
+                ok = false
+                if !collecting { return false }
+            }
+            return ok
+        case .prefixItems(let children):
+            guard case .array(let items) = value else { return true }
+            var ok = true
+            for (i, child) in children.enumerated() where i < items.count {
+                if !descend(child, items[i], keyword: [name, String(i)], member: String(i)) {
+                    ok = false
+                    if !collecting { return false }
+                }
+            }
+            return ok
+        case .items(let child, let from):
+            guard case .array(let items) = value, items.count > from else { return true }
+            var ok = true
+            for i in from..<items.count {
+                if child.boolean == false {
+                    report(node, name, "array has more than \(from) items")
+                    return false
+                }
+                if !descend(child, items[i], keyword: [name], member: String(i)) {
+                    ok = false
+                    if !collecting { return false }
+                }
+            }
+            return ok
+        case .allOf(let children):
+            var ok = true
+            for (i, child) in children.enumerated() where !descend(child, value, keyword: [name, String(i)]) {
+                ok = false
+                if !collecting { return false }
+            }
+            return ok
+        case .anyOf(let children):
+            for (i, child) in children.enumerated() where probe(child, value, keyword: [name, String(i)]) { return true }
+            report(node, name, "value matches none of the \(children.count) alternatives")
+            return false
+        case .oneOf(let children):
+            var matches = 0
+            for (i, child) in children.enumerated() where probe(child, value, keyword: [name, String(i)]) {
+                matches += 1
+                if matches > 1 { break }
+            }
+            if matches == 1 { return true }
+            report(node, name, matches == 0 ? "value matches none of the alternatives" : "value matches more than one alternative")
+            return false
+        case .not(let child):
+            if !probe(child, value, keyword: [name]) { return true }
+            report(node, name, "value must not match the schema")
+            return false
+        case .conditional(let condition, let thenNode, let elseNode):
+            if probe(condition, value, keyword: [name]) {
+                guard let thenNode else { return true }
+                return descend(thenNode, value, keyword: ["then"])
+            }
+            guard let elseNode else { return true }
+            return descend(elseNode, value, keyword: ["else"])
+        case .dependentSchemas(let dependencies):
+            guard case .object(let members) = value else { return true }
+            var ok = true
+            for (trigger, child) in dependencies where members[trigger] != nil {
+                if !descend(child, value, keyword: [name, trigger]) {
+                    ok = false
+                    if !collecting { return false }
+                }
+            }
+            return ok
+        case .ref(let target):
+            return descend(target, value, keyword: [name])
+        case .format(let format):
+            guard case .string(let s) = value, !format.accepts(s) else { return true }
+            report(node, name, "\(value.serializedPreview) is not a valid \(format.name)")
+            return false
+        }
+    }
+}
+
+/// JSON Schema equality: numbers by value (`1 == 1.0`), objects regardless of key order.
+enum JSONEquality {
+    static func equal(_ a: JSONValue, _ b: JSONValue) -> Bool {
+        a == b  // JSONNumber's == already compares by value; dictionaries ignore order.
+    }
+}
+
+enum NumericChecks {
+    static func isMultiple(_ n: JSONNumber, of divisor: Double) -> Bool {
+        if let i = n.integer, divisor.rounded() == divisor, let d = Int64(exactly: divisor) { return i % d == 0 }
+        let quotient = n.double / divisor
+        if !quotient.isFinite { return false }
+        return abs(quotient - quotient.rounded()) < 1e-9
+    }
+}
+
+extension JSONValue {
+    /// A short rendering for messages; long values are cut.
+    var serializedPreview: String {
+        let text = serialized()
+        return text.count > 64 ? String(text.prefix(61)) + "..." : text
+    }
+}

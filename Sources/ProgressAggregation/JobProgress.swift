@@ -1,0 +1,142 @@
+import ProgressContract
+
+/// Processing-time statistics over completed videos, in milliseconds.
+public struct ProcessingTimes: Sendable, Hashable {
+    public let mean: Double
+    public let p50: Int64
+    public let p95: Int64
+    public let samples: Int
+}
+
+/// The per-job metrics subscribers see (contract §2). Computed from a `JobAggregate`.
+public struct JobProgress: Sendable, Hashable {
+    public let jobId: String
+    public let state: JobState?
+    public let title: String?
+    public let totalVideos: Int?
+    public let pending: Int
+    public let processing: Int
+    public let completed: Int
+    public let failed: Int
+    public let skipped: Int
+    public let canceled: Int
+    /// Videos in a terminal state / total × 100 (0 when the total is unknown).
+    public let percentComplete: Double
+    /// completed / (completed + failed); `nil` before either happened.
+    public let successRate: Double?
+    /// Terminal videos per minute over the recent window of event time; `nil` when unknown.
+    public let throughputPerMinute: Double?
+    public let processingTime: ProcessingTimes?
+    public let etaSeconds: Double?
+    public let elapsedMs: Int64
+    public let processingDeadlineMs: Int64?
+    public let deadlineAtRisk: Bool
+    public let priority: String?
+    public let sheetId: String?
+    public let sheetRange: String?
+    public let createdAt: Int64?
+    public let startedAt: Int64?
+    public let finishedAt: Int64?
+    public let updatedAt: Int64
+    public let error: ErrorInfo?
+    public let eventsApplied: Int
+    /// Whether the counts come from the monitor's `job.progress` (no video events seen).
+    public let countsFromMonitor: Bool
+}
+
+/// How derived metrics are computed.
+public struct ProgressPolicy: Sendable {
+    /// The window of event time over which throughput is measured. Default 5 minutes.
+    public var throughputWindowMs: Int64
+
+    public init(throughputWindowMs: Int64 = 5 * 60_000) {
+        self.throughputWindowMs = throughputWindowMs
+    }
+}
+
+extension JobAggregate {
+    /// The job's `JobProgress`: a pure function of the events applied so far.
+    public func progress(policy: ProgressPolicy = .init()) -> JobProgress {
+        let useMonitor = videos.isEmpty && monitorCounts != nil
+        var completed = count(.completed)
+        var failed = count(.failed)
+        var skipped = count(.skipped)
+        var processing = count(.processing)
+        let canceled = count(.canceled)
+        if useMonitor, let m = monitorCounts {
+            completed = m.completed
+            failed = m.failed
+            skipped = m.skipped ?? 0
+            processing = m.processing ?? 0
+        }
+        let total = details.totalVideos
+        let terminal = completed + failed + skipped + canceled
+        let knownPending = useMonitor ? 0 : count(.pending)
+        let pending = total.map { max(0, $0 - terminal - processing) } ?? knownPending
+
+        let percent: Double
+        if let total, total > 0 {
+            percent = min(100, Double(terminal) / Double(total) * 100)
+        } else {
+            percent = 0
+        }
+        let successRate = completed + failed > 0 ? Double(completed) / Double(completed + failed) : nil
+
+        // Throughput over the window of event time ending at the latest event.
+        let start = startedAt ?? details.createdAt ?? firstEventAt
+        let end = finishedAt ?? lastEventAt
+        let windowStart = max(start, end - policy.throughputWindowMs)
+        let windowMs = end - windowStart
+        var throughput: Double?
+        if !useMonitor, windowMs > 0 {
+            let recent = videos.values.reduce(0) { n, v in
+                n + (v.state.isTerminal && v.updatedAt > windowStart && v.updatedAt <= end ? 1 : 0)
+            }
+            throughput = Double(recent) / (Double(windowMs) / 60_000)
+        }
+
+        let samples = videos.values.compactMap { $0.state == .completed ? $0.processingMs : nil }.sorted()
+        let times: ProcessingTimes? =
+            samples.isEmpty
+            ? nil
+            : ProcessingTimes(
+                mean: Double(samples.reduce(0, +)) / Double(samples.count),
+                p50: Self.percentile(samples, 0.50), p95: Self.percentile(samples, 0.95), samples: samples.count)
+
+        var eta: Double?
+        if let state, state.isTerminal {
+            eta = state == .completed ? 0 : nil
+        } else if let total {
+            let remaining = max(0, total - terminal)
+            if remaining == 0 {
+                eta = 0
+            } else if let throughput, throughput > 0 {
+                eta = Double(remaining) / throughput * 60
+            }
+        }
+        let elapsed = max(0, end - start)
+        var atRisk = false
+        if let deadline = details.processingDeadlineMs, !(state?.isTerminal ?? false) {
+            if let eta {
+                atRisk = Double(elapsed) + eta * 1000 > Double(deadline)
+            } else {
+                atRisk = elapsed > deadline
+            }
+        }
+        return JobProgress(
+            jobId: jobId, state: state, title: details.title, totalVideos: total,
+            pending: pending, processing: processing, completed: completed, failed: failed, skipped: skipped, canceled: canceled,
+            percentComplete: (percent * 100).rounded() / 100, successRate: successRate.map { ($0 * 10_000).rounded() / 10_000 },
+            throughputPerMinute: throughput.map { ($0 * 100).rounded() / 100 }, processingTime: times,
+            etaSeconds: eta.map { $0.rounded() }, elapsedMs: elapsed, processingDeadlineMs: details.processingDeadlineMs,
+            deadlineAtRisk: atRisk, priority: details.priority, sheetId: details.sheetId, sheetRange: details.sheetRange,
+            createdAt: details.createdAt, startedAt: startedAt, finishedAt: finishedAt, updatedAt: lastEventAt, error: error,
+            eventsApplied: eventsApplied, countsFromMonitor: useMonitor)
+    }
+
+    /// Nearest-rank percentile of sorted samples.
+    static func percentile(_ sorted: [Int64], _ p: Double) -> Int64 {
+        let rank = Int((p * Double(sorted.count)).rounded(.up))
+        return sorted[max(0, min(sorted.count - 1, rank - 1))]
+    }
+}

@@ -1,0 +1,74 @@
+import JSONSchema
+import ProgressContract
+
+/// The JSON shapes subscribers receive (snake_case, as the dashboard's hook expects).
+extension JobProgress {
+    /// This progress as a JSON object.
+    public var json: JSONValue {
+        var o: [String: JSONValue] = [:]
+        o["job_id"] = .string(jobId)
+        o["state"] = state.map { .string($0.rawValue) } ?? .null
+        o["title"] = title.map(JSONValue.string) ?? .null
+        o["total_videos"] = total(totalVideos)
+        o["pending"] = int(pending)
+        o["processing"] = int(processing)
+        o["completed"] = int(completed)
+        o["failed"] = int(failed)
+        o["skipped"] = int(skipped)
+        o["canceled"] = int(canceled)
+        o["percent_complete"] = .number(JSONNumber(percentComplete))
+        o["success_rate"] = successRate.map { .number(JSONNumber($0)) } ?? .null
+        o["throughput_per_minute"] = throughputPerMinute.map { .number(JSONNumber($0)) } ?? .null
+        o["eta_seconds"] = etaSeconds.map { .number(JSONNumber($0)) } ?? .null
+        o["elapsed_ms"] = .number(JSONNumber(elapsedMs))
+        o["processing_deadline_ms"] = processingDeadlineMs.map { .number(JSONNumber($0)) } ?? .null
+        o["deadline_at_risk"] = .bool(deadlineAtRisk)
+        o["priority"] = priority.map(JSONValue.string) ?? .null
+        o["created_at"] = timestamp(createdAt)
+        o["started_at"] = timestamp(startedAt)
+        o["finished_at"] = timestamp(finishedAt)
+        o["updated_at"] = timestamp(updatedAt)
+        o["events_applied"] = int(eventsApplied)
+        o["counts_source"] = .string(countsFromMonitor ? "monitor" : "videos")
+        o["processing_time_ms"] =
+            processingTime.map {
+                .object([
+                    "mean": .number(JSONNumber(($0.mean * 10).rounded() / 10)), "p50": .number(JSONNumber($0.p50)),
+                    "p95": .number(JSONNumber($0.p95)), "samples": int($0.samples),
+                ])
+            } ?? .null
+        o["error"] = error.map { $0.json } ?? .null
+        o["sheet_source"] = sheetId.map { .object(["sheet_id": .string($0), "range": sheetRange.map(JSONValue.string) ?? .null]) } ?? .null
+        return .object(o)
+    }
+}
+
+extension VideoProgress {
+    /// This video as a JSON object.
+    public var json: JSONValue {
+        var o: [String: JSONValue] = [:]
+        o["id"] = .string(id)
+        o["job_id"] = .string(jobId)
+        o["state"] = .string(state.rawValue)
+        o["progress_percent"] = progressPercent.map { .number(JSONNumber($0)) } ?? .null
+        o["stage"] = stage.map(JSONValue.string) ?? .null
+        o["attempt"] = attempt.map { int($0) } ?? .null
+        o["processing_ms"] = processingMs.map { .number(JSONNumber($0)) } ?? .null
+        o["error"] = error.map { $0.json } ?? .null
+        o["retryable"] = retryable.map(JSONValue.bool) ?? .null
+        o["output_url"] = outputURL.map(JSONValue.string) ?? .null
+        o["title"] = title.map(JSONValue.string) ?? .null
+        o["row_index"] = rowIndex.map { int($0) } ?? .null
+        o["updated_at"] = timestamp(updatedAt)
+        return .object(o)
+    }
+}
+
+extension ErrorInfo {
+    /// `{code, message}`.
+    public var json: JSONValue { .object(["code": .string(code), "message": .string(message)]) }
+}
+
+private func int(_ v: Int) -> JSONValue { .number(JSONNumber(Int64(v))) }
+private func total(_ v: Int?) -> JSONValue { v.map { int($0) } ?? .null }
+private func timestamp(_ ms: Int64?) -> JSONValue { ms.map { .string(RFC3339.format(milliseconds: $0)) } ?? .null }

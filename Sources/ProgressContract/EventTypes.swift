@@ -1,0 +1,144 @@
+/// The nine event types of contract v1.
+public enum EventType: String, Sendable, CaseIterable {
+    case jobStateChanged = "job.state_changed"
+    case jobProgress = "job.progress"
+    case videoCreated = "video.created"
+    case videoUpdated = "video.updated"
+    case videoCompleted = "video.completed"
+    case videoFailed = "video.failed"
+    case jobCompleted = "job.completed"
+    case jobFailed = "job.failed"
+    case jobCanceled = "job.canceled"
+
+    /// Whether the event is about a job as a whole (its message carries a `JobProgress`).
+    public var isJobEvent: Bool { rawValue.hasPrefix("job.") }
+}
+
+/// A job's lifecycle state.
+public enum JobState: String, Sendable, CaseIterable, Codable {
+    case pending, running, pausing, paused, completing, completed, canceling, canceled, failed
+
+    /// Completed, canceled and failed jobs never change state again.
+    public var isTerminal: Bool { self == .completed || self == .canceled || self == .failed }
+
+    /// The job state machine: which states may follow this one.
+    public func canTransition(to next: JobState) -> Bool {
+        if next == self { return true }  // a repeated announcement is harmless
+        switch self {
+        case .pending: return [.running, .canceling, .canceled, .failed].contains(next)
+        case .running: return [.pausing, .paused, .completing, .completed, .canceling, .canceled, .failed].contains(next)
+        case .pausing: return [.paused, .running, .canceling, .canceled, .failed].contains(next)
+        case .paused: return [.running, .canceling, .canceled, .failed].contains(next)
+        case .completing: return [.completed, .failed].contains(next)
+        case .canceling: return [.canceled, .failed].contains(next)
+        case .completed, .canceled, .failed: return false
+        }
+    }
+}
+
+/// A video's lifecycle state.
+public enum VideoState: String, Sendable, CaseIterable, Codable {
+    case pending, processing, completed, failed, skipped, canceled
+
+    /// Completed, failed, skipped and canceled videos count towards `percent_complete`.
+    public var isTerminal: Bool { self != .pending && self != .processing }
+}
+
+/// An error reported by the monitor (`{code, message}`).
+public struct ErrorInfo: Sendable, Hashable {
+    public let code: String
+    public let message: String
+
+    public init(code: String, message: String) {
+        self.code = code
+        self.message = message
+    }
+}
+
+/// Job details carried by `job.state_changed` (usually the first event of a job).
+public struct JobDetails: Sendable, Hashable {
+    public var title: String?
+    public var totalVideos: Int?
+    public var processingDeadlineMs: Int64?
+    public var createdAt: Int64?
+    public var priority: String?
+    public var sheetId: String?
+    public var sheetRange: String?
+
+    public init() {}
+}
+
+/// The payload of each event type, decoded.
+public enum EventPayload: Sendable, Hashable {
+    case jobStateChanged(from: JobState?, to: JobState, reason: String?, job: JobDetails?)
+    case jobProgress(MonitorCounts)
+    case videoCreated(videoId: String, rowIndex: Int?, title: String?)
+    case videoUpdated(videoId: String, state: VideoState, progressPercent: Double?, stage: String?, attempt: Int?)
+    case videoCompleted(videoId: String, processingMs: Int64, outputURL: String?, attempt: Int?)
+    case videoFailed(videoId: String, error: ErrorInfo, retryable: Bool, attempt: Int?, processingMs: Int64?)
+    case jobCompleted(summary: JobSummary?)
+    case jobFailed(error: ErrorInfo)
+    case jobCanceled(reason: String?, canceledBy: String?)
+
+    /// The video the event is about, for `video.*` events.
+    public var videoId: String? {
+        switch self {
+        case .videoCreated(let id, _, _), .videoUpdated(let id, _, _, _, _), .videoCompleted(let id, _, _, _),
+            .videoFailed(let id, _, _, _, _):
+            id
+        default: nil
+        }
+    }
+}
+
+/// The monitor's own counts (`job.progress`).
+public struct MonitorCounts: Sendable, Hashable {
+    public var totalVideos: Int
+    public var completed: Int
+    public var failed: Int
+    public var skipped: Int?
+    public var processing: Int?
+    public var percentComplete: Double?
+
+    public init(totalVideos: Int, completed: Int, failed: Int, skipped: Int? = nil, processing: Int? = nil, percentComplete: Double? = nil) {
+        self.totalVideos = totalVideos
+        self.completed = completed
+        self.failed = failed
+        self.skipped = skipped
+        self.processing = processing
+        self.percentComplete = percentComplete
+    }
+}
+
+/// The optional summary of `job.completed`.
+public struct JobSummary: Sendable, Hashable {
+    public var totalVideos: Int?
+    public var completed: Int?
+    public var failed: Int?
+    public var skipped: Int?
+    public var durationMs: Int64?
+
+    public init() {}
+}
+
+/// One decoded, schema-valid progress event.
+public struct ProgressEvent: Sendable, Hashable {
+    /// The dedup key.
+    public let eventId: String
+    public let type: EventType
+    public let jobId: String
+    /// `occurred_at`, in milliseconds since the Unix epoch.
+    public let occurredAt: Int64
+    /// The monitor's per-job sequence number, if it sent one.
+    public let seq: Int64?
+    public let payload: EventPayload
+
+    public init(eventId: String, type: EventType, jobId: String, occurredAt: Int64, seq: Int64?, payload: EventPayload) {
+        self.eventId = eventId
+        self.type = type
+        self.jobId = jobId
+        self.occurredAt = occurredAt
+        self.seq = seq
+        self.payload = payload
+    }
+}

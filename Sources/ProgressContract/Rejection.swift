@@ -1,0 +1,27 @@
+/// Why an event was not applied; each reason is a metric label and a dead-letter header.
+public enum RejectionReason: String, Sendable, CaseIterable {
+    /// Not UTF-8 JSON, too large, too deep, duplicate keys.
+    case malformedJSON = "malformed_json"
+    /// A `schema_version` newer than this bridge understands.
+    case unsupportedSchemaVersion = "unsupported_schema_version"
+    /// A `type` that is not one of the nine.
+    case unknownType = "unknown_type"
+    /// Valid JSON that the schemas reject.
+    case schemaViolation = "schema_violation"
+    /// A job state change the job state machine forbids.
+    case invalidTransition = "invalid_transition"
+}
+
+/// An event that is not applied to any job, with a precise explanation.
+public struct Rejection: Error, Sendable, Hashable, CustomStringConvertible {
+    public let reason: RejectionReason
+    /// For people: what exactly is wrong and where.
+    public let detail: String
+
+    public init(_ reason: RejectionReason, _ detail: String) {
+        self.reason = reason
+        self.detail = detail
+    }
+
+    public var description: String { "\(reason.rawValue): \(detail)" }
+}
