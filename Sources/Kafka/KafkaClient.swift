@@ -1,0 +1,98 @@
+import CRdKafka
+import Logging
+import NIOPosix
+import Synchronization
+
+/// What librdkafka reported through its callbacks: errors and whether brokers are reachable.
+public final class KafkaClientStatus: Sendable {
+    private struct State {
+        var lastError: String?
+        var errorCount = 0
+        var allBrokersDown = false
+    }
+    private let state = Mutex(State())
+    let logger: Logger
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    /// The most recent error librdkafka reported, if any.
+    public var lastError: String? { state.withLock { $0.lastError } }
+    /// Whether librdkafka last said that all brokers are down (cleared once a message flows).
+    public var allBrokersDown: Bool { state.withLock { $0.allBrokersDown } }
+
+    func recordError(code: rd_kafka_resp_err_t, reason: String) {
+        let isAllDown = code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN
+        let count = state.withLock { s -> Int in
+            s.lastError = reason
+            s.errorCount += 1
+            if isAllDown { s.allBrokersDown = true }
+            return s.errorCount
+        }
+        // Transport errors repeat while a broker is away; log the first ones and then sparsely.
+        if count <= 5 || count % 100 == 0 {
+            logger.warning("kafka client error", metadata: ["code": "\(code.rawValue)", "reason": "\(reason)", "errors_so_far": "\(count)"])
+        }
+    }
+
+    func markHealthy() {
+        state.withLock { $0.allBrokersDown = false }
+    }
+}
+
+/// Owns one `rd_kafka_t` handle and its callbacks' context.
+final class KafkaClientHandle: @unchecked Sendable {
+    // librdkafka handles are thread-safe; the pointer itself never changes.
+    let pointer: OpaquePointer
+    let status: KafkaClientStatus
+    private let statusBox: Unmanaged<KafkaClientStatus>
+
+    init(type: rd_kafka_type_t, properties: KafkaProperties, logger: Logger, configure: (OpaquePointer) -> Void = { _ in }) throws(KafkaError) {
+        let conf = try properties.makeConf()
+        let status = KafkaClientStatus(logger: logger)
+        let box = Unmanaged.passRetained(status)
+        rd_kafka_conf_set_opaque(conf, box.toOpaque())
+        rd_kafka_conf_set_error_cb(conf) { _, err, reason, opaque in
+            guard let opaque else { return }
+            let status = Unmanaged<KafkaClientStatus>.fromOpaque(opaque).takeUnretainedValue()
+            status.recordError(code: rd_kafka_resp_err_t(rawValue: err), reason: reason.map { String(cString: $0) } ?? "")
+        }
+        rd_kafka_conf_set_log_cb(conf) { rk, level, facility, message in
+            guard let rk, let opaque = rd_kafka_opaque(rk) else { return }
+            let status = Unmanaged<KafkaClientStatus>.fromOpaque(opaque).takeUnretainedValue()
+            let text = message.map { String(cString: $0) } ?? ""
+            let fac = facility.map { String(cString: $0) } ?? ""
+            // syslog levels: 0-3 error, 4 warning, 5-6 info/notice, 7 debug.
+            let logLevel: Logger.Level = level <= 3 ? .error : level == 4 ? .warning : level <= 6 ? .info : .debug
+            status.logger.log(level: logLevel == .info ? .debug : logLevel, "librdkafka: \(text)", metadata: ["facility": "\(fac)"])
+        }
+        configure(conf)
+        var errorBuffer = [CChar](repeating: 0, count: 512)
+        guard let handle = rd_kafka_new(type, conf, &errorBuffer, errorBuffer.count) else {
+            rd_kafka_conf_destroy(conf)
+            box.release()
+            let reason = String(decoding: errorBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            throw KafkaError(code: RD_KAFKA_RESP_ERR__INVALID_ARG.rawValue, message: "cannot create Kafka client: \(reason)")
+        }
+        self.pointer = handle
+        self.status = status
+        self.statusBox = box
+    }
+
+    deinit {
+        rd_kafka_destroy(pointer)
+        statusBox.release()
+    }
+}
+
+/// Runs a blocking librdkafka call on NIO's thread pool so it never blocks the cooperative pool.
+@inlinable
+func blocking<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    do {
+        return try await NIOThreadPool.singleton.runIfActive { body() }
+    } catch {
+        // The singleton pool never shuts down; fall back to running inline.
+        return body()
+    }
+}

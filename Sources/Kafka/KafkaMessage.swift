@@ -1,0 +1,45 @@
+/// One consumed Kafka record, copied out of librdkafka's buffers.
+public struct KafkaMessage: Sendable {
+    public let topic: String
+    public let partition: Int32
+    public let offset: Int64
+    public let key: [UInt8]?
+    public let value: [UInt8]
+    public let headers: [KafkaHeader]
+    /// The record's timestamp in milliseconds since the epoch, if it has one.
+    public let timestampMs: Int64?
+
+    public init(topic: String, partition: Int32, offset: Int64, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader], timestampMs: Int64?) {
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.value = value
+        self.headers = headers
+        self.timestampMs = timestampMs
+    }
+}
+
+/// A record header.
+public struct KafkaHeader: Sendable, Hashable {
+    public let name: String
+    public let value: [UInt8]?
+
+    public init(name: String, value: [UInt8]?) {
+        self.name = name
+        self.value = value
+    }
+
+    public init(name: String, string: String) {
+        self.name = name
+        self.value = Array(string.utf8)
+    }
+}
+
+/// The consumer's position in one partition against its high watermark.
+public struct PartitionLag: Sendable, Hashable {
+    public let topic: String
+    public let partition: Int32
+    /// High watermark − position (messages not yet consumed), or `nil` when not known yet.
+    public let lag: Int64?
+}

@@ -1,0 +1,97 @@
+import CRdKafka
+import Logging
+import Synchronization
+
+/// A librdkafka producer. `send` waits for the broker's acknowledgement; `produce` does not.
+public final class KafkaProducer: Sendable {
+    private let client: KafkaClientHandle
+
+    /// What librdkafka reported (errors, broker reachability).
+    public var status: KafkaClientStatus { client.status }
+
+    /// Creates the producer.
+    public init(configuration: KafkaProducerConfiguration, logger: Logger) throws(KafkaError) {
+        client = try KafkaClientHandle(type: RD_KAFKA_PRODUCER, properties: configuration.effectiveProperties, logger: logger) { conf in
+            rd_kafka_conf_set_dr_msg_cb(conf) { _, message, _ in
+                guard let message, let opaque = message.pointee._private else { return }
+                Unmanaged<DeliveryReport>.fromOpaque(opaque).takeRetainedValue().complete(message.pointee.err)
+            }
+        }
+    }
+
+    /// Writes one record and waits until the broker acknowledged it (or librdkafka gave up).
+    public func send(topic: String, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader] = []) async throws(KafkaError) {
+        let report = DeliveryReport()
+        let opaque = Unmanaged.passRetained(report).toOpaque()
+        do {
+            try enqueue(topic: topic, key: key, value: value, headers: headers, opaque: opaque)
+        } catch {
+            Unmanaged<DeliveryReport>.fromOpaque(opaque).release()
+            throw error
+        }
+        let client = self.client
+        // Delivery reports are served by rd_kafka_poll; message.timeout.ms bounds the wait.
+        while report.result == nil {
+            _ = await blocking { rd_kafka_poll(client.pointer, 10) }
+        }
+        let err = report.result!
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "deliver to \(topic)") }
+        client.status.markHealthy()
+    }
+
+    /// Queues one record without waiting; call `poll` or `flush` to serve delivery reports.
+    public func produce(topic: String, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader] = [], partition: Int32? = nil) throws(KafkaError) {
+        try enqueue(topic: topic, key: key, value: value, headers: headers, opaque: nil, partition: partition)
+    }
+
+    /// Serves delivery reports, waiting up to `timeoutMs`.
+    public func poll(timeoutMs: Int32 = 0) async {
+        let client = self.client
+        _ = await blocking { rd_kafka_poll(client.pointer, timeoutMs) }
+    }
+
+    /// Waits until every queued record is delivered, or fails after `timeoutMs`.
+    public func flush(timeoutMs: Int32) async throws(KafkaError) {
+        let client = self.client
+        let err = await blocking { rd_kafka_flush(client.pointer, timeoutMs) }
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "flush") }
+    }
+
+    private func enqueue(topic: String, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader], opaque: UnsafeMutableRawPointer?, partition: Int32? = nil) throws(KafkaError) {
+        var hdrs: OpaquePointer?
+        if !headers.isEmpty {
+            hdrs = rd_kafka_headers_new(headers.count)
+            for header in headers {
+                if let v = header.value {
+                    v.withUnsafeBytes { _ = rd_kafka_header_add(hdrs, header.name, -1, $0.baseAddress, $0.count) }
+                } else {
+                    _ = rd_kafka_header_add(hdrs, header.name, -1, nil, 0)
+                }
+            }
+        }
+        let err: rd_kafka_resp_err_t = value.withUnsafeBytes { valueBytes in
+            let produce = { (keyPointer: UnsafeRawPointer?, keyLength: Int) in
+                pb_rd_kafka_produce(
+                    self.client.pointer, topic, partition ?? RD_KAFKA_PARTITION_UA, keyPointer, keyLength,
+                    valueBytes.baseAddress, valueBytes.count, hdrs, opaque)
+            }
+            if let key { return key.withUnsafeBytes { produce($0.baseAddress, $0.count) } }
+            return produce(nil, 0)
+        }
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            if let hdrs { rd_kafka_headers_destroy(hdrs) }
+            throw KafkaError(err, context: "produce to \(topic)")
+        }
+    }
+}
+
+/// The outcome of one delivery, filled in by librdkafka's delivery-report callback.
+final class DeliveryReport: Sendable {
+    private let state = Mutex<rd_kafka_resp_err_t?>(nil)
+
+    var result: rd_kafka_resp_err_t? { state.withLock { $0 } }
+
+    func complete(_ err: rd_kafka_resp_err_t) {
+        state.withLock { $0 = err }
+    }
+}
