@@ -1,0 +1,95 @@
+import Prometheus
+import ProgressContract
+
+/// The bridge's operational metrics, in one Prometheus registry. Labels are bounded:
+/// event types, rejection reasons and partitions, never job ids.
+public final class BridgeMetrics: Sendable {
+    /// The registry `/metrics` renders.
+    public let registry = PrometheusCollectorRegistry()
+
+    let eventsConsumed: [EventType: Counter]
+    let eventsUnparsed: Counter
+    let eventsInvalid: [RejectionReason: Counter]
+    let eventsDeadLettered: Counter
+    let deadLetterFailures: Counter
+    let duplicates: Counter
+    let eventsApplied: Counter
+    let activeJobs: Gauge
+    let trackedJobs: Gauge
+    let connections: Gauge
+    let connectionsTotal: Counter
+    let messagesSent: Counter
+    let messagesConflated: Counter
+    let messagesDropped: Counter
+    let sendQueueOverflows: Counter
+    let deliveryAge: DurationHistogram
+    let kafkaUp: Gauge
+
+    /// Creates every metric up front so a scrape shows them all from the start.
+    public init() {
+        var consumed: [EventType: Counter] = [:]
+        for type in EventType.allCases {
+            consumed[type] = registry.makeCounter(descriptor: .bridge("events_consumed_total", "Events read from Kafka, by event type (valid envelope)."), labels: [("type", type.rawValue)])
+        }
+        eventsConsumed = consumed
+        eventsUnparsed = registry.makeCounter(descriptor: .bridge("events_consumed_total", "Events read from Kafka, by event type (valid envelope)."), labels: [("type", "unknown")])
+        var invalid: [RejectionReason: Counter] = [:]
+        for reason in RejectionReason.allCases {
+            invalid[reason] = registry.makeCounter(descriptor: .bridge("events_invalid_total", "Events not applied to any job, by reason."), labels: [("reason", reason.rawValue)])
+        }
+        eventsInvalid = invalid
+        eventsDeadLettered = registry.makeCounter(descriptor: .bridge("events_dead_lettered_total", "Events written to the dead-letter topic and acknowledged."))
+        deadLetterFailures = registry.makeCounter(descriptor: .bridge("dead_letter_failures_total", "Dead-letter writes that failed and were retried."))
+        duplicates = registry.makeCounter(descriptor: .bridge("events_duplicate_total", "Events whose event_id was already applied."))
+        eventsApplied = registry.makeCounter(descriptor: .bridge("events_applied_total", "Events applied to a job aggregate."))
+        activeJobs = registry.makeGauge(descriptor: .bridge("active_jobs", "Jobs not in a terminal state."))
+        trackedJobs = registry.makeGauge(descriptor: .bridge("tracked_jobs", "Jobs held in memory."))
+        connections = registry.makeGauge(descriptor: .bridge("websocket_connections", "Open WebSocket subscriber connections."))
+        connectionsTotal = registry.makeCounter(descriptor: .bridge("websocket_connections_opened_total", "WebSocket subscriber connections accepted."))
+        messagesSent = registry.makeCounter(descriptor: .bridge("messages_sent_total", "Messages written to WebSocket subscribers."))
+        messagesConflated = registry.makeCounter(descriptor: .bridge("messages_conflated_total", "job.progress messages replaced by a newer one before being sent."))
+        messagesDropped = registry.makeCounter(descriptor: .bridge("messages_dropped_total", "Messages not delivered because their subscriber's send queue overflowed."))
+        sendQueueOverflows = registry.makeCounter(descriptor: .bridge("send_queue_overflows_total", "Subscribers disconnected because their send queue overflowed."))
+        deliveryAge = registry.makeDurationHistogram(descriptor: .bridge("event_age_at_delivery_seconds", "Time from an event's occurred_at to its delivery to a subscriber."), buckets: [.milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+                      .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10), .seconds(30), .seconds(60)])
+        kafkaUp = registry.makeGauge(descriptor: .bridge("kafka_up", "1 while the consumer reaches Kafka, 0 while all brokers are down."))
+    }
+
+    private let lagGauges = LagGauges()
+
+    /// Sets the consumer lag of one partition.
+    func setLag(topic: String, partition: Int32, lag: Int64) {
+        lagGauges.gauge(registry: registry, topic: topic, partition: partition).record(Double(lag))
+    }
+
+    /// Renders the exposition text.
+    public func render() -> String {
+        var buffer: [UInt8] = []
+        registry.emit(into: &buffer)
+        return String(decoding: buffer, as: UTF8.self)
+    }
+}
+
+import Synchronization
+
+/// Lag gauges are created per assigned partition (bounded by the topics' partition count).
+final class LagGauges: Sendable {
+    private let gauges = Mutex<[String: Gauge]>([:])
+
+    func gauge(registry: PrometheusCollectorRegistry, topic: String, partition: Int32) -> Gauge {
+        gauges.withLock { map in
+            let key = "\(topic)/\(partition)"
+            if let g = map[key] { return g }
+            let g = registry.makeGauge(descriptor: .bridge("consumer_lag", "Messages behind the partition's high watermark."), labels: [("topic", topic), ("partition", String(partition))])
+            map[key] = g
+            return g
+        }
+    }
+}
+
+extension MetricNameDescriptor {
+    /// A `progress_bridge_…` metric name with its help text.
+    static func bridge(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "progress_bridge", metricName: name, unitName: "", helpText: help)
+    }
+}

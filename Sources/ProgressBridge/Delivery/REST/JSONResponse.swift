@@ -1,0 +1,16 @@
+import Hummingbird
+import JSONSchema
+
+/// JSON bodies for the REST and admin APIs.
+enum JSONResponse {
+    static func ok(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
+        Response(
+            status: status, headers: [.contentType: "application/json; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(string: value.serialized())))
+    }
+
+    /// `{"error":{"code","message"}}`.
+    static func error(_ status: HTTPResponse.Status, code: String, message: String) -> Response {
+        ok(.object(["error": .object(["code": .string(code), "message": .string(message)])]), status: status)
+    }
+}

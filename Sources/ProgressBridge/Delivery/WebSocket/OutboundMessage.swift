@@ -1,0 +1,35 @@
+import JSONSchema
+import ProgressContract
+
+/// One server → client message, serialized once and shared by every subscriber.
+public struct OutboundMessage: Sendable {
+    /// The message `type` (an event type, `job.snapshot`, `connection.ack`, `pong`, `error`, …).
+    public let type: String
+    public let jobId: String?
+    /// The bridge's per-job sequence number (0 for connection-level messages).
+    public let seq: Int64
+    /// Event time of the underlying event, for the delivery-age metric.
+    public let occurredAt: Int64?
+    /// The JSON text frame.
+    public let text: String
+
+    /// Whether a newer message of the same job may replace this one before it is sent
+    /// (only `job.progress`; terminal events and failures are never conflated).
+    public var isConflatable: Bool { type == EventType.jobProgress.rawValue }
+
+    /// Builds `{"type", "job_id", "seq", "ts", "data", …extra}`.
+    static func make(type: String, jobId: String?, seq: Int64, ts: Int64, occurredAt: Int64?, data: JSONValue, extra: [String: JSONValue] = [:]) -> OutboundMessage {
+        var object = extra
+        object["type"] = .string(type)
+        object["job_id"] = jobId.map(JSONValue.string) ?? .null
+        object["seq"] = .number(JSONNumber(seq))
+        object["ts"] = .string(RFC3339.format(milliseconds: ts))
+        object["data"] = data
+        return OutboundMessage(type: type, jobId: jobId, seq: seq, occurredAt: occurredAt, text: JSONValue.object(object).serialized())
+    }
+
+    /// `{"type":"error","data":{"code","message"}}`.
+    static func error(code: String, message: String, jobId: String? = nil, now: Int64) -> OutboundMessage {
+        make(type: "error", jobId: jobId, seq: 0, ts: now, occurredAt: nil, data: .object(["code": .string(code), "message": .string(message)]))
+    }
+}
