@@ -1,9 +1,30 @@
 import Hummingbird
 import HummingbirdWebSocket
 import Logging
+import NIOCore
 
-/// Builds the public router: WebSocket subscriptions on `/` and `/ws`, and the REST API.
-public func buildRouter(store: JobStore, metrics: BridgeMetrics, settings: DeliverySettings, logger: Logger) -> Router<BasicWebSocketRequestContext> {
+/// Builds the public application: WebSocket subscriptions on `/` and `/ws`, the REST API beside them.
+public func buildApplication(
+    store: JobStore, metrics: BridgeMetrics, settings: DeliverySettings, configuration: ApplicationConfiguration,
+    onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }, logger: Logger
+) -> some ApplicationProtocol {
+    Application(
+        router: buildRouter(store: store),
+        server: .http1WebSocketUpgrade(
+            webSocketRouter: buildWebSocketRouter(store: store, metrics: metrics, settings: settings),
+            configuration: .init(ws: .init(maxFrameSize: settings.maxClientMessageBytes))),
+        configuration: configuration, onServerRunning: onServerRunning, logger: logger)
+}
+
+/// The REST API: `/api/v1/bulk-jobs…`.
+public func buildRouter(store: JobStore) -> Router<BasicRequestContext> {
+    let router = Router(context: BasicRequestContext.self)
+    JobsAPI<BasicRequestContext>(store: store).register(on: router)
+    return router
+}
+
+/// The WebSocket upgrade router: subscriptions on `/` and `/ws`.
+public func buildWebSocketRouter(store: JobStore, metrics: BridgeMetrics, settings: DeliverySettings) -> Router<BasicWebSocketRequestContext> {
     let router = Router(context: BasicWebSocketRequestContext.self)
     for path in ["/", "/ws"] {
         router.ws(RouterPath(path)) { request, _ in
@@ -20,7 +41,6 @@ public func buildRouter(store: JobStore, metrics: BridgeMetrics, settings: Deliv
             try await session.run(inbound: inbound, outbound: outbound)
         }
     }
-    JobsAPI<BasicWebSocketRequestContext>(store: store).register(on: router)
     return router
 }
 

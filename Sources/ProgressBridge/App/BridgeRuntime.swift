@@ -1,0 +1,112 @@
+import Hummingbird
+import HummingbirdWebSocket
+import JSONSchema
+import Kafka
+import Logging
+import ProgressContract
+import ServiceLifecycle
+
+/// A start-up problem, reported with a precise message before anything runs.
+public struct StartupError: Error, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Wires the data path from a configuration and runs it until SIGTERM/SIGINT:
+/// Kafka in → contract → aggregation → delivery (WebSocket, REST, metrics).
+public enum BridgeRuntime {
+    /// Loads and compiles the contract's schemas; fails if a file is unreadable or uses an unknown keyword.
+    public static func loadValidator(schemasPath: String) throws(StartupError) -> JSONSchemaValidator {
+        var registry = SchemaRegistry()
+        do {
+            try registry.addDirectory(schemasPath, uriPrefix: ContractSchemas.uriPrefix)
+            return try ContractSchemas.envelopeValidator(from: registry)
+        } catch {
+            throw StartupError("cannot load the event schemas from --schemas \(schemasPath): \(error.message)")
+        }
+    }
+
+    /// Runs the bridge.
+    public static func run(_ configuration: BridgeConfiguration, logger: Logger) async throws {
+        let validator = try loadValidator(schemasPath: configuration.schemasPath)
+        logger.info("schemas loaded", metadata: ["path": "\(configuration.schemasPath)", "entry": "\(validator.schemaURI)"])
+
+        var mockCluster: KafkaMockCluster?
+        let bootstrap: String
+        var kafkaProperties = configuration.kafkaProperties
+        if let external = configuration.kafkaBootstrap {
+            bootstrap = external
+        } else {
+            let mock = try KafkaMockCluster(brokers: 1, logger: logger)
+            for topic in configuration.topics { try mock.createTopic(topic, partitions: 4) }
+            try mock.createTopic(configuration.deadLetterTopic, partitions: 1)
+            mockCluster = mock
+            bootstrap = mock.bootstrapServers
+            // The mock does not wake a waiting Fetch when data arrives: keep fetch waits short.
+            kafkaProperties = ["fetch.wait.max.ms": "10"].merging(kafkaProperties) { _, given in given }
+            logger.notice(
+                "embedded Kafka mock cluster started (no --kafka-bootstrap given)",
+                metadata: ["bootstrap_servers": "\(bootstrap)", "topics": "\(configuration.topics.joined(separator: ","))"])
+        }
+
+        let metrics = BridgeMetrics()
+        let readiness = Readiness()
+        let store = JobStore(limits: StoreLimits(historyPerJob: configuration.historyPerJob), metrics: metrics)
+        let consumer = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(
+                bootstrapServers: bootstrap, groupId: configuration.groupId, topics: configuration.topics,
+                properties: KafkaProperties(kafkaProperties)),
+            logger: logger)
+        let producerProperties = KafkaProperties(kafkaProperties.filter { !consumerOnlyProperties.contains($0.key) })
+        let deadLetterProducer = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap, properties: producerProperties), logger: logger)
+
+        var services: [any Service] = [
+            IngestService(
+                consumer: consumer, deadLetterProducer: deadLetterProducer, deadLetterTopic: configuration.deadLetterTopic,
+                decoder: EventDecoder(validator: validator), store: store, metrics: metrics, readiness: readiness, logger: logger)
+        ]
+        let publicURL = "ws://localhost:\(configuration.port)"
+        if configuration.demoMonitor {
+            let demoProducer = try KafkaProducer(
+                configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap, properties: producerProperties), logger: logger)
+            services.append(DemoMonitor(producer: demoProducer, topic: configuration.topics[0], publicURL: publicURL, logger: logger))
+        }
+
+        let app = buildApplication(
+            store: store, metrics: metrics, settings: DeliverySettings(sendQueueCapacity: configuration.sendQueueCapacity),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "progress-bridge"),
+            onServerRunning: { channel in
+                logger.notice(
+                    "serving WebSocket and REST",
+                    metadata: [
+                        "port": "\(channel.localAddress?.port ?? configuration.port)", "websocket": "\(publicURL)/?job_id=…",
+                        "rest": "http://localhost:\(configuration.port)/api/v1/bulk-jobs",
+                    ])
+            },
+            logger: logger)
+        let admin = Application(
+            router: buildAdminRouter(metrics: metrics, readiness: readiness),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.adminPort), serverName: "progress-bridge-admin"),
+            onServerRunning: { channel in
+                logger.notice("serving admin", metadata: ["port": "\(channel.localAddress?.port ?? configuration.adminPort)", "metrics": "http://localhost:\(configuration.adminPort)/metrics"])
+            },
+            logger: logger)
+        services.append(app)
+        services.append(admin)
+
+        let group = ServiceGroup(
+            configuration: .init(services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+        withExtendedLifetime(mockCluster) {}
+        logger.info("stopped")
+    }
+
+    /// librdkafka warns when a producer is given consumer properties; keep them apart.
+    static let consumerOnlyProperties: Set<String> = [
+        "group.id", "fetch.wait.max.ms", "auto.offset.reset", "enable.auto.commit", "auto.commit.interval.ms",
+        "enable.auto.offset.store", "session.timeout.ms", "max.poll.interval.ms", "group.instance.id", "fetch.min.bytes",
+        "fetch.max.bytes", "max.partition.fetch.bytes", "isolation.level", "partition.assignment.strategy", "enable.partition.eof",
+    ]
+}

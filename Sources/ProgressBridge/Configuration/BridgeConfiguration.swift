@@ -1,0 +1,186 @@
+import Logging
+
+/// Everything the bridge needs to run, resolved from flags and their environment twins.
+public struct BridgeConfiguration: Sendable, Equatable {
+    /// How log lines are written.
+    public enum LogFormat: String, Sendable, CaseIterable {
+        case text, json
+    }
+
+    /// `bootstrap.servers`; `nil` starts the embedded mock cluster.
+    public var kafkaBootstrap: String?
+    public var topics = ["progress.events"]
+    public var deadLetterTopic = "progress.events.dlq"
+    public var groupId = "progress-bridge"
+    /// librdkafka passthrough (`--kafka-config key=value`), for consumer and producer alike.
+    public var kafkaProperties: [String: String] = [:]
+    public var host = "0.0.0.0"
+    public var port = 8765
+    public var adminPort = 9464
+    public var schemasPath = "schemas"
+    public var logLevel: Logger.Level = .info
+    public var logFormat: LogFormat = .text
+    /// Run the demo monitor (default: on with the embedded cluster, off otherwise).
+    public var demoMonitor = true
+    public var sendQueueCapacity = 1024
+    public var historyPerJob = 1000
+
+    public init() {}
+
+    /// Whether the bridge runs on its embedded mock Kafka cluster.
+    public var isEmbedded: Bool { kafkaBootstrap == nil }
+}
+
+/// A configuration value that cannot be used; the message names the flag and its variable.
+public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Flag values as given on the command line (`nil` / empty when not given).
+public struct ConfigurationFlags: Sendable {
+    public var kafkaBootstrap: String?
+    public var topics: [String] = []
+    public var deadLetterTopic: String?
+    public var groupId: String?
+    public var kafkaConfig: [String] = []
+    public var host: String?
+    public var port: String?
+    public var adminPort: String?
+    public var schemas: String?
+    public var logLevel: String?
+    public var logFormat: String?
+    public var demoMonitor: Bool?
+    public var sendQueue: String?
+    public var historyPerJob: String?
+
+    public init() {}
+}
+
+/// The environment variable twin of each flag.
+public enum ConfigurationEnvironment {
+    public static let kafkaBootstrap = "KAFKA_BOOTSTRAP_SERVERS"
+    public static let topics = "KAFKA_TOPICS"
+    public static let deadLetterTopic = "KAFKA_DLQ_TOPIC"
+    public static let groupId = "KAFKA_GROUP_ID"
+    public static let kafkaConfig = "KAFKA_CONFIG"
+    public static let host = "BRIDGE_HOST"
+    public static let port = "BRIDGE_PORT"
+    public static let adminPort = "BRIDGE_ADMIN_PORT"
+    public static let schemas = "BRIDGE_SCHEMAS"
+    public static let logLevel = "LOG_LEVEL"
+    public static let logFormat = "LOG_FORMAT"
+    public static let demoMonitor = "BRIDGE_DEMO_MONITOR"
+    public static let sendQueue = "BRIDGE_SEND_QUEUE"
+    public static let historyPerJob = "BRIDGE_HISTORY_PER_JOB"
+}
+
+extension BridgeConfiguration {
+    /// Resolves flags over environment variables over defaults. A flag wins over its variable.
+    public static func resolve(_ flags: ConfigurationFlags, environment: [String: String]) throws(ConfigurationError) -> BridgeConfiguration {
+        typealias Env = ConfigurationEnvironment
+        var c = BridgeConfiguration()
+        func value(_ flag: String?, _ variable: String) -> (String, String)? {
+            if let flag { return (flag, "") }
+            if let env = environment[variable], !env.isEmpty { return (env, variable) }
+            return nil
+        }
+        func describe(_ flag: String, _ variable: String, _ source: String) -> String {
+            source.isEmpty ? flag : "\(variable) (twin of \(flag))"
+        }
+        func nonEmpty(_ text: String, _ flag: String, _ variable: String, _ source: String) throws(ConfigurationError) -> String {
+            let trimmed = text.trimmingWhitespace()
+            if trimmed.isEmpty { throw ConfigurationError("\(describe(flag, variable, source)) must not be empty") }
+            return trimmed
+        }
+        func port(_ text: String, _ flag: String, _ variable: String, _ source: String) throws(ConfigurationError) -> Int {
+            guard let p = Int(text.trimmingWhitespace()), (0...65535).contains(p) else {
+                throw ConfigurationError("\(describe(flag, variable, source)) must be a port number from 0 to 65535, got \"\(text)\"")
+            }
+            return p
+        }
+        func positive(_ text: String, _ flag: String, _ variable: String, _ source: String) throws(ConfigurationError) -> Int {
+            guard let n = Int(text.trimmingWhitespace()), n > 0 else {
+                throw ConfigurationError("\(describe(flag, variable, source)) must be a positive integer, got \"\(text)\"")
+            }
+            return n
+        }
+
+        if let (v, src) = value(flags.kafkaBootstrap, Env.kafkaBootstrap) {
+            c.kafkaBootstrap = try nonEmpty(v, "--kafka-bootstrap", Env.kafkaBootstrap, src)
+        }
+        let topicList = flags.topics.isEmpty ? (environment[Env.topics].map { $0.split(separator: ",").map(String.init) } ?? []) : flags.topics
+        if !topicList.isEmpty {
+            let source = flags.topics.isEmpty ? Env.topics : ""
+            c.topics = []
+            for t in topicList { c.topics.append(try nonEmpty(t, "--topic", Env.topics, source)) }
+        }
+        if let (v, src) = value(flags.deadLetterTopic, Env.deadLetterTopic) {
+            c.deadLetterTopic = try nonEmpty(v, "--dlq-topic", Env.deadLetterTopic, src)
+        }
+        if c.topics.contains(c.deadLetterTopic) {
+            throw ConfigurationError("--dlq-topic \(c.deadLetterTopic) must differ from every --topic (the bridge would read its own dead letters)")
+        }
+        if let (v, src) = value(flags.groupId, Env.groupId) { c.groupId = try nonEmpty(v, "--group-id", Env.groupId, src) }
+
+        var entries = flags.kafkaConfig.map { ($0, "") }
+        if flags.kafkaConfig.isEmpty, let env = environment[Env.kafkaConfig] {
+            entries = env.split(whereSeparator: { $0 == ";" || $0 == "\n" }).map { (String($0), Env.kafkaConfig) }
+        }
+        for (entry, src) in entries {
+            let text = entry.trimmingWhitespace()
+            if text.isEmpty { continue }
+            guard let eq = text.firstIndex(of: "="), eq != text.startIndex else {
+                throw ConfigurationError("\(describe("--kafka-config", Env.kafkaConfig, src)) expects key=value, got \"\(text.prefix(80))\"")
+            }
+            c.kafkaProperties[String(text[..<eq])] = String(text[text.index(after: eq)...])
+        }
+        if let (v, src) = value(flags.host, Env.host) { c.host = try nonEmpty(v, "--host", Env.host, src) }
+        if let (v, src) = value(flags.port, Env.port) { c.port = try port(v, "--port", Env.port, src) }
+        if let (v, src) = value(flags.adminPort, Env.adminPort) { c.adminPort = try port(v, "--admin-port", Env.adminPort, src) }
+        if c.port != 0 && c.port == c.adminPort {
+            throw ConfigurationError("--port and --admin-port must differ (both are \(c.port))")
+        }
+        if let (v, src) = value(flags.schemas, Env.schemas) { c.schemasPath = try nonEmpty(v, "--schemas", Env.schemas, src) }
+        if let (v, src) = value(flags.logLevel, Env.logLevel) {
+            guard let level = Logger.Level(rawValue: v.trimmingWhitespace().lowercased()) else {
+                throw ConfigurationError(
+                    "\(describe("--log-level", Env.logLevel, src)) must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), got \"\(v)\"")
+            }
+            c.logLevel = level
+        }
+        if let (v, src) = value(flags.logFormat, Env.logFormat) {
+            guard let format = LogFormat(rawValue: v.trimmingWhitespace().lowercased()) else {
+                throw ConfigurationError("\(describe("--log-format", Env.logFormat, src)) must be text or json, got \"\(v)\"")
+            }
+            c.logFormat = format
+        }
+        if let flag = flags.demoMonitor {
+            c.demoMonitor = flag
+        } else if let env = environment[Env.demoMonitor], !env.isEmpty {
+            switch env.lowercased() {
+            case "1", "true", "yes", "on": c.demoMonitor = true
+            case "0", "false", "no", "off": c.demoMonitor = false
+            default: throw ConfigurationError("\(Env.demoMonitor) (twin of --demo-monitor) must be true or false, got \"\(env)\"")
+            }
+        } else {
+            c.demoMonitor = c.isEmbedded
+        }
+        if let (v, src) = value(flags.sendQueue, Env.sendQueue) { c.sendQueueCapacity = try positive(v, "--send-queue", Env.sendQueue, src) }
+        if let (v, src) = value(flags.historyPerJob, Env.historyPerJob) {
+            c.historyPerJob = try positive(v, "--history-per-job", Env.historyPerJob, src)
+        }
+        return c
+    }
+}
+
+extension StringProtocol {
+    func trimmingWhitespace() -> String {
+        let text = String(self)
+        guard let first = text.firstIndex(where: { !$0.isWhitespace }), let last = text.lastIndex(where: { !$0.isWhitespace }) else {
+            return ""
+        }
+        return String(text[first...last])
+    }
+}

@@ -1,0 +1,108 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ProgressBridge
+
+@main
+struct ProgressBridgeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "progress-bridge",
+        abstract: "Bridges video-generation progress events from Kafka to WebSocket subscribers, a REST API and Prometheus.",
+        discussion: """
+            With no --kafka-bootstrap (and no KAFKA_BOOTSTRAP_SERVERS) it starts an embedded Kafka mock
+            cluster and a demo monitor, so live progress is visible at once.
+            Every option has an environment-variable twin, named in its help; the flag wins.
+            """,
+        subcommands: [Serve.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the bridge (the default).")
+
+    @Option(name: .customLong("kafka-bootstrap"), help: "Kafka bootstrap servers, host:port[,…]. Env: KAFKA_BOOTSTRAP_SERVERS. Default: embedded mock cluster.")
+    var kafkaBootstrap: String?
+
+    @Option(name: .customLong("topic"), help: "Topic to consume; repeat for several. Env: KAFKA_TOPICS (comma-separated). Default: progress.events.")
+    var topics: [String] = []
+
+    @Option(name: .customLong("dlq-topic"), help: "Dead-letter topic. Env: KAFKA_DLQ_TOPIC. Default: progress.events.dlq.")
+    var deadLetterTopic: String?
+
+    @Option(name: .customLong("group-id"), help: "Consumer group id. Env: KAFKA_GROUP_ID. Default: progress-bridge.")
+    var groupId: String?
+
+    @Option(name: .customLong("kafka-config"), help: "librdkafka property key=value (SASL/TLS too); repeatable. Env: KAFKA_CONFIG (entries separated by ';').")
+    var kafkaConfig: [String] = []
+
+    @Option(name: .customLong("host"), help: "Address to listen on. Env: BRIDGE_HOST. Default: 0.0.0.0.")
+    var host: String?
+
+    @Option(name: .customLong("port"), help: "WebSocket and REST port. Env: BRIDGE_PORT. Default: 8765.")
+    var port: String?
+
+    @Option(name: .customLong("admin-port"), help: "/metrics, /healthz, /readyz port. Env: BRIDGE_ADMIN_PORT. Default: 9464.")
+    var adminPort: String?
+
+    @Option(name: .customLong("schemas"), help: "Directory of the contract's JSON Schemas. Env: BRIDGE_SCHEMAS. Default: schemas.")
+    var schemas: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical. Env: LOG_LEVEL. Default: info.")
+    var logLevel: String?
+
+    @Option(name: .customLong("log-format"), help: "text or json. Env: LOG_FORMAT. Default: text.")
+    var logFormat: String?
+
+    @Flag(
+        name: .customLong("demo-monitor"), inversion: .prefixedNo,
+        help: "Publish demo jobs to the first topic (also against an external cluster). Env: BRIDGE_DEMO_MONITOR. Default: on only with the embedded cluster.")
+    var demoMonitor: Bool?
+
+    @Option(name: .customLong("send-queue"), help: "Messages queued per WebSocket subscriber before it is disconnected (close code 4001). Env: BRIDGE_SEND_QUEUE. Default: 1024.")
+    var sendQueue: String?
+
+    @Option(name: .customLong("history-per-job"), help: "Messages kept per job for resume. Env: BRIDGE_HISTORY_PER_JOB. Default: 1000.")
+    var historyPerJob: String?
+
+    func run() async throws {
+        var flags = ConfigurationFlags()
+        flags.kafkaBootstrap = kafkaBootstrap
+        flags.topics = topics
+        flags.deadLetterTopic = deadLetterTopic
+        flags.groupId = groupId
+        flags.kafkaConfig = kafkaConfig
+        flags.host = host
+        flags.port = port
+        flags.adminPort = adminPort
+        flags.schemas = schemas
+        flags.logLevel = logLevel
+        flags.logFormat = logFormat
+        flags.demoMonitor = demoMonitor
+        flags.sendQueue = sendQueue
+        flags.historyPerJob = historyPerJob
+        let configuration: BridgeConfiguration
+        do {
+            configuration = try BridgeConfiguration.resolve(flags, environment: ProcessInfo.processInfo.environment)
+        } catch {
+            throw ValidationError(error.message)
+        }
+        let level = configuration.logLevel
+        switch configuration.logFormat {
+        case .json: LoggingSystem.bootstrap { JSONLogHandler(label: $0, level: level) }
+        case .text:
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        }
+        let logger = Logger(label: "progress-bridge")
+        do {
+            try await BridgeRuntime.run(configuration, logger: logger)
+        } catch let error as StartupError {
+            logger.critical("cannot start: \(error.message)")
+            throw ExitCode(2)
+        }
+    }
+}
