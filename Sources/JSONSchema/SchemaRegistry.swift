@@ -32,7 +32,8 @@ public struct SchemaRegistry: Sendable {
 
     /// Adds a schema document retrieved from `retrievalURI`; its `$id`, if any, names it too,
     /// and every embedded `$id` and `$anchor` becomes resolvable.
-    public mutating func add(_ document: JSONValue, retrievalURI: String) throws(SchemaError) {
+    public mutating func add(_ document: JSONValue, retrievalURI rawRetrievalURI: String) throws(SchemaError) {
+        let retrievalURI = URIReference.normalize(URIReference.splitFragment(rawRetrievalURI).base)
         let base: String
         if let id = document["$id"]?.stringValue {
             base = URIReference.splitFragment(URIReference.resolve(id, against: retrievalURI)).base

@@ -110,8 +110,9 @@ public struct JobAggregate: Sendable {
         return .applied
     }
 
-    /// The job state machine, judged on the event itself and on the latest state before it:
-    /// an announced `from → to` must be allowed, and nothing may follow a terminal state.
+    /// The job state machine, judged so that the verdict does not depend on arrival order for
+    /// valid streams: an announced `from → to` must be allowed, and no event may move a job
+    /// out of a terminal state it reached earlier (by event time).
     private func checkTransition(_ event: ProgressEvent, _ stamp: EventStamp) -> ApplyOutcome {
         let target: JobState
         switch event.payload {
@@ -125,8 +126,8 @@ public struct JobAggregate: Sendable {
         case .jobCanceled: target = .canceled
         default: return .applied
         }
-        if let state, let stateStamp, stateStamp < stamp, !state.canTransition(to: target) {
-            return .rejected(Rejection(.invalidTransition, "job \(jobId) is \(state.rawValue); it cannot become \(target.rawValue)"))
+        if let state, state.isTerminal, let stateStamp, stateStamp < stamp, state != target {
+            return .rejected(Rejection(.invalidTransition, "job \(jobId) is already \(state.rawValue); it cannot become \(target.rawValue)"))
         }
         return .applied
     }

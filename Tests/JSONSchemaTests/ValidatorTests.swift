@@ -1,0 +1,76 @@
+import Testing
+
+@testable import JSONSchema
+
+@Suite("Validator")
+struct ValidatorTests {
+    func validator(_ schema: String, options: ValidatorOptions = .init()) throws -> JSONSchemaValidator {
+        var registry = SchemaRegistry()
+        try registry.add(try JSONParser().parse(schema), retrievalURI: "https://example.test/root.json")
+        return try JSONSchemaValidator(registry: registry, uri: "https://example.test/root.json", options: options)
+    }
+
+    @Test func basicOutputNamesInstanceKeywordAndSchemaLocations() throws {
+        let v = try validator(#"{"type":"object","properties":{"n":{"type":"integer","minimum":0}},"required":["id"]}"#)
+        let result = v.validate(try JSONParser().parse(#"{"n":-1}"#))
+        #expect(!result.isValid)
+        let minimum = try #require(result.errors.first { $0.keywordLocation == "/properties/n/minimum" })
+        #expect(minimum.instanceLocation == "/n")
+        #expect(minimum.absoluteKeywordLocation == "https://example.test/root.json#/properties/n/minimum")
+        #expect(result.errors.contains { $0.keywordLocation == "/required" && $0.message.contains("\"id\"") })
+    }
+
+    @Test func refsAcrossDocumentsAndPointerEscapes() throws {
+        var registry = SchemaRegistry()
+        try registry.add(
+            try JSONParser().parse(#"{"$id":"https://example.test/defs.json","$defs":{"a/b":{"type":"string"},"t~":{"const":1}}}"#),
+            retrievalURI: "https://example.test/defs.json")
+        try registry.add(
+            try JSONParser().parse(##"{"properties":{"x":{"$ref":"defs.json#/$defs/a~1b"},"y":{"$ref":"defs.json#/$defs/t~0"}}}"##),
+            retrievalURI: "https://example.test/dir/../root.json")
+        let v = try JSONSchemaValidator(registry: registry, uri: "https://example.test/root.json")
+        #expect(v.isValid(try JSONParser().parse(#"{"x":"s","y":1}"#)))
+        #expect(!v.isValid(try JSONParser().parse(#"{"x":1}"#)))
+        #expect(!v.isValid(try JSONParser().parse(#"{"y":2}"#)))
+    }
+
+    @Test func recursiveRefsTerminate() throws {
+        let v = try validator(##"{"type":"object","properties":{"child":{"$ref":"#"}},"additionalProperties":false}"##)
+        #expect(v.isValid(try JSONParser().parse(#"{"child":{"child":{}}}"#)))
+        #expect(!v.isValid(try JSONParser().parse(#"{"child":{"child":{"x":1}}}"#)))
+    }
+
+    @Test func unknownKeywordsAreRefusedByDefault() {
+        #expect {
+            try validator(#"{"type":"object","requird":["x"]}"#)
+        } throws: { error in
+            "\(error)".contains("requird")
+        }
+        #expect(throws: Never.self) { try validator(#"{"requird":["x"]}"#, options: .init(unknownKeywords: .ignore)) }
+    }
+
+    @Test func formatIsAnnotationUnlessAsserted() throws {
+        let schema = #"{"format":"date-time"}"#
+        #expect(try validator(schema).isValid(.string("nope")))
+        #expect(!(try validator(schema, options: .init(formatAssertion: true)).isValid(.string("nope"))))
+        #expect(try validator(schema, options: .init(formatAssertion: true)).isValid(.string("2026-11-24T10:15:30Z")))
+    }
+
+    @Test func combinatorsAndConditionals() throws {
+        let v = try validator(
+            #"{"oneOf":[{"type":"integer","maximum":50},{"type":"number","minimum":10}],"if":{"minimum":100},"then":{"multipleOf":5},"not":{"const":7}}"#)
+        #expect(v.isValid(.number(JSONNumber(Int64(3)))))
+        #expect(!v.isValid(.number(JSONNumber(Int64(7)))))  // not
+        #expect(!v.isValid(.number(JSONNumber(12.0))))  // integer ≤ 50 and ≥ 10: both branches of oneOf
+        #expect(v.isValid(.number(JSONNumber(12.5))))
+        #expect(!v.isValid(.number(JSONNumber(Int64(101)))))  // if → then multipleOf 5
+        #expect(v.isValid(.number(JSONNumber(Int64(105)))))
+    }
+
+    @Test func errorsUnderFailedAlternativesAreNotReportedAsTheInstances() throws {
+        let v = try validator(#"{"anyOf":[{"type":"string"},{"type":"integer"}]}"#)
+        let result = v.validate(.bool(true))
+        #expect(result.errors.count == 1)
+        #expect(result.errors.first?.keywordLocation == "/anyOf")
+    }
+}
