@@ -13,13 +13,7 @@ struct ProgressBridgeCommand: AsyncParsableCommand {
             cluster and a demo monitor, so live progress is visible at once.
             Every option has an environment-variable twin, named in its help; the flag wins.
             """,
-        subcommands: [Serve.self],
-        defaultSubcommand: Serve.self
     )
-}
-
-struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the bridge (the default).")
 
     @Option(name: .customLong("kafka-bootstrap"), help: "Kafka bootstrap servers, host:port[,…]. Env: KAFKA_BOOTSTRAP_SERVERS. Default: embedded mock cluster.")
     var kafkaBootstrap: String?

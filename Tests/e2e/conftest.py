@@ -1,0 +1,105 @@
+"""Fixtures that start the real progress-bridge binary on loopback with its embedded mock Kafka."""
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BINARY = os.environ.get("BRIDGE_BINARY", str(ROOT / ".build" / "debug" / "progress-bridge"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url: str, timeout: float = 5.0):
+    """Returns (status, body bytes, content type) without raising on 4xx/5xx."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read(), response.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read(), error.headers.get("Content-Type", "")
+
+
+class Bridge:
+    """A running bridge process and what it logged."""
+
+    def __init__(self, *extra_args, env=None):
+        self.port = free_port()
+        self.admin_port = free_port()
+        self.lines = []
+        self.bootstrap = None
+        args = [BINARY, "--port", str(self.port), "--admin-port", str(self.admin_port), "--log-format", "json", *extra_args]
+        self.process = subprocess.Popen(
+            args, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+            env={**os.environ, **(env or {})})
+        self._ready = threading.Event()
+        threading.Thread(target=self._read_logs, daemon=True).start()
+
+    def _read_logs(self):
+        for line in self.process.stderr:
+            self.lines.append(line)
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if "bootstrap_servers" in entry:
+                self.bootstrap = entry["bootstrap_servers"]
+                self._ready.set()
+
+    @property
+    def ws_url(self):
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def http_url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self):
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def wait_ready(self, timeout=30.0):
+        assert self._ready.wait(timeout), "bridge did not log its embedded bootstrap servers:\n" + "".join(self.lines)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError("bridge exited early:\n" + "".join(self.lines))
+            try:
+                status, _, _ = http_get(self.admin_url + "/readyz", timeout=1)
+                if status == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("bridge never became ready:\n" + "".join(self.lines))
+
+    def stop(self, timeout=30.0):
+        """SIGTERM, then the exit code and how long the shutdown took."""
+        if self.process.poll() is not None:
+            return self.process.returncode, 0.0
+        started = time.time()
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise AssertionError("bridge did not stop within %ss of SIGTERM" % timeout)
+        return code, time.time() - started
+
+
+@pytest.fixture(scope="module")
+def bridge():
+    b = Bridge("--no-demo-monitor").wait_ready()
+    yield b
+    code, _ = b.stop()
+    assert code == 0, "".join(b.lines[-30:])

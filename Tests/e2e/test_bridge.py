@@ -1,0 +1,317 @@
+"""End to end against the built binary: confluent-kafka as the monitor, websockets as the dashboard's hook."""
+import asyncio
+import json
+import shutil
+import subprocess
+import time
+import uuid
+
+import pytest
+import websockets
+from confluent_kafka import Consumer, TopicPartition
+
+from conftest import Bridge, http_get, BINARY, ROOT
+from monitor import Monitor, a_job, event
+
+
+async def receive_until(ws, predicate, timeout=20.0):
+    """Collects messages until one satisfies predicate; returns all of them."""
+    messages = []
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"timed out; got {[m['type'] for m in messages]}"
+        message = json.loads(await asyncio.wait_for(ws.recv(), remaining))
+        messages.append(message)
+        if predicate(message):
+            return messages
+
+
+def subscribe_url(bridge, job_id, **extra):
+    query = "&".join(f"{k}={v}" for k, v in {"job_id": job_id, "token": "t0k3n", "connection_id": "conn_e2e", **extra}.items())
+    return f"{bridge.ws_url}/?{query}"
+
+
+def test_a_job_reaches_a_subscriber_with_the_right_progress(bridge):
+    job_id = "job_e2e_" + uuid.uuid4().hex[:8]
+    events = a_job(job_id, videos=5, fail={3})
+
+    async def scenario():
+        async with websockets.connect(subscribe_url(bridge, job_id)) as ws:
+            ack = json.loads(await ws.recv())
+            assert ack["type"] == "connection.ack" and ack["data"]["connection_id"] == "conn_e2e"
+            snapshot = json.loads(await ws.recv())
+            assert snapshot["type"] == "job.snapshot" and snapshot["data"]["job"] is None
+
+            monitor = Monitor(bridge.bootstrap)
+            for e in events:
+                monitor.send(job_id, e, headers=[("traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")])
+            monitor.send(job_id, events[5])  # the monitor retried: a duplicate
+            monitor.flush()
+            return await receive_until(ws, lambda m: m["type"] == "job.completed")
+
+    messages = asyncio.run(scenario())
+    seqs = [m["seq"] for m in messages]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), seqs
+    assert len(messages) == len(events), "each event exactly once (the duplicate is not delivered)"
+    final = messages[-1]["data"]
+    assert final["state"] == "completed"
+    assert (final["total_videos"], final["completed"], final["failed"], final["pending"], final["processing"]) == (5, 4, 1, 0, 0)
+    assert final["percent_complete"] == 100
+    assert final["success_rate"] == 0.8
+    assert final["processing_time_ms"]["samples"] == 4
+    assert final["processing_time_ms"]["p50"] == 2000
+    assert final["title"] == "E2E job"
+    assert final["eta_seconds"] == 0
+    failed = [m for m in messages if m["type"] == "video.failed"]
+    assert failed[0]["data"]["id"] == "vid_003" and failed[0]["data"]["error"]["code"] == "RENDER"
+
+
+def test_bad_events_go_to_the_dead_letter_topic_and_the_consumer_keeps_going(bridge):
+    job_id = "job_dlq_" + uuid.uuid4().hex[:8]
+    monitor = Monitor(bridge.bootstrap)
+    start = a_job(job_id, videos=2)[:2]
+    bad = {
+        "malformed_json": b"{not json",
+        "schema_violation": json.dumps(event(job_id, "video.completed", {"video_id": "v1"}, 10)),
+        "unsupported_schema_version": json.dumps({**event(job_id, "job.progress", {}, 10), "schema_version": 2}),
+        "unknown_type": json.dumps(event(job_id, "video.teleported", {}, 10)),
+        "invalid_transition": json.dumps(event(job_id, "job.state_changed", {"from": "completed", "to": "running"}, 10)),
+    }
+    for e in start:
+        monitor.send(job_id, e)
+    for value in bad.values():
+        monitor.send(job_id, value, headers=[("traceparent", b"00-abc-def-01")])
+    after = event(job_id, "video.completed", {"video_id": "vid_001", "processing_ms": 5}, 20)
+    monitor.send(job_id, after)
+    monitor.flush()
+
+    consumer = Consumer({"bootstrap.servers": bridge.bootstrap, "group.id": "dlq-reader-" + uuid.uuid4().hex,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe(["progress.events.dlq"])
+    found = {}
+    deadline = time.time() + 30
+    while time.time() < deadline and len(found) < len(bad):
+        message = consumer.poll(0.5)
+        if message is None or message.error():
+            continue
+        headers = {k: (v.decode() if v else v) for k, v in (message.headers() or [])}
+        if message.key() == job_id.encode():
+            found[headers["x-dlq-reason"]] = (message.value(), headers)
+    consumer.close()
+    assert set(found) == set(bad), found.keys()
+    for reason, (value, headers) in found.items():
+        original = bad[reason]
+        assert value == (original if isinstance(original, bytes) else original.encode()), reason
+        assert headers["x-dlq-source-topic"] == "progress.events"
+        assert int(headers["x-dlq-source-offset"]) >= 0 and int(headers["x-dlq-source-partition"]) >= 0
+        assert headers["x-dlq-detail"]
+        assert headers["traceparent"] == "00-abc-def-01"
+
+    # The valid event after the bad ones was applied.
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        status, body, _ = http_get(f"{bridge.http_url}/api/v1/bulk-jobs/{job_id}/videos?state=completed")
+        if status == 200 and json.loads(body)["total"] == 1:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the valid event after the bad ones was not applied")
+
+    status, body, _ = http_get(bridge.admin_url + "/metrics")
+    text = body.decode()
+    for reason in bad:
+        line = next(l for l in text.splitlines() if l.startswith(f'progress_bridge_events_invalid_total{{reason="{reason}"}}'))
+        assert float(line.split()[-1]) >= 1, line
+    dead = next(l for l in text.splitlines() if l.startswith("progress_bridge_events_dead_lettered_total"))
+    assert float(dead.split()[-1]) >= len(bad)
+
+
+def test_a_subscriber_that_reconnects_gets_what_it_missed(bridge):
+    job_id = "job_resume_" + uuid.uuid4().hex[:8]
+    events = a_job(job_id, videos=4)
+    monitor = Monitor(bridge.bootstrap)
+
+    async def scenario():
+        async with websockets.connect(subscribe_url(bridge, job_id)) as ws:
+            await receive_until(ws, lambda m: m["type"] == "job.snapshot")
+            for e in events[:6]:
+                monitor.send(job_id, e)
+            monitor.flush()
+            first = await receive_until(ws, lambda m: m.get("seq") == 6)
+        last_seen = first[-1]["seq"]
+        for e in events[6:]:
+            monitor.send(job_id, e)
+        monitor.flush()
+        await asyncio.sleep(1.0)
+        # Reconnect, snapshot first, then ask for the rest with a resume message.
+        async with websockets.connect(subscribe_url(bridge, job_id)) as ws:
+            snapshot = await receive_until(ws, lambda m: m["type"] == "job.snapshot")
+            await ws.send(json.dumps({"type": "resume", "last_seq": last_seen}))
+            replay = await receive_until(ws, lambda m: m["type"] == "job.completed")
+        # Reconnect with last_seq in the URL: a replay instead of a snapshot.
+        async with websockets.connect(subscribe_url(bridge, job_id, last_seq=last_seen)) as ws:
+            by_url = await receive_until(ws, lambda m: m["type"] == "job.completed")
+            await ws.send(json.dumps({"type": "ping", "id": 7}))
+            pong = await receive_until(ws, lambda m: m["type"] == "pong")
+        return last_seen, snapshot, replay, by_url, pong
+
+    last_seen, snapshot, replay, by_url, pong = asyncio.run(scenario())
+    assert snapshot[-1]["data"]["job"]["job_id"] == job_id
+    ok = next(m for m in replay if m["type"] == "resume.ok")
+    assert ok["data"]["from_seq"] == last_seen + 1
+    replayed = [m for m in replay if m["type"] not in ("resume.ok",)]
+    assert [m["seq"] for m in replayed] == list(range(last_seen + 1, len(events) + 1))
+    assert [m["type"] for m in by_url][0] == "connection.ack"
+    assert not any(m["type"] == "job.snapshot" for m in by_url)
+    assert [m["seq"] for m in by_url if m["type"] not in ("connection.ack", "resume.ok")] == list(range(last_seen + 1, len(events) + 1))
+    assert pong[-1]["data"]["id"] == 7
+
+
+def test_resume_from_too_long_ago_says_so_and_sends_a_snapshot():
+    b = Bridge("--no-demo-monitor", "--history-per-job", "3").wait_ready()
+    try:
+        job_id = "job_old_" + uuid.uuid4().hex[:8]
+        monitor = Monitor(b.bootstrap)
+        for e in a_job(job_id, videos=3):
+            monitor.send(job_id, e)
+        monitor.flush()
+
+        async def scenario():
+            deadline = time.time() + 15
+            while time.time() < deadline:
+                status, body, _ = http_get(f"{b.http_url}/api/v1/bulk-jobs/{job_id}")
+                if status == 200 and json.loads(body)["state"] == "completed":
+                    break
+                await asyncio.sleep(0.2)
+            async with websockets.connect(subscribe_url(b, job_id, last_seq=1)) as ws:
+                return await receive_until(ws, lambda m: m["type"] == "job.snapshot")
+
+        messages = asyncio.run(scenario())
+        error = next(m for m in messages if m["type"] == "error")
+        assert error["data"]["code"] == "resume_unavailable"
+        assert messages[-1]["data"]["job"]["state"] == "completed"
+    finally:
+        assert b.stop()[0] == 0
+
+
+def test_rest_api(bridge):
+    job_id = "job_rest_" + uuid.uuid4().hex[:8]
+    monitor = Monitor(bridge.bootstrap)
+    for e in a_job(job_id, videos=6, fail={2, 5}):
+        monitor.send(job_id, e)
+    monitor.flush()
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        status, body, _ = http_get(f"{bridge.http_url}/api/v1/bulk-jobs/{job_id}")
+        if status == 200 and json.loads(body)["state"] == "completed":
+            break
+        time.sleep(0.2)
+    job = json.loads(body)
+    assert (job["completed"], job["failed"], job["percent_complete"]) == (4, 2, 100)
+
+    status, body, content_type = http_get(f"{bridge.http_url}/api/v1/bulk-jobs?state=completed")
+    assert status == 200 and content_type.startswith("application/json")
+    assert job_id in [j["job_id"] for j in json.loads(body)["jobs"]]
+
+    status, body, _ = http_get(f"{bridge.http_url}/api/v1/bulk-jobs/{job_id}/videos?state=failed&sort=id&order=desc")
+    page = json.loads(body)
+    assert [v["id"] for v in page["videos"]] == ["vid_005", "vid_002"] and page["total"] == 2
+
+    status, body, _ = http_get(f"{bridge.http_url}/api/v1/bulk-jobs/{job_id}/videos?sort=processing_ms&order=desc&limit=2&offset=1")
+    page = json.loads(body)
+    assert page["total"] == 6 and [v["id"] for v in page["videos"]] == ["vid_004", "vid_003"]
+
+    status, body, _ = http_get(f"{bridge.http_url}/api/v1/bulk-jobs/{job_id}/videos?q=video%206")
+    assert [v["id"] for v in json.loads(body)["videos"]] == ["vid_006"]
+
+    status, body, _ = http_get(f"{bridge.http_url}/api/v1/bulk-jobs/job_nope")
+    assert status == 404 and json.loads(body)["error"]["code"] == "job_not_found"
+
+    status, body, _ = http_get(f"{bridge.http_url}/api/v1/bulk-jobs/{job_id}/videos?sort=color")
+    assert status == 400 and "sort" in json.loads(body)["error"]["message"]
+    status, body, _ = http_get(f"{bridge.http_url}/api/v1/bulk-jobs/{job_id}/videos?limit=0")
+    assert status == 400 and "limit" in json.loads(body)["error"]["message"]
+
+
+def test_websocket_refuses_a_bad_subscription_and_answers_bad_messages(bridge):
+    async def scenario():
+        with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+            async with websockets.connect(f"{bridge.ws_url}/?token=x"):
+                pass
+        # Hummingbird's WebSocket upgrade writes a bodiless 400 for refused upgrades; the reason is logged.
+        assert refused.value.response.status_code == 400
+        async with websockets.connect(f"{bridge.ws_url}/ws?job_id=job_x1") as ws:
+            await receive_until(ws, lambda m: m["type"] == "job.snapshot")
+            await ws.send("not json")
+            first = await receive_until(ws, lambda m: m["type"] == "error")
+            await ws.send(json.dumps({"type": "dance"}))
+            second = await receive_until(ws, lambda m: m["type"] == "error")
+            await ws.send(json.dumps({"type": "ping"}))
+            await receive_until(ws, lambda m: m["type"] == "pong")
+        return first[-1], second[-1]
+
+    first, second = asyncio.run(scenario())
+    assert first["data"]["code"] == "invalid_message"
+    assert second["data"]["code"] == "unknown_message_type"
+
+
+def test_metrics_pass_promtool_and_health_endpoints(bridge):
+    status, body, content_type = http_get(bridge.admin_url + "/metrics")
+    assert status == 200 and content_type.startswith("text/plain")
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is required (Debian package prometheus)"
+    result = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True)
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+    text = body.decode()
+    for name in ["progress_bridge_events_consumed_total", "progress_bridge_events_invalid_total", "progress_bridge_events_dead_lettered_total",
+                 "progress_bridge_events_duplicate_total", "progress_bridge_consumer_lag", "progress_bridge_active_jobs",
+                 "progress_bridge_websocket_connections", "progress_bridge_messages_sent_total", "progress_bridge_messages_conflated_total",
+                 "progress_bridge_messages_dropped_total", "progress_bridge_event_age_at_delivery_seconds_bucket"]:
+        assert name in text, name
+    assert "job_e2e" not in text and "job_id" not in text, "job ids must not be metric labels"
+    assert http_get(bridge.admin_url + "/healthz")[0] == 200
+    status, body, _ = http_get(bridge.admin_url + "/readyz")
+    assert status == 200 and json.loads(body)["status"] == "ready"
+
+
+@pytest.mark.parametrize("args,env,expected", [
+    (["--port", "eighty"], {}, "--port"),
+    ([], {"BRIDGE_PORT": "99999"}, "BRIDGE_PORT"),
+    (["--log-format", "xml"], {}, "--log-format"),
+    (["--kafka-config", "novalue"], {}, "--kafka-config"),
+    (["--kafka-bootstrap", "127.0.0.1:1", "--kafka-config", "no.such.property=1"], {}, "no.such.property"),
+    (["--schemas", "/nonexistent"], {}, "--schemas /nonexistent"),
+])
+def test_bad_configuration_is_refused_with_a_precise_message(args, env, expected):
+    import os
+    result = subprocess.run([BINARY, *args], cwd=ROOT, capture_output=True, text=True, timeout=30, env={**os.environ, **env})
+    assert result.returncode != 0
+    assert expected in result.stderr + result.stdout, result.stderr
+
+
+def test_help_documents_every_flag():
+    result = subprocess.run([BINARY, "--help"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0
+    for flag in ["--kafka-bootstrap", "--topic", "--dlq-topic", "--group-id", "--kafka-config", "--port", "--admin-port",
+                 "--schemas", "--log-level", "--log-format", "--demo-monitor", "KAFKA_BOOTSTRAP_SERVERS"]:
+        assert flag in result.stdout, flag
+
+
+def test_embedded_default_shows_live_demo_progress_and_stops_cleanly_on_sigterm():
+    b = Bridge().wait_ready()
+    try:
+        async def scenario():
+            async with websockets.connect(f"{b.ws_url}/?job_id=job_demo_0001&token=demo&connection_id=c1") as ws:
+                return await receive_until(ws, lambda m: m["type"].startswith("video.") , timeout=20)
+
+        messages = asyncio.run(scenario())
+        assert messages[0]["type"] == "connection.ack"
+        assert messages[1]["type"] == "job.snapshot"
+        status, body, _ = http_get(b.http_url + "/api/v1/bulk-jobs")
+        assert status == 200 and json.loads(body)["total"] >= 1
+    finally:
+        code, took = b.stop()
+    assert code == 0
+    assert took < 30
+    assert any("consumer closed" in line for line in b.lines)
