@@ -1,0 +1,97 @@
+import Testing
+
+@testable import ProgressBridge
+
+@Suite("Subscriber outbox")
+struct OutboxTests {
+    func message(_ type: String, seq: Int64, job: String = "job_a") -> OutboundMessage {
+        OutboundMessage(type: type, jobId: job, seq: seq, occurredAt: nil, text: "\(type)#\(seq)")
+    }
+
+    @Test func progressIsConflatedButOtherEventsAreKept() async {
+        let metrics = BridgeMetrics()
+        let outbox = Outbox(capacity: 10, metrics: metrics)
+        outbox.enqueue(message("job.progress", seq: 1))
+        outbox.enqueue(message("video.failed", seq: 2))
+        outbox.enqueue(message("job.progress", seq: 3))
+        outbox.enqueue(message("job.progress", seq: 4, job: "job_b"))
+        outbox.enqueue(message("job.completed", seq: 5))
+        var seen: [String] = []
+        for _ in 0..<4 { if let m = await outbox.next() { seen.append(m.text) } }
+        #expect(seen == ["video.failed#2", "job.progress#3", "job.progress#4", "job.completed#5"])
+        #expect(metrics.render().contains("progress_bridge_messages_conflated_total 1"))
+    }
+
+    @Test func overflowClosesTheOutboxAndCountsDrops() async {
+        let metrics = BridgeMetrics()
+        let outbox = Outbox(capacity: 3, metrics: metrics)
+        for i in 1...4 { outbox.enqueue(message("video.updated", seq: Int64(i))) }
+        #expect(outbox.closure == .overflowed)
+        #expect(await outbox.next() == nil)
+        #expect(metrics.render().contains("progress_bridge_send_queue_overflows_total 1"))
+        #expect(metrics.render().contains("progress_bridge_messages_dropped_total 4"))
+    }
+
+    @Test func aWaitingWriterIsWokenAndClosingEndsIt() async {
+        let outbox = Outbox(capacity: 3, metrics: BridgeMetrics())
+        async let first = outbox.next()
+        try? await Task.sleep(for: .milliseconds(20))
+        outbox.enqueue(message("video.updated", seq: 1))
+        #expect(await first?.seq == 1)
+        async let second = outbox.next()
+        try? await Task.sleep(for: .milliseconds(20))
+        outbox.close(.shuttingDown)
+        #expect(await second == nil)
+        #expect(outbox.closure == .shuttingDown)
+    }
+}
+
+@Suite("Configuration")
+struct ConfigurationTests {
+    @Test func defaultsAreTheEmbeddedDemo() throws {
+        let c = try BridgeConfiguration.resolve(ConfigurationFlags(), environment: [:])
+        #expect(c.isEmbedded && c.demoMonitor)
+        #expect((c.port, c.adminPort, c.topics, c.deadLetterTopic, c.groupId) == (8765, 9464, ["progress.events"], "progress.events.dlq", "progress-bridge"))
+    }
+
+    @Test func flagsWinOverEnvironment() throws {
+        var flags = ConfigurationFlags()
+        flags.port = "9000"
+        flags.kafkaConfig = ["security.protocol=SASL_SSL", "sasl.password=a=b"]
+        let c = try BridgeConfiguration.resolve(
+            flags, environment: ["BRIDGE_PORT": "1", "KAFKA_BOOTSTRAP_SERVERS": "k:9092", "KAFKA_TOPICS": "a,b", "KAFKA_CONFIG": "x=y"])
+        #expect(c.port == 9000)
+        #expect(c.kafkaBootstrap == "k:9092")
+        #expect(!c.demoMonitor)
+        #expect(c.topics == ["a", "b"])
+        #expect(c.kafkaProperties == ["security.protocol": "SASL_SSL", "sasl.password": "a=b"])
+    }
+
+    @Test(arguments: [
+        (["port": "x"], [String: String](), "--port"),
+        ([:], ["BRIDGE_ADMIN_PORT": "70000"], "BRIDGE_ADMIN_PORT"),
+        ([:], ["LOG_LEVEL": "loud"], "LOG_LEVEL"),
+        ([:], ["BRIDGE_DEMO_MONITOR": "maybe"], "BRIDGE_DEMO_MONITOR"),
+        ([:], ["KAFKA_DLQ_TOPIC": "progress.events"], "--dlq-topic"),
+        ([:], ["KAFKA_CONFIG": "=x"], "KAFKA_CONFIG"),
+        (["port": "9464"], [:], "--admin-port"),
+    ])
+    func badValuesNameTheirFlag(flagValues: [String: String], environment: [String: String], expected: String) {
+        var flags = ConfigurationFlags()
+        flags.port = flagValues["port"]
+        #expect {
+            try BridgeConfiguration.resolve(flags, environment: environment)
+        } throws: { error in
+            (error as? ConfigurationError)?.message.contains(expected) ?? false
+        }
+    }
+
+    @Test func subscriptionParametersAreChecked() {
+        #expect(throws: Never.self) { try SubscriptionRequest.parse(jobId: "job_1", connectionId: nil, token: nil, lastSeq: "4").get() }
+        #expect((try? SubscriptionRequest.parse(jobId: "job_1", connectionId: "c", token: nil, lastSeq: nil).get())?.connectionId == "c")
+        for bad in [nil, "", "1234", "job_", "job_a b", "job_" + String(repeating: "x", count: 121)] as [String?] {
+            #expect((try? SubscriptionRequest.parse(jobId: bad, connectionId: nil, token: nil, lastSeq: nil).get()) == nil, "\(bad ?? "nil")")
+        }
+        #expect((try? SubscriptionRequest.parse(jobId: "job_1", connectionId: nil, token: nil, lastSeq: "-1").get()) == nil)
+    }
+}
