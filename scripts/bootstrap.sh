@@ -15,7 +15,7 @@ pkg-config --exists rdkafka 2>/dev/null || need_apt+=(librdkafka-dev)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v pip3 >/dev/null || python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
-if [ "${BOOTSTRAP_FORCE:-0}" = 1 ]; then need_apt=(librdkafka-dev pkg-config prometheus python3-pip); fi
+if [ "${BOOTSTRAP_FORCE:-0}" = 1 ]; then need_apt=(librdkafka-dev pkg-config prometheus python3-pip python3-venv); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need_apt[*]}" >&2
   as_root apt-get update -q

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: Swift unit and integration tests (swift test), then the end-to-end tests of the
-# built binary with the clients users run (Python confluent-kafka, websockets, promtool).
+# built binary with the clients users run (Python confluent-kafka, websockets, promtool), then the
+# deployment checks (kustomize, kubernetes-validate, checkov, promtool check rules).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh --test-tools
@@ -15,4 +16,8 @@ unit=$(date +%s)
 echo "== swift test: $((unit - built)) s"
 
 BRIDGE_BINARY="$(swift build --show-bin-path)/progress-bridge" python3 -m pytest -q Tests/e2e
-echo "== end-to-end: $(( $(date +%s) - unit )) s"
+e2e=$(date +%s)
+echo "== end-to-end: $((e2e - unit)) s"
+
+./scripts/check-deploy.sh
+echo "== deploy checks: $(( $(date +%s) - e2e )) s"
