@@ -36,7 +36,7 @@ let package = Package(
             ]
         ),
         // A JSON parser and a draft 2020-12 JSON Schema validator; no dependency on the bridge.
-        .target(name: "JSONSchema"),
+        .target(name: "JSONSchema", exclude: ["MetaSchemas"]),
         // Contract: decode + validate the wire events. Pure, no I/O.
         .target(name: "ProgressContract", dependencies: ["JSONSchema"]),
         // Aggregation: per-job and per-video state. Pure, no I/O.

@@ -3,10 +3,46 @@ final class SchemaNode: @unchecked Sendable {
     // Filled in once by `SchemaCompiler` before the node is shared; immutable afterwards.
     var boolean: Bool?
     var keywords: [CompiledKeyword] = []
+    /// Whether `unevaluatedProperties`/`unevaluatedItems` is among the keywords: then this node
+    /// collects annotations from its other keywords.
+    var hasUnevaluated = false
     let location: String
+    /// The base URI of the schema resource this node belongs to (for the dynamic scope).
+    let resourceBase: String
 
-    init(location: String) {
+    init(location: String, resourceBase: String) {
         self.location = location
+        self.resourceBase = resourceBase
+    }
+}
+
+/// What in-place applicators found evaluated, for `unevaluatedProperties`/`unevaluatedItems`.
+struct Annotations {
+    var properties: Set<String> = []
+    var allProperties = false
+    var itemsPrefix = 0
+    var allItems = false
+    var items: Set<Int> = []
+
+    mutating func merge(_ other: Annotations) {
+        properties.formUnion(other.properties)
+        allProperties = allProperties || other.allProperties
+        itemsPrefix = max(itemsPrefix, other.itemsPrefix)
+        allItems = allItems || other.allItems
+        items.formUnion(other.items)
+    }
+}
+
+/// A `$dynamicRef`: its static target, and, when the target bookends a `$dynamicAnchor`, the
+/// anchor's candidates by resource, searched through the dynamic scope at run time.
+final class DynamicReference: @unchecked Sendable {
+    let staticTarget: SchemaNode
+    let anchor: String?
+    var candidates: [String: SchemaNode] = [:]
+
+    init(staticTarget: SchemaNode, anchor: String?) {
+        self.staticTarget = staticTarget
+        self.anchor = anchor
     }
 }
 
@@ -93,5 +129,8 @@ enum KeywordKind: Sendable {
     case conditional(if: SchemaNode, then: SchemaNode?, else: SchemaNode?)
     case dependentSchemas([(String, SchemaNode)])
     case ref(SchemaNode)
+    case dynamicRef(DynamicReference)
+    case unevaluatedProperties(SchemaNode)
+    case unevaluatedItems(SchemaNode)
     case format(FormatAssertion)
 }

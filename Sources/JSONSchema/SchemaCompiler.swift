@@ -25,6 +25,10 @@ struct SchemaCompiler {
     let registry: SchemaRegistry
     let options: ValidatorOptions
     private var nodes: [String: SchemaNode] = [:]
+    /// Whether the validation vocabulary is on, per resource base (from its `$schema`'s `$vocabulary`).
+    private var validationEnabled: [String: Bool] = [:]
+    /// Whether any `$dynamicRef` was compiled (the evaluator then tracks the dynamic scope).
+    private(set) var usesDynamicScope = false
 
     /// Keywords that carry no assertion here.
     static let annotationKeywords: Set<String> = [
@@ -33,10 +37,16 @@ struct SchemaCompiler {
         "contentMediaType", "contentEncoding", "contentSchema",
     ]
 
-    /// Keywords of 2020-12 this validator does not implement yet; a schema using them is refused.
-    static let unsupportedKeywords: Set<String> = [
-        "$dynamicRef", "$dynamicAnchor", "unevaluatedItems", "unevaluatedProperties", "$recursiveRef", "$recursiveAnchor",
+    /// Keywords of earlier drafts that 2020-12 replaced; a schema using them is refused under `.reject`.
+    static let unsupportedKeywords: Set<String> = ["$recursiveRef", "$recursiveAnchor"]
+
+    /// The validation vocabulary's keywords, switched off by a meta-schema whose `$vocabulary` omits it.
+    static let validationVocabulary: Set<String> = [
+        "type", "enum", "const", "multipleOf", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum", "maxLength", "minLength",
+        "pattern", "maxItems", "minItems", "uniqueItems", "maxContains", "minContains", "maxProperties", "minProperties", "required",
+        "dependentRequired",
     ]
+    static let validationVocabularyURI = "https://json-schema.org/draft/2020-12/vocab/validation"
 
     init(registry: SchemaRegistry, options: ValidatorOptions) {
         self.registry = registry
@@ -44,26 +54,36 @@ struct SchemaCompiler {
     }
 
     mutating func compile(uri: String) throws(SchemaError) -> SchemaNode {
-        guard let (schema, base, pointer) = registry.lookup(uri) else {
+        guard let (schema, base, location) = registry.lookup(uri) else {
             throw SchemaError("cannot resolve schema \(uri)")
         }
-        return try compile(schema, base: base, location: URIReference.splitFragment(uri).base + "#" + pointer)
+        return try compile(schema, base: base, location: location, baseIncludesOwnId: true)
     }
 
-    private mutating func compile(_ schema: JSONValue, base: String, location: String) throws(SchemaError) -> SchemaNode {
+    /// `baseIncludesOwnId`: the base came from a registry look-up, which already applied the
+    /// schema's own `$id` (applying a relative `$id` twice would nest it).
+    private mutating func compile(_ schema: JSONValue, base: String, location: String, baseIncludesOwnId: Bool = false) throws(SchemaError) -> SchemaNode {
         if let existing = nodes[location] { return existing }
-        let node = SchemaNode(location: location)
+        var base = base
+        if !baseIncludesOwnId, let id = schema["$id"]?.stringValue {
+            base = URIReference.splitFragment(URIReference.resolve(id, against: base)).base
+        }
+        let node = SchemaNode(location: location, resourceBase: base)
         nodes[location] = node
         switch schema {
         case .bool(let b):
             node.boolean = b
             return node
         case .object(let members):
-            var base = base
-            if let id = members["$id"]?.stringValue {
-                base = URIReference.splitFragment(URIReference.resolve(id, against: base)).base
+            if validationEnabled[base] == nil {
+                validationEnabled[base] = vocabularyEnablesValidation(members["$schema"]?.stringValue)
             }
             node.keywords = try compileKeywords(members, base: base, location: location)
+            node.hasUnevaluated = node.keywords.contains {
+                if case .unevaluatedProperties = $0.kind { return true }
+                if case .unevaluatedItems = $0.kind { return true }
+                return false
+            }
             return node
         default:
             throw SchemaError("schema at \(location) must be an object or a boolean, not \(schema.typeName)")
@@ -73,6 +93,14 @@ struct SchemaCompiler {
     private mutating func sub(_ schema: JSONValue, _ base: String, _ location: String, _ path: String...) throws(SchemaError) -> SchemaNode {
         let suffix = path.map(JSONPointer.escape).joined(separator: "/")
         return try compile(schema, base: base, location: location + "/" + suffix)
+    }
+
+    /// A custom meta-schema can leave out the validation vocabulary; its keywords are then ignored.
+    private func vocabularyEnablesValidation(_ metaSchema: String?) -> Bool {
+        guard let metaSchema, let (document, _, _) = registry.lookup(URIReference.splitFragment(metaSchema).base),
+            let vocabulary = document["$vocabulary"]?.objectValue
+        else { return true }
+        return vocabulary[Self.validationVocabularyURI] != nil
     }
 
     private mutating func compileKeywords(_ members: [String: JSONValue], base: String, location: String) throws(SchemaError) -> [CompiledKeyword] {
@@ -98,9 +126,11 @@ struct SchemaCompiler {
         }
 
         // Keywords in a fixed order, cheap checks first.
+        let validation = validationEnabled[base] ?? true
         for keyword in members.keys.sorted(by: Self.evaluationOrder) {
             let value = members[keyword]!
             let kind: KeywordKind?
+            if !validation && Self.validationVocabulary.contains(keyword) { continue }
             switch keyword {
             case "type":
                 var mask: TypeMask = []
@@ -192,6 +222,33 @@ struct SchemaCompiler {
                 } catch {
                     throw fail(keyword, "cannot be resolved: \(target) (\(error.message))")
                 }
+            case "$dynamicRef":
+                guard let reference = value.stringValue else { throw fail(keyword, "must be a string") }
+                let target = URIReference.resolve(reference, against: base)
+                let staticTarget: SchemaNode
+                do {
+                    staticTarget = try compile(uri: target)
+                } catch {
+                    throw fail(keyword, "cannot be resolved: \(target) (\(error.message))")
+                }
+                // Dynamic only when the fragment is a plain name and the static target declares it.
+                var anchor: String?
+                if let fragment = URIReference.splitFragment(target).fragment, !fragment.isEmpty, !fragment.hasPrefix("/"),
+                    registry.lookup(target)?.schema["$dynamicAnchor"]?.stringValue == fragment
+                {
+                    anchor = fragment
+                }
+                let dynamic = DynamicReference(staticTarget: staticTarget, anchor: anchor)
+                if let anchor {
+                    usesDynamicScope = true
+                    for (resource, entry) in registry.dynamicAnchors[anchor] ?? [:] {
+                        dynamic.candidates[resource] = try compile(entry.schema, base: resource, location: entry.location, baseIncludesOwnId: true)
+                    }
+                }
+                kind = .dynamicRef(dynamic)
+            case "$dynamicAnchor": kind = nil
+            case "unevaluatedProperties": kind = .unevaluatedProperties(try sub(value, base, location, keyword))
+            case "unevaluatedItems": kind = .unevaluatedItems(try sub(value, base, location, keyword))
             case "format":
                 guard let name = value.stringValue else { throw fail(keyword, "must be a string") }
                 kind = options.formatAssertion ? FormatAssertion(name: name).map { .format($0) } : nil
@@ -217,7 +274,8 @@ struct SchemaCompiler {
             switch k {
             case "type": 0
             case "const", "enum", "required": 1
-            case "$ref", "allOf", "anyOf", "oneOf", "not", "if": 3
+            case "$ref", "$dynamicRef", "allOf", "anyOf", "oneOf", "not", "if", "dependentSchemas": 3
+            case "unevaluatedItems", "unevaluatedProperties": 9  // after everything that annotates
             default: 2
             }
         }

@@ -23,7 +23,10 @@ public struct SchemaRegistry: Sendable {
     }
 
     private(set) var resources: [String: Resource] = [:]
-    private(set) var anchors: [String: JSONValue] = [:]
+    /// `base#name` → the anchored subschema and its canonical location (`base#/pointer`).
+    private(set) var anchors: [String: (schema: JSONValue, location: String)] = [:]
+    /// `$dynamicAnchor` name → resource base → the anchored subschema and its canonical location.
+    private(set) var dynamicAnchors: [String: [String: (schema: JSONValue, location: String)]] = [:]
     /// The URIs of the documents added, in order.
     public private(set) var documentURIs: [String] = []
 
@@ -42,7 +45,7 @@ public struct SchemaRegistry: Sendable {
         }
         documentURIs.append(base)
         resources[URIReference.splitFragment(retrievalURI).base] = Resource(schema: document)
-        index(document, base: base, isRoot: true)
+        index(document, base: base, pointer: "", isRoot: true)
     }
 
     /// Loads every `*.json` file below `directory` (recursively), retrievable as `uriPrefix` + relative path.
@@ -87,38 +90,47 @@ public struct SchemaRegistry: Sendable {
         return result.sorted()
     }
 
-    private mutating func index(_ schema: JSONValue, base: String, isRoot: Bool) {
+    private mutating func index(_ schema: JSONValue, base: String, pointer: String, isRoot: Bool) {
         guard case .object(let members) = schema else { return }
         var base = base
+        var pointer = pointer
         if !isRoot, let id = members["$id"]?.stringValue {
             base = URIReference.splitFragment(URIReference.resolve(id, against: base)).base
+            pointer = ""
         }
-        if resources[base] == nil || isRoot || members["$id"] != nil {
+        if isRoot || members["$id"] != nil || resources[base] == nil {
             resources[base] = Resource(schema: schema)
         }
-        if let anchor = members["$anchor"]?.stringValue { anchors[base + "#" + anchor] = schema }
-        if let anchor = members["$dynamicAnchor"]?.stringValue, anchors[base + "#" + anchor] == nil {
-            anchors[base + "#" + anchor] = schema
+        let location = base + "#" + pointer
+        if let anchor = members["$anchor"]?.stringValue { anchors[base + "#" + anchor] = (schema, location) }
+        if let anchor = members["$dynamicAnchor"]?.stringValue {
+            if anchors[base + "#" + anchor] == nil { anchors[base + "#" + anchor] = (schema, location) }
+            dynamicAnchors[anchor, default: [:]][base] = (schema, location)
         }
         for (keyword, value) in members {
+            let here = pointer + "/" + JSONPointer.escape(keyword)
             switch SchemaKeywords.childShape(of: keyword) {
-            case .single: index(value, base: base, isRoot: false)
-            case .array: for item in value.arrayValue ?? [] { index(item, base: base, isRoot: false) }
-            case .map: for (_, item) in value.objectValue ?? [:] { index(item, base: base, isRoot: false) }
+            case .single: index(value, base: base, pointer: here, isRoot: false)
+            case .array:
+                for (i, item) in (value.arrayValue ?? []).enumerated() { index(item, base: base, pointer: here + "/\(i)", isRoot: false) }
+            case .map:
+                for (name, item) in value.objectValue ?? [:] { index(item, base: base, pointer: here + "/" + JSONPointer.escape(name), isRoot: false) }
             case .none: break
             }
         }
     }
 
-    /// Finds the schema `uri` (absolute, with optional fragment) names, with its base URI.
-    func lookup(_ uri: String) -> (schema: JSONValue, base: String, pointer: String)? {
+    /// Finds the schema `uri` (absolute, with optional fragment) names: the schema, the base URI in
+    /// effect there, and a canonical location that names it uniquely.
+    func lookup(_ uri: String) -> (schema: JSONValue, base: String, location: String)? {
         let (base, fragment) = URIReference.splitFragment(uri)
         guard let fragment, !fragment.isEmpty else {
-            return resources[base].map { ($0.schema, base, "") }
+            return resources[base].map { ($0.schema, base, base + "#") }
         }
         if let tokens = JSONPointer.tokens(fromFragment: fragment) {
             guard var current = resources[base]?.schema else { return nil }
             var currentBase = base
+            var pointer = ""
             for token in tokens {
                 switch current {
                 case .object(let members):
@@ -129,15 +141,17 @@ public struct SchemaRegistry: Sendable {
                     current = items[i]
                 default: return nil
                 }
+                pointer += "/" + JSONPointer.escape(token)
                 if let id = current["$id"]?.stringValue {
                     currentBase = URIReference.splitFragment(URIReference.resolve(id, against: currentBase)).base
+                    pointer = ""
                 }
             }
-            return (current, currentBase, fragment)
+            return (current, currentBase, currentBase + "#" + pointer)
         }
-        guard let anchored = anchors[base + "#" + fragment] else { return nil }
-        let anchoredBase = anchored["$id"]?.stringValue.map { URIReference.splitFragment(URIReference.resolve($0, against: base)).base } ?? base
-        return (anchored, anchoredBase, "")
+        guard let anchored = anchors[base + "#" + fragment.removingPercentEncodingLossy()] else { return nil }
+        let anchoredBase = URIReference.splitFragment(anchored.location).base
+        return (anchored.schema, anchoredBase, anchored.location)
     }
 }
 
@@ -154,5 +168,18 @@ enum SchemaKeywords {
         case "properties", "patternProperties", "dependentSchemas", "$defs", "definitions": return .map
         default: return .none
         }
+    }
+}
+
+extension SchemaRegistry {
+    /// A registry that already holds the draft 2020-12 meta-schemas (dialect and vocabularies),
+    /// so schemas can `$ref` them and be checked against them.
+    public static func withMetaSchemas() -> SchemaRegistry {
+        var registry = SchemaRegistry()
+        for (id, json) in MetaSchemas.documents {
+            // The embedded documents are known-good JSON.
+            try! registry.add(try! JSONParser(limits: .init(maxDepth: 256, maxBytes: 1 << 22)).parse(json), retrievalURI: id)
+        }
+        return registry
     }
 }

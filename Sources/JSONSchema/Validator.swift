@@ -26,6 +26,7 @@ public struct ValidationResult: Sendable {
 /// from many threads at once.
 public struct JSONSchemaValidator: Sendable {
     private let root: SchemaNode
+    private let tracksScope: Bool
     /// The URI of the schema this validator checks against.
     public let schemaURI: String
 
@@ -33,37 +34,46 @@ public struct JSONSchemaValidator: Sendable {
     public init(registry: SchemaRegistry, uri: String, options: ValidatorOptions = .init()) throws(SchemaError) {
         var compiler = SchemaCompiler(registry: registry, options: options)
         self.root = try compiler.compile(uri: uri)
+        self.tracksScope = compiler.usesDynamicScope
         self.schemaURI = uri
     }
 
     /// Whether `instance` is valid; the fast path, allocating nothing for valid documents.
     public func isValid(_ instance: JSONValue) -> Bool {
-        var evaluation = Evaluation(collecting: false)
+        var evaluation = Evaluation(collecting: false, tracksScope: tracksScope)
         return evaluation.validate(root, instance)
     }
 
     /// Validates `instance`, collecting up to `maxErrors` failures when it is invalid.
     public func validate(_ instance: JSONValue, maxErrors: Int = 16) -> ValidationResult {
         if isValid(instance) { return ValidationResult(isValid: true, errors: []) }
-        var evaluation = Evaluation(collecting: true, maxErrors: maxErrors)
+        var evaluation = Evaluation(collecting: true, tracksScope: tracksScope, maxErrors: maxErrors)
         _ = evaluation.validate(root, instance)
         return ValidationResult(isValid: false, errors: evaluation.errors)
     }
 }
 
 /// One validation run. When `collecting`, it tracks paths and records errors; otherwise it
-/// returns at the first failure.
+/// returns at the first failure. Annotations (what was evaluated) are gathered only for nodes
+/// that need them (`unevaluated*`), and the dynamic scope only when `$dynamicRef` is used.
 private struct Evaluation {
     let collecting: Bool
+    let tracksScope: Bool
     var maxErrors = 16
     var errors: [ValidationError] = []
     var instancePath: [String] = []
     var keywordPath: [String] = []
     /// Errors under `anyOf`/`oneOf`/`not`/`if` branches are not the instance's errors.
     var muted = 0
+    /// Resource bases entered, outermost first (the dynamic scope).
+    var scope: [String] = []
+    var depth = 0
+    /// Deeper than this, a schema that recurses without consuming the instance is cut off.
+    static let maxDepth = 512
 
-    init(collecting: Bool, maxErrors: Int = 16) {
+    init(collecting: Bool, tracksScope: Bool, maxErrors: Int = 16) {
         self.collecting = collecting
+        self.tracksScope = tracksScope
         self.maxErrors = maxErrors
     }
 
@@ -72,48 +82,75 @@ private struct Evaluation {
         errors.append(
             ValidationError(
                 instanceLocation: instancePath.map { "/" + JSONPointer.escape($0) }.joined(),
-                keywordLocation: (keywordPath + [keyword]).map { "/" + JSONPointer.escape($0) }.joined(),
-                absoluteKeywordLocation: node.location + "/" + JSONPointer.escape(keyword),
+                keywordLocation: (keywordPath + (keyword.isEmpty ? [] : [keyword])).map { "/" + JSONPointer.escape($0) }.joined(),
+                absoluteKeywordLocation: node.location + (keyword.isEmpty ? "" : "/" + JSONPointer.escape(keyword)),
                 message: message()
             )
         )
     }
 
-    /// Validates `value` against `child`, reached from keyword path `path` and instance path `member`.
-    mutating func descend(_ child: SchemaNode, _ value: JSONValue, keyword: [String], member: String? = nil) -> Bool {
-        guard collecting else { return validate(child, value) }
+    /// Validates a child instance (`member`) or, without `member`, the same instance in place,
+    /// merging annotations into `annotations` when `collect` is set.
+    mutating func descend(
+        _ child: SchemaNode, _ value: JSONValue, keyword: [String], member: String? = nil, into annotations: inout Annotations, collect: Bool
+    ) -> Bool {
+        guard collecting else { return validate(child, value, &annotations, collect: collect) }
         keywordPath.append(contentsOf: keyword)
         if let member { instancePath.append(member) }
-        let ok = validate(child, value)
+        let ok = validate(child, value, &annotations, collect: collect)
         keywordPath.removeLast(keyword.count)
         if member != nil { instancePath.removeLast() }
         return ok
     }
 
+    /// Validates a child instance; annotations of another instance never matter here.
+    mutating func descendMember(_ child: SchemaNode, _ value: JSONValue, keyword: [String], member: String) -> Bool {
+        var scratch = Annotations()
+        return descend(child, value, keyword: keyword, member: member, into: &scratch, collect: false)
+    }
+
     /// Validates silently (a branch whose errors are not the instance's).
-    mutating func probe(_ child: SchemaNode, _ value: JSONValue, keyword: [String]) -> Bool {
+    mutating func probe(_ child: SchemaNode, _ value: JSONValue, keyword: [String], into annotations: inout Annotations, collect: Bool) -> Bool {
         muted += 1
         defer { muted -= 1 }
-        return descend(child, value, keyword: keyword)
+        return descend(child, value, keyword: keyword, into: &annotations, collect: collect)
     }
 
     mutating func validate(_ node: SchemaNode, _ value: JSONValue) -> Bool {
+        var scratch = Annotations()
+        return validate(node, value, &scratch, collect: false)
+    }
+
+    mutating func validate(_ node: SchemaNode, _ value: JSONValue, _ out: inout Annotations, collect: Bool) -> Bool {
         if let boolean = node.boolean {
             if !boolean { report(node, "", "no value is allowed here") }
             return boolean
         }
+        depth += 1
+        defer { depth -= 1 }
+        if depth > Self.maxDepth {
+            report(node, "", "schema recursion deeper than \(Self.maxDepth) levels")
+            return false
+        }
+        let entered = tracksScope && scope.last != node.resourceBase
+        if entered { scope.append(node.resourceBase) }
+        defer { if entered { scope.removeLast() } }
+
+        let collectHere = collect || node.hasUnevaluated
+        var local = Annotations()
         var valid = true
         for keyword in node.keywords {
-            if !check(keyword, node, value) {
+            if !check(keyword, node, value, &local, collectHere) {
                 valid = false
                 if !collecting { return false }
             }
         }
+        if valid && collect { out.merge(local) }
         return valid
     }
 
     // swiftlint:disable:next cyclomatic_complexity function_body_length
-    mutating func check(_ keyword: CompiledKeyword, _ node: SchemaNode, _ value: JSONValue) -> Bool {
+    mutating func check(_ keyword: CompiledKeyword, _ node: SchemaNode, _ value: JSONValue, _ annotations: inout Annotations, _ collect: Bool) -> Bool {
         let name = keyword.name
         switch keyword.kind {
         case .type(let mask):
@@ -150,7 +187,7 @@ private struct Evaluation {
             report(node, name, "\(n) must be less than \(limit)")
             return false
         case .minLength(let limit):
-            guard case .string(let s) = value, s.unicodeScalars.count < limit else { return true }
+            guard case .string(let s) = value, s.utf8.count < limit || s.unicodeScalars.count < limit else { return true }
             report(node, name, "string is shorter than \(limit) characters")
             return false
         case .maxLength(let limit):
@@ -181,7 +218,16 @@ private struct Evaluation {
         case .contains(let child, let min, let max):
             guard case .array(let items) = value else { return true }
             var matched = 0
-            for (i, item) in items.enumerated() where probe(child, item, keyword: [name, String(i)]) { matched += 1 }
+            for (i, item) in items.enumerated() {
+                var scratch = Annotations()
+                muted += 1
+                let ok = descend(child, item, keyword: [name], member: String(i), into: &scratch, collect: false)
+                muted -= 1
+                if ok {
+                    matched += 1
+                    if collect { annotations.items.insert(i) }
+                }
+            }
             if matched < min {
                 report(node, name, "array contains \(matched) matching items, fewer than \(min)")
                 return false
@@ -223,7 +269,8 @@ private struct Evaluation {
             var ok = true
             for (property, child) in children {
                 guard let member = members[property] else { continue }
-                if !descend(child, member, keyword: [name, property], member: property) {
+                if collect { annotations.properties.insert(property) }
+                if !descendMember(child, member, keyword: [name, property], member: property) {
                     ok = false
                     if !collecting { return false }
                 }
@@ -234,7 +281,8 @@ private struct Evaluation {
             var ok = true
             for (regex, child) in children {
                 for (property, member) in members where regex.matches(property) {
-                    if !descend(child, member, keyword: [name, regex.source], member: property) {
+                    if collect { annotations.properties.insert(property) }
+                    if !descendMember(child, member, keyword: [name, regex.source], member: property) {
                         ok = false
                         if !collecting { return false }
                     }
@@ -245,10 +293,11 @@ private struct Evaluation {
             guard case .object(let members) = value else { return true }
             var ok = true
             for (property, member) in members where !known.contains(property) && !patterns.contains(where: { $0.matches(property) }) {
+                if collect { annotations.properties.insert(property) }
                 if child.boolean == false {
                     report(node, name, "property \"\(property)\" is not allowed")
                     ok = false
-                } else if !descend(child, member, keyword: [name], member: property) {
+                } else if !descendMember(child, member, keyword: [name], member: property) {
                     ok = false
                 }
                 if !ok && !collecting { return false }
@@ -257,7 +306,7 @@ private struct Evaluation {
         case .propertyNames(let child):
             guard case .object(let members) = value else { return true }
             var ok = true
-            for property in members.keys where !descend(child, .string(property), keyword: [name], member: property) {
+            for property in members.keys where !descendMember(child, .string(property), keyword: [name], member: property) {
                 ok = false
                 if !collecting { return false }
             }
@@ -266,21 +315,23 @@ private struct Evaluation {
             guard case .array(let items) = value else { return true }
             var ok = true
             for (i, child) in children.enumerated() where i < items.count {
-                if !descend(child, items[i], keyword: [name, String(i)], member: String(i)) {
+                if !descendMember(child, items[i], keyword: [name, String(i)], member: String(i)) {
                     ok = false
                     if !collecting { return false }
                 }
             }
+            if collect { annotations.itemsPrefix = max(annotations.itemsPrefix, min(children.count, items.count)) }
             return ok
         case .items(let child, let from):
             guard case .array(let items) = value, items.count > from else { return true }
+            if collect { annotations.allItems = true }
             var ok = true
             for i in from..<items.count {
                 if child.boolean == false {
                     report(node, name, "array has more than \(from) items")
                     return false
                 }
-                if !descend(child, items[i], keyword: [name], member: String(i)) {
+                if !descendMember(child, items[i], keyword: [name], member: String(i)) {
                     ok = false
                     if !collecting { return false }
                 }
@@ -288,47 +339,94 @@ private struct Evaluation {
             return ok
         case .allOf(let children):
             var ok = true
-            for (i, child) in children.enumerated() where !descend(child, value, keyword: [name, String(i)]) {
+            for (i, child) in children.enumerated() where !descend(child, value, keyword: [name, String(i)], into: &annotations, collect: collect) {
                 ok = false
                 if !collecting { return false }
             }
             return ok
         case .anyOf(let children):
-            for (i, child) in children.enumerated() where probe(child, value, keyword: [name, String(i)]) { return true }
+            var any = false
+            for (i, child) in children.enumerated() {
+                if probe(child, value, keyword: [name, String(i)], into: &annotations, collect: collect) {
+                    any = true
+                    if !collect { return true }  // every valid branch annotates; otherwise one suffices
+                }
+            }
+            if any { return true }
             report(node, name, "value matches none of the \(children.count) alternatives")
             return false
         case .oneOf(let children):
             var matches = 0
-            for (i, child) in children.enumerated() where probe(child, value, keyword: [name, String(i)]) {
-                matches += 1
-                if matches > 1 { break }
+            var matched = Annotations()
+            for (i, child) in children.enumerated() {
+                var branch = Annotations()
+                if probe(child, value, keyword: [name, String(i)], into: &branch, collect: collect) {
+                    matches += 1
+                    matched = branch
+                    if matches > 1 { break }
+                }
             }
-            if matches == 1 { return true }
+            if matches == 1 {
+                if collect { annotations.merge(matched) }
+                return true
+            }
             report(node, name, matches == 0 ? "value matches none of the alternatives" : "value matches more than one alternative")
             return false
         case .not(let child):
-            if !probe(child, value, keyword: [name]) { return true }
+            var scratch = Annotations()
+            if !probe(child, value, keyword: [name], into: &scratch, collect: false) { return true }
             report(node, name, "value must not match the schema")
             return false
         case .conditional(let condition, let thenNode, let elseNode):
-            if probe(condition, value, keyword: [name]) {
+            if probe(condition, value, keyword: [name], into: &annotations, collect: collect) {
                 guard let thenNode else { return true }
-                return descend(thenNode, value, keyword: ["then"])
+                return descend(thenNode, value, keyword: ["then"], into: &annotations, collect: collect)
             }
             guard let elseNode else { return true }
-            return descend(elseNode, value, keyword: ["else"])
+            return descend(elseNode, value, keyword: ["else"], into: &annotations, collect: collect)
         case .dependentSchemas(let dependencies):
             guard case .object(let members) = value else { return true }
             var ok = true
             for (trigger, child) in dependencies where members[trigger] != nil {
-                if !descend(child, value, keyword: [name, trigger]) {
+                if !descend(child, value, keyword: [name, trigger], into: &annotations, collect: collect) {
                     ok = false
                     if !collecting { return false }
                 }
             }
             return ok
         case .ref(let target):
-            return descend(target, value, keyword: [name])
+            return descend(target, value, keyword: [name], into: &annotations, collect: collect)
+        case .dynamicRef(let reference):
+            var target = reference.staticTarget
+            if reference.anchor != nil, let outermost = scope.first(where: { reference.candidates[$0] != nil }) {
+                target = reference.candidates[outermost]!
+            }
+            return descend(target, value, keyword: [name], into: &annotations, collect: collect)
+        case .unevaluatedProperties(let child):
+            guard case .object(let members) = value, !annotations.allProperties else { return true }
+            var ok = true
+            for (property, member) in members where !annotations.properties.contains(property) {
+                if child.boolean == false {
+                    report(node, name, "property \"\(property)\" is not allowed (not evaluated by any other keyword)")
+                    ok = false
+                } else if !descendMember(child, member, keyword: [name], member: property) {
+                    ok = false
+                }
+                if !ok && !collecting { return false }
+            }
+            annotations.allProperties = true
+            return ok
+        case .unevaluatedItems(let child):
+            guard case .array(let items) = value, !annotations.allItems else { return true }
+            var ok = true
+            for i in annotations.itemsPrefix..<max(annotations.itemsPrefix, items.count) where !annotations.items.contains(i) {
+                if !descendMember(child, items[i], keyword: [name], member: String(i)) {
+                    ok = false
+                    if !collecting { return false }
+                }
+            }
+            annotations.allItems = true
+            return ok
         case .format(let format):
             guard case .string(let s) = value, !format.accepts(s) else { return true }
             report(node, name, "\(value.serializedPreview) is not a valid \(format.name)")
