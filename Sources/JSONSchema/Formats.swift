@@ -10,13 +10,16 @@ struct FormatAssertion: Sendable {
         case "date-time": check = { RFC3339.parseMilliseconds($0) != nil }
         case "date": check = { RFC3339.parseDate(Substring($0)) != nil }
         case "time": check = { RFC3339.isValidTime(Substring($0)) }
+        case "duration": check = FormatCheckers.isDuration
         case "uuid": check = FormatAssertion.isUUID
-        case "ipv4": check = FormatAssertion.isIPv4
-        case "email": check = FormatAssertion.isEmail
-        case "hostname": check = FormatAssertion.isHostname
-        case "json-pointer": check = { $0.isEmpty || $0.hasPrefix("/") }
+        case "ipv4": check = { FormatCheckers.isIPv4(Substring($0)) }
+        case "ipv6": check = { FormatCheckers.isIPv6(Substring($0)) }
+        case "email": check = FormatCheckers.isEmail
+        case "hostname": check = FormatCheckers.isHostname
+        case "json-pointer": check = FormatCheckers.isJSONPointer
         case "regex": check = { (try? ECMARegex($0)) != nil }
-        case "uri": check = { URIReference.hasScheme($0) && !$0.contains(" ") }
+        case "uri": check = FormatCheckers.isURI
+        case "uri-reference": check = FormatCheckers.isURIReference
         default: return nil
         }
     }
@@ -36,31 +39,6 @@ struct FormatAssertion: Sendable {
         return true
     }
 
-    static func isIPv4(_ s: String) -> Bool {
-        let parts = s.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 4 else { return false }
-        return parts.allSatisfy { part in
-            guard !part.isEmpty, part.count <= 3, part.allSatisfy(\.isASCII), part.allSatisfy(\.isNumber) else { return false }
-            if part.count > 1 && part.first == "0" { return false }
-            return Int(part).map { $0 <= 255 } ?? false
-        }
-    }
-
-    static func isHostname(_ s: String) -> Bool {
-        guard !s.isEmpty, s.utf8.count <= 253 else { return false }
-        return s.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
-            guard !label.isEmpty, label.utf8.count <= 63, label.first != "-", label.last != "-" else { return false }
-            return label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }
-        }
-    }
-
-    static func isEmail(_ s: String) -> Bool {
-        guard let at = s.lastIndex(of: "@") else { return false }
-        let local = s[..<at]
-        let domain = s[s.index(after: at)...]
-        guard !local.isEmpty, !domain.isEmpty, !local.hasPrefix("."), !local.hasSuffix("."), !local.contains("..") else { return false }
-        return isHostname(String(domain)) || (domain.hasPrefix("[") && domain.hasSuffix("]"))
-    }
 }
 
 /// RFC 3339 timestamps, to and from milliseconds since the Unix epoch (UTC), without Foundation.
