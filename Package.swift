@@ -64,6 +64,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Prints validation throughput; see BENCHMARKS.md.
+        .executableTarget(
+            name: "validator-benchmark",
+            dependencies: ["JSONSchema", "ProgressContract"],
+            path: "Benchmarks/ValidatorBenchmark"
+        ),
         .testTarget(name: "JSONSchemaTests", dependencies: ["JSONSchema"]),
         .testTarget(name: "ProgressContractTests", dependencies: ["ProgressContract"]),
         .testTarget(name: "ProgressAggregationTests", dependencies: ["ProgressAggregation"]),

@@ -4,15 +4,23 @@ import Foundation
 import Foundation
 #endif
 
-/// A compiled `pattern`. ICU (through `NSRegularExpression`) stands in for ECMA-262; the
-/// translation below covers the differences our schemas and the suite rely on.
+/// A compiled `pattern`: `ECMAPattern` for the common subset of ECMA-262; ICU (through
+/// `NSRegularExpression`) for the rest, with the translation below for the classes that differ.
 struct ECMARegex: @unchecked Sendable {
     // NSRegularExpression is immutable and documented as safe to share between threads.
-    private let regex: NSRegularExpression
+    private let regex: NSRegularExpression?
+    /// Our own engine, used whenever the pattern is within its subset (fast, no bridging).
+    private let pattern: ECMAPattern?
     let source: String
 
     init(_ source: String) throws(SchemaError) {
         self.source = source
+        if let own = ECMAPattern(source) {
+            pattern = own
+            regex = nil
+            return
+        }
+        pattern = nil
         do {
             regex = try NSRegularExpression(pattern: Self.translate(source), options: [])
         } catch {
@@ -46,7 +54,8 @@ struct ECMARegex: @unchecked Sendable {
 
     /// Whether `string` contains a match (patterns are not anchored, as in ECMA-262).
     func matches(_ string: String) -> Bool {
+        if let pattern { return pattern.matches(string) }
         let range = NSRange(string.startIndex..<string.endIndex, in: string)
-        return regex.firstMatch(in: string, options: [], range: range) != nil
+        return regex!.firstMatch(in: string, options: [], range: range) != nil
     }
 }

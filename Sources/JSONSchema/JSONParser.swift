@@ -132,7 +132,7 @@ private struct Reader {
     mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONValue {
         if depth > maxDepth { throw error(.tooDeep, "nesting deeper than the limit of \(maxDepth)") }
         index += 1  // {
-        var members: [String: JSONValue] = [:]
+        var members = JSONObject()
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
@@ -153,7 +153,7 @@ private struct Reader {
             index += 1
             skipWhitespace()
             let value = try parseValue(depth: depth)
-            if members.updateValue(value, forKey: key) != nil {
+            if !members.insertNew(key, value) {
                 throw JSONParseError(kind: .duplicateKey, offset: keyOffset, detail: "duplicate object key \"\(key)\"")
             }
             skipWhitespace()

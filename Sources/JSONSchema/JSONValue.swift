@@ -47,7 +47,7 @@ public enum JSONValue: Sendable, Hashable {
     case number(JSONNumber)
     case string(String)
     case array([JSONValue])
-    case object([String: JSONValue])
+    case object(JSONObject)
 
     /// JSON equality: strings by code points (Swift's `==` would equate canonically equivalent
     /// strings, which JSON Schema tells apart), numbers by value, objects regardless of order.
@@ -111,7 +111,7 @@ public enum JSONValue: Sendable, Hashable {
 
     /// The members, when this is an object.
     @inlinable
-    public var objectValue: [String: JSONValue]? {
+    public var objectValue: JSONObject? {
         if case .object(let o) = self { return o }
         return nil
     }

@@ -103,7 +103,7 @@ struct SchemaCompiler {
         return vocabulary[Self.validationVocabularyURI] != nil
     }
 
-    private mutating func compileKeywords(_ members: [String: JSONValue], base: String, location: String) throws(SchemaError) -> [CompiledKeyword] {
+    private mutating func compileKeywords(_ members: JSONObject, base: String, location: String) throws(SchemaError) -> [CompiledKeyword] {
         var keywords: [CompiledKeyword] = []
         func fail(_ keyword: String, _ message: String) -> SchemaError {
             SchemaError("schema at \(location): \"\(keyword)\" \(message)")

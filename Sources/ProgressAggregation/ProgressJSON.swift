@@ -5,7 +5,7 @@ import ProgressContract
 extension JobProgress {
     /// This progress as a JSON object.
     public var json: JSONValue {
-        var o: [String: JSONValue] = [:]
+        var o: JSONObject = [:]
         o["job_id"] = .string(jobId)
         o["state"] = state.map { .string($0.rawValue) } ?? .null
         o["title"] = title.map(JSONValue.string) ?? .null
@@ -46,7 +46,7 @@ extension JobProgress {
 extension VideoProgress {
     /// This video as a JSON object.
     public var json: JSONValue {
-        var o: [String: JSONValue] = [:]
+        var o: JSONObject = [:]
         o["id"] = .string(id)
         o["job_id"] = .string(jobId)
         o["state"] = .string(state.rawValue)

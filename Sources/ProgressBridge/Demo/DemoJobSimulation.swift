@@ -164,7 +164,7 @@ struct DemoJobSimulation {
             ])
     }
 
-    private mutating func event(_ type: String, _ now: Int64, rng: inout SplitMix64, _ data: [String: JSONValue]) -> String {
+    private mutating func event(_ type: String, _ now: Int64, rng: inout SplitMix64, _ data: JSONObject) -> String {
         seq += 1
         return JSONValue.object([
             "schema_version": int(1), "event_id": .string(Self.eventId(now, rng: &rng)), "type": .string(type), "job_id": .string(jobId),

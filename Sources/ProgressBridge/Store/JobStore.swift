@@ -132,7 +132,7 @@ public final class JobStore: Sendable {
     }
 
     private static func snapshot(_ s: JobChannel.State, jobId: String, now: Int64, videoLimit: Int) -> OutboundMessage {
-        var data: [String: JSONValue] = [:]
+        var data: JSONObject = [:]
         if let aggregate = s.aggregate {
             let videos = aggregate.videos.values.sorted { ($0.updatedAt, $0.id) > ($1.updatedAt, $1.id) }
             data["job"] = aggregate.progress().json

@@ -16,11 +16,11 @@ struct AdminAPI<Context: RequestContext> {
         router.get("readyz") { _, _ in
             let checks = readiness.checks
             let ready = checks.allSatisfy(\.ok)
-            var body: [String: JSONValue] = ["status": .string(ready ? "ready" : "not_ready")]
-            body["checks"] = .object(
+            var body: JSONObject = ["status": .string(ready ? "ready" : "not_ready")]
+            body["checks"] = .object(JSONObject(
                 Dictionary(uniqueKeysWithValues: checks.map { check in
                     (check.name, JSONValue.object(["ok": .bool(check.ok), "detail": check.detail.map(JSONValue.string) ?? .null]))
-                }))
+                })))
             return JSONResponse.ok(.object(body), status: ready ? .ok : .serviceUnavailable)
         }
     }

@@ -18,7 +18,7 @@ public struct OutboundMessage: Sendable {
     public var isConflatable: Bool { type == EventType.jobProgress.rawValue }
 
     /// Builds `{"type", "job_id", "seq", "ts", "data", …extra}`.
-    static func make(type: String, jobId: String?, seq: Int64, ts: Int64, occurredAt: Int64?, data: JSONValue, extra: [String: JSONValue] = [:]) -> OutboundMessage {
+    static func make(type: String, jobId: String?, seq: Int64, ts: Int64, occurredAt: Int64?, data: JSONValue, extra: JSONObject = [:]) -> OutboundMessage {
         var object = extra
         object["type"] = .string(type)
         object["job_id"] = jobId.map(JSONValue.string) ?? .null

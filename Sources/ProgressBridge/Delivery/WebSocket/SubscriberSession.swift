@@ -160,7 +160,7 @@ struct SubscriberSession {
         }
         switch type {
         case "ping":
-            var data: [String: JSONValue] = [:]
+            var data: JSONObject = [:]
             if let id = value["id"] { data["id"] = id }
             outbox.enqueue(.make(type: "pong", jobId: request.jobId, seq: 0, ts: now, occurredAt: nil, data: .object(data)))
         case "resume":
