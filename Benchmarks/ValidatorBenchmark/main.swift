@@ -35,7 +35,11 @@ let parsed = try bytes.map { try JSONParser().parse($0) }
 precondition(parsed.allSatisfy { validator.isValid($0) }, "benchmark events must be valid")
 let meanSize = bytes.map(\.count).reduce(0, +) / bytes.count
 
+/// BENCH_ONLY=b runs only the lines whose name starts with "(b)" (for profiling one path).
+let only = ProcessInfo.processInfo.environment["BENCH_ONLY"]
+
 func measure(_ name: String, _ body: (Int) -> Bool) {
+    if let only, !name.hasPrefix("(\(only))") { return }
     var count = 0
     var ok = true
     let clock = ContinuousClock()

@@ -18,18 +18,32 @@ final class SchemaNode: @unchecked Sendable {
 
 /// What in-place applicators found evaluated, for `unevaluatedProperties`/`unevaluatedItems`.
 struct Annotations {
-    var properties: Set<String> = []
+    // Sets are created on first insertion, so the common no-annotation path stays trivial.
+    private(set) var propertySet: Set<String>?
     var allProperties = false
     var itemsPrefix = 0
     var allItems = false
-    var items: Set<Int> = []
+    private(set) var itemSet: Set<Int>?
+
+    mutating func insertProperty(_ name: String) {
+        if propertySet == nil { propertySet = [] }
+        propertySet!.insert(name)
+    }
+
+    mutating func insertItem(_ index: Int) {
+        if itemSet == nil { itemSet = [] }
+        itemSet!.insert(index)
+    }
+
+    func hasProperty(_ name: String) -> Bool { propertySet?.contains(name) ?? false }
+    func hasItem(_ index: Int) -> Bool { itemSet?.contains(index) ?? false }
 
     mutating func merge(_ other: Annotations) {
-        properties.formUnion(other.properties)
+        if let names = other.propertySet { propertySet = (propertySet ?? []).union(names) }
         allProperties = allProperties || other.allProperties
         itemsPrefix = max(itemsPrefix, other.itemsPrefix)
         allItems = allItems || other.allItems
-        items.formUnion(other.items)
+        if let indexes = other.itemSet { itemSet = (itemSet ?? []).union(indexes) }
     }
 }
 
@@ -123,6 +137,10 @@ enum KeywordKind: Sendable {
     case prefixItems([SchemaNode])
     case items(SchemaNode, from: Int)
     case allOf([SchemaNode])
+    /// `allOf` of `if {properties: {P: {const: c}}, required: [P]} then …` entries: a look-up
+    /// of P picks the `then` to apply instead of trying every `if` (the alternatives stay for
+    /// error reporting and annotations).
+    case discriminatedAllOf(Discriminator, alternatives: [SchemaNode])
     case anyOf([SchemaNode])
     case oneOf([SchemaNode])
     case not(SchemaNode)
@@ -133,4 +151,13 @@ enum KeywordKind: Sendable {
     case unevaluatedProperties(SchemaNode)
     case unevaluatedItems(SchemaNode)
     case format(FormatAssertion)
+}
+
+/// The compiled form of a discriminated `allOf` (see `KeywordKind.discriminatedAllOf`).
+struct Discriminator: Sendable {
+    let property: String
+    /// Branch indexes by constant (verified by code points on a hit).
+    let branches: [String: [Int]]
+    let constants: [String]
+    let thens: [SchemaNode]
 }

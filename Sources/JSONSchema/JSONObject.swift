@@ -3,10 +3,12 @@
 public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryLiteral {
     public typealias Element = (key: String, value: JSONValue)
 
+    /// Members in insertion order (one allocation per object).
+    private var entries: [Element] = []
     /// Keys in insertion order.
-    public private(set) var keys: [String] = []
-    /// Values, parallel to `keys`.
-    public private(set) var values: [JSONValue] = []
+    public var keys: [String] { entries.map(\.key) }
+    /// Values in insertion order.
+    public var values: [JSONValue] { entries.map(\.value) }
     private var index: [String: Int]?
     private static let indexThreshold = 12
 
@@ -23,35 +25,33 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
     }
 
     /// The number of members.
-    public var count: Int { keys.count }
+    public var count: Int { entries.count }
     /// Whether there are no members.
-    public var isEmpty: Bool { keys.isEmpty }
+    public var isEmpty: Bool { entries.isEmpty }
 
     @inline(__always)
     private func position(of key: String) -> Int? {
         if let index { return index[key] }
-        for i in keys.indices where keys[i] == key { return i }
+        for i in entries.indices where entries[i].key == key { return i }
         return nil
     }
 
     /// The member named `key`; setting `nil` removes it.
     public subscript(key: String) -> JSONValue? {
-        get { position(of: key).map { values[$0] } }
+        get { position(of: key).map { entries[$0].value } }
         set {
             if let i = position(of: key) {
                 if let newValue {
-                    values[i] = newValue
+                    entries[i].value = newValue
                 } else {
-                    keys.remove(at: i)
-                    values.remove(at: i)
+                    entries.remove(at: i)
                     rebuildIndex()
                 }
             } else if let newValue {
-                keys.append(key)
-                values.append(newValue)
+                entries.append((key, newValue))
                 if index != nil {
-                    index![key] = keys.count - 1
-                } else if keys.count > Self.indexThreshold {
+                    index![key] = entries.count - 1
+                } else if entries.count > Self.indexThreshold {
                     rebuildIndex()
                 }
             }
@@ -66,30 +66,25 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
     }
 
     private mutating func rebuildIndex() {
-        guard keys.count > Self.indexThreshold else {
+        guard entries.count > Self.indexThreshold else {
             index = nil
             return
         }
         var map: [String: Int] = [:]
-        map.reserveCapacity(keys.count)
-        for (i, key) in keys.enumerated() { map[key] = i }
+        map.reserveCapacity(entries.count)
+        for (i, entry) in entries.enumerated() { map[entry.key] = i }
         index = map
     }
 
-    public func makeIterator() -> AnyIterator<Element> {
-        var i = 0
-        return AnyIterator {
-            guard i < keys.count else { return nil }
-            defer { i += 1 }
-            return (keys[i], values[i])
-        }
+    public func makeIterator() -> IndexingIterator<[Element]> {
+        entries.makeIterator()
     }
 
     /// Member order does not matter for equality.
     public static func == (lhs: JSONObject, rhs: JSONObject) -> Bool {
         guard lhs.count == rhs.count else { return false }
-        for i in lhs.keys.indices {
-            guard let other = rhs[lhs.keys[i]], other == lhs.values[i] else { return false }
+        for entry in lhs.entries {
+            guard let other = rhs[entry.key], other == entry.value else { return false }
         }
         return true
     }
@@ -97,10 +92,10 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
     public func hash(into hasher: inout Hasher) {
         // Order-independent: a commutative sum of the members' hashes.
         var sum = 0
-        for i in keys.indices {
+        for entry in entries {
             var h = Hasher()
-            h.combine(keys[i])
-            h.combine(values[i])
+            h.combine(entry.key)
+            h.combine(entry.value)
             sum = sum &+ h.finalize()
         }
         hasher.combine(count)

@@ -212,6 +212,18 @@ private struct Reader {
             guard index < bytes.count, isDigit(bytes[index]) else { throw error(.invalidNumber, "expected digits in exponent") }
             while index < bytes.count, isDigit(bytes[index]) { index += 1 }
         }
+        if isIntegral, index - start <= 18 {
+            // Fast path: up to 18 digits cannot overflow Int64.
+            var value: Int64 = 0
+            var i = start
+            let negative = bytes[i] == UInt8(ascii: "-")
+            if negative { i += 1 }
+            while i < index {
+                value = value &* 10 &+ Int64(bytes[i] &- 0x30)
+                i += 1
+            }
+            return JSONNumber(negative ? -value : value)
+        }
         let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
         if isIntegral, let value = Int64(text) { return JSONNumber(value) }
         guard let value = Double(text) else { throw JSONParseError(kind: .invalidNumber, offset: start, detail: "invalid number") }
@@ -223,12 +235,14 @@ private struct Reader {
     mutating func parseString() throws(JSONParseError) -> String {
         index += 1  // opening quote
         let start = index
-        // Fast path: no escapes; validate UTF-8 once over the slice.
+        // Fast path: no escapes; validate UTF-8 once over the slice (ASCII needs no validation).
+        var ascii = true
         while index < bytes.count {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
                 let slice = UnsafeBufferPointer(rebasing: bytes[start..<index])
                 index += 1
+                if ascii { return String(decoding: slice, as: UTF8.self) }
                 guard let string = String(validating: slice, as: UTF8.self) else {
                     throw JSONParseError(kind: .invalidUTF8, offset: start, detail: "string is not valid UTF-8")
                 }
@@ -236,6 +250,7 @@ private struct Reader {
             }
             if byte == UInt8(ascii: "\\") { break }
             if byte < 0x20 { throw error(.controlCharacterInString, "unescaped control character in string") }
+            if byte >= 0x80 { ascii = false }
             index += 1
         }
         var scratch = Array(UnsafeBufferPointer(rebasing: bytes[start..<index]))

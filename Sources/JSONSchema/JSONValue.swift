@@ -56,7 +56,7 @@ public enum JSONValue: Sendable, Hashable {
         case (.null, .null): return true
         case (.bool(let a), .bool(let b)): return a == b
         case (.number(let a), .number(let b)): return a == b
-        case (.string(let a), .string(let b)): return a.utf8.elementsEqual(b.utf8)
+        case (.string(let a), .string(let b)): return JSONValue.sameCodePoints(a, b)
         case (.array(let a), .array(let b)): return a == b
         case (.object(let a), .object(let b)): return a == b
         default: return false
@@ -72,6 +72,18 @@ public enum JSONValue: Sendable, Hashable {
         case .array(let a): hasher.combine(a)
         case .object(let o): hasher.combine(o)
         }
+    }
+
+    /// Byte-wise UTF-8 equality (Swift's `==` equates canonically equivalent strings).
+    @inlinable
+    public static func sameCodePoints(_ a: String, _ b: String) -> Bool {
+        guard a.utf8.count == b.utf8.count else { return false }
+        if let equal = a.utf8.withContiguousStorageIfAvailable({ pa in
+            b.utf8.withContiguousStorageIfAvailable { pb in pa.elementsEqual(pb) }
+        }), let equal {
+            return equal
+        }
+        return a.utf8.elementsEqual(b.utf8)
     }
 
     /// The member `key` of an object, or `nil`.

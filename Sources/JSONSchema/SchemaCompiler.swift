@@ -202,8 +202,13 @@ struct SchemaCompiler {
                 kind = .items(try sub(value, base, location, keyword), from: from)
             case "allOf", "anyOf", "oneOf":
                 var compiled: [SchemaNode] = []
-                for (i, schema) in try schemaArray(keyword).enumerated() { compiled.append(try sub(schema, base, location, keyword, String(i))) }
-                kind = keyword == "allOf" ? .allOf(compiled) : keyword == "anyOf" ? .anyOf(compiled) : .oneOf(compiled)
+                let items = try schemaArray(keyword)
+                for (i, schema) in items.enumerated() { compiled.append(try sub(schema, base, location, keyword, String(i))) }
+                if keyword == "allOf", let discriminator = try discriminator(items, base: base, location: location) {
+                    kind = .discriminatedAllOf(discriminator, alternatives: compiled)
+                } else {
+                    kind = keyword == "allOf" ? .allOf(compiled) : keyword == "anyOf" ? .anyOf(compiled) : .oneOf(compiled)
+                }
             case "not": kind = .not(try sub(value, base, location, keyword))
             case "if":
                 let thenNode = try members["then"].map { (s) throws(SchemaError) in try sub(s, base, location, "then") }
@@ -266,6 +271,28 @@ struct SchemaCompiler {
             if let kind { keywords.append(CompiledKeyword(name: keyword, kind: kind)) }
         }
         return keywords
+    }
+
+    /// Recognises `allOf: [{if: {properties: {P: {const: "c"}}, required: [P]}, then: S}, …]` with one P.
+    private mutating func discriminator(_ items: [JSONValue], base: String, location: String) throws(SchemaError) -> Discriminator? {
+        guard items.count >= 2 else { return nil }
+        var property: String?
+        var branches: [String: [Int]] = [:]
+        var constants: [String] = []
+        var thens: [SchemaNode] = []
+        for (i, item) in items.enumerated() {
+            guard let entry = item.objectValue, entry.count == 2, let condition = entry["if"]?.objectValue, let then = entry["then"],
+                condition.count == 2, let required = condition["required"]?.arrayValue, required.count == 1,
+                let name = required[0].stringValue, let properties = condition["properties"]?.objectValue, properties.count == 1,
+                let constSchema = properties[name]?.objectValue, constSchema.count == 1, let constant = constSchema["const"]?.stringValue,
+                property == nil || property == name
+            else { return nil }
+            property = name
+            branches[constant, default: []].append(i)
+            constants.append(constant)
+            thens.append(try compile(then, base: base, location: location + "/allOf/\(i)/then"))
+        }
+        return Discriminator(property: property!, branches: branches, constants: constants, thens: thens)
     }
 
     /// Orders keywords so that cheap type checks run before applicators.

@@ -77,6 +77,11 @@ private struct Evaluation {
         self.maxErrors = maxErrors
     }
 
+    /// Code points, counted from the UTF-8 bytes (every byte but continuation bytes starts one).
+    static func scalarCount(_ s: String) -> Int {
+        s.utf8.reduce(0) { $0 + ($1 & 0xC0 == 0x80 ? 0 : 1) }
+    }
+
     mutating func report(_ node: SchemaNode, _ keyword: String, _ message: @autoclosure () -> String) {
         guard collecting, muted == 0, errors.count < maxErrors else { return }
         errors.append(
@@ -92,25 +97,25 @@ private struct Evaluation {
     /// Validates a child instance (`member`) or, without `member`, the same instance in place,
     /// merging annotations into `annotations` when `collect` is set.
     mutating func descend(
-        _ child: SchemaNode, _ value: JSONValue, keyword: [String], member: String? = nil, into annotations: inout Annotations, collect: Bool
+        _ child: SchemaNode, _ value: JSONValue, keyword: PathStep, member: Member = .none, into annotations: inout Annotations, collect: Bool
     ) -> Bool {
         guard collecting else { return validate(child, value, &annotations, collect: collect) }
-        keywordPath.append(contentsOf: keyword)
-        if let member { instancePath.append(member) }
+        let added = keyword.append(to: &keywordPath)
+        let hasMember = member.append(to: &instancePath)
         let ok = validate(child, value, &annotations, collect: collect)
-        keywordPath.removeLast(keyword.count)
-        if member != nil { instancePath.removeLast() }
+        keywordPath.removeLast(added)
+        if hasMember { instancePath.removeLast() }
         return ok
     }
 
     /// Validates a child instance; annotations of another instance never matter here.
-    mutating func descendMember(_ child: SchemaNode, _ value: JSONValue, keyword: [String], member: String) -> Bool {
+    mutating func descendMember(_ child: SchemaNode, _ value: JSONValue, keyword: PathStep, member: Member) -> Bool {
         var scratch = Annotations()
         return descend(child, value, keyword: keyword, member: member, into: &scratch, collect: false)
     }
 
     /// Validates silently (a branch whose errors are not the instance's).
-    mutating func probe(_ child: SchemaNode, _ value: JSONValue, keyword: [String], into annotations: inout Annotations, collect: Bool) -> Bool {
+    mutating func probe(_ child: SchemaNode, _ value: JSONValue, keyword: PathStep, into annotations: inout Annotations, collect: Bool) -> Bool {
         muted += 1
         defer { muted -= 1 }
         return descend(child, value, keyword: keyword, into: &annotations, collect: collect)
@@ -187,11 +192,14 @@ private struct Evaluation {
             report(node, name, "\(n) must be less than \(limit)")
             return false
         case .minLength(let limit):
-            guard case .string(let s) = value, s.utf8.count < limit || s.unicodeScalars.count < limit else { return true }
+            // Scalars ≤ UTF-8 bytes ≤ 4 × scalars: count scalars only when the bytes cannot decide.
+            guard case .string(let s) = value, s.utf8.count < limit || (s.utf8.count < 4 * limit && Self.scalarCount(s) < limit) else {
+                return true
+            }
             report(node, name, "string is shorter than \(limit) characters")
             return false
         case .maxLength(let limit):
-            guard case .string(let s) = value, s.utf8.count > limit, s.unicodeScalars.count > limit else { return true }
+            guard case .string(let s) = value, s.utf8.count > limit, Self.scalarCount(s) > limit else { return true }
             report(node, name, "string is longer than \(limit) characters")
             return false
         case .pattern(let regex):
@@ -221,11 +229,11 @@ private struct Evaluation {
             for (i, item) in items.enumerated() {
                 var scratch = Annotations()
                 muted += 1
-                let ok = descend(child, item, keyword: [name], member: String(i), into: &scratch, collect: false)
+                let ok = descend(child, item, keyword: PathStep(name), member: .index(i), into: &scratch, collect: false)
                 muted -= 1
                 if ok {
                     matched += 1
-                    if collect { annotations.items.insert(i) }
+                    if collect { annotations.insertItem(i) }
                 }
             }
             if matched < min {
@@ -269,8 +277,8 @@ private struct Evaluation {
             var ok = true
             for (property, child) in children {
                 guard let member = members[property] else { continue }
-                if collect { annotations.properties.insert(property) }
-                if !descendMember(child, member, keyword: [name, property], member: property) {
+                if collect { annotations.insertProperty(property) }
+                if !descendMember(child, member, keyword: PathStep(name, property), member: .key(property)) {
                     ok = false
                     if !collecting { return false }
                 }
@@ -281,8 +289,8 @@ private struct Evaluation {
             var ok = true
             for (regex, child) in children {
                 for (property, member) in members where regex.matches(property) {
-                    if collect { annotations.properties.insert(property) }
-                    if !descendMember(child, member, keyword: [name, regex.source], member: property) {
+                    if collect { annotations.insertProperty(property) }
+                    if !descendMember(child, member, keyword: PathStep(name, regex.source), member: .key(property)) {
                         ok = false
                         if !collecting { return false }
                     }
@@ -293,11 +301,11 @@ private struct Evaluation {
             guard case .object(let members) = value else { return true }
             var ok = true
             for (property, member) in members where !known.contains(property) && !patterns.contains(where: { $0.matches(property) }) {
-                if collect { annotations.properties.insert(property) }
+                if collect { annotations.insertProperty(property) }
                 if child.boolean == false {
                     report(node, name, "property \"\(property)\" is not allowed")
                     ok = false
-                } else if !descendMember(child, member, keyword: [name], member: property) {
+                } else if !descendMember(child, member, keyword: PathStep(name), member: .key(property)) {
                     ok = false
                 }
                 if !ok && !collecting { return false }
@@ -306,7 +314,7 @@ private struct Evaluation {
         case .propertyNames(let child):
             guard case .object(let members) = value else { return true }
             var ok = true
-            for property in members.keys where !descendMember(child, .string(property), keyword: [name], member: property) {
+            for property in members.keys where !descendMember(child, .string(property), keyword: PathStep(name), member: .key(property)) {
                 ok = false
                 if !collecting { return false }
             }
@@ -315,7 +323,7 @@ private struct Evaluation {
             guard case .array(let items) = value else { return true }
             var ok = true
             for (i, child) in children.enumerated() where i < items.count {
-                if !descendMember(child, items[i], keyword: [name, String(i)], member: String(i)) {
+                if !descendMember(child, items[i], keyword: PathStep(name, index: i), member: .index(i)) {
                     ok = false
                     if !collecting { return false }
                 }
@@ -331,7 +339,7 @@ private struct Evaluation {
                     report(node, name, "array has more than \(from) items")
                     return false
                 }
-                if !descendMember(child, items[i], keyword: [name], member: String(i)) {
+                if !descendMember(child, items[i], keyword: PathStep(name), member: .index(i)) {
                     ok = false
                     if !collecting { return false }
                 }
@@ -339,15 +347,28 @@ private struct Evaluation {
             return ok
         case .allOf(let children):
             var ok = true
-            for (i, child) in children.enumerated() where !descend(child, value, keyword: [name, String(i)], into: &annotations, collect: collect) {
+            for (i, child) in children.enumerated() where !descend(child, value, keyword: PathStep(name, index: i), into: &annotations, collect: collect) {
                 ok = false
                 if !collecting { return false }
             }
             return ok
+        case .discriminatedAllOf(let discriminator, let alternatives):
+            if collecting || collect {
+                return check(CompiledKeyword(name: name, kind: .allOf(alternatives)), node, value, &annotations, collect)
+            }
+            guard case .object(let members) = value else {
+                // Not an object: every `if` holds (properties/required ignore it), so every `then` applies.
+                return discriminator.thens.allSatisfy { validate($0, value) }
+            }
+            guard case .string(let tag)? = members[discriminator.property], let indexes = discriminator.branches[tag] else { return true }
+            for i in indexes where JSONValue.sameCodePoints(discriminator.constants[i], tag) {
+                if !validate(discriminator.thens[i], value) { return false }
+            }
+            return true
         case .anyOf(let children):
             var any = false
             for (i, child) in children.enumerated() {
-                if probe(child, value, keyword: [name, String(i)], into: &annotations, collect: collect) {
+                if probe(child, value, keyword: PathStep(name, index: i), into: &annotations, collect: collect) {
                     any = true
                     if !collect { return true }  // every valid branch annotates; otherwise one suffices
                 }
@@ -360,7 +381,7 @@ private struct Evaluation {
             var matched = Annotations()
             for (i, child) in children.enumerated() {
                 var branch = Annotations()
-                if probe(child, value, keyword: [name, String(i)], into: &branch, collect: collect) {
+                if probe(child, value, keyword: PathStep(name, index: i), into: &branch, collect: collect) {
                     matches += 1
                     matched = branch
                     if matches > 1 { break }
@@ -374,42 +395,42 @@ private struct Evaluation {
             return false
         case .not(let child):
             var scratch = Annotations()
-            if !probe(child, value, keyword: [name], into: &scratch, collect: false) { return true }
+            if !probe(child, value, keyword: PathStep(name), into: &scratch, collect: false) { return true }
             report(node, name, "value must not match the schema")
             return false
         case .conditional(let condition, let thenNode, let elseNode):
-            if probe(condition, value, keyword: [name], into: &annotations, collect: collect) {
+            if probe(condition, value, keyword: PathStep(name), into: &annotations, collect: collect) {
                 guard let thenNode else { return true }
-                return descend(thenNode, value, keyword: ["then"], into: &annotations, collect: collect)
+                return descend(thenNode, value, keyword: PathStep("then"), into: &annotations, collect: collect)
             }
             guard let elseNode else { return true }
-            return descend(elseNode, value, keyword: ["else"], into: &annotations, collect: collect)
+            return descend(elseNode, value, keyword: PathStep("else"), into: &annotations, collect: collect)
         case .dependentSchemas(let dependencies):
             guard case .object(let members) = value else { return true }
             var ok = true
             for (trigger, child) in dependencies where members[trigger] != nil {
-                if !descend(child, value, keyword: [name, trigger], into: &annotations, collect: collect) {
+                if !descend(child, value, keyword: PathStep(name, trigger), into: &annotations, collect: collect) {
                     ok = false
                     if !collecting { return false }
                 }
             }
             return ok
         case .ref(let target):
-            return descend(target, value, keyword: [name], into: &annotations, collect: collect)
+            return descend(target, value, keyword: PathStep(name), into: &annotations, collect: collect)
         case .dynamicRef(let reference):
             var target = reference.staticTarget
             if reference.anchor != nil, let outermost = scope.first(where: { reference.candidates[$0] != nil }) {
                 target = reference.candidates[outermost]!
             }
-            return descend(target, value, keyword: [name], into: &annotations, collect: collect)
+            return descend(target, value, keyword: PathStep(name), into: &annotations, collect: collect)
         case .unevaluatedProperties(let child):
             guard case .object(let members) = value, !annotations.allProperties else { return true }
             var ok = true
-            for (property, member) in members where !annotations.properties.contains(property) {
+            for (property, member) in members where !annotations.hasProperty(property) {
                 if child.boolean == false {
                     report(node, name, "property \"\(property)\" is not allowed (not evaluated by any other keyword)")
                     ok = false
-                } else if !descendMember(child, member, keyword: [name], member: property) {
+                } else if !descendMember(child, member, keyword: PathStep(name), member: .key(property)) {
                     ok = false
                 }
                 if !ok && !collecting { return false }
@@ -419,8 +440,8 @@ private struct Evaluation {
         case .unevaluatedItems(let child):
             guard case .array(let items) = value, !annotations.allItems else { return true }
             var ok = true
-            for i in annotations.itemsPrefix..<max(annotations.itemsPrefix, items.count) where !annotations.items.contains(i) {
-                if !descendMember(child, items[i], keyword: [name], member: String(i)) {
+            for i in annotations.itemsPrefix..<max(annotations.itemsPrefix, items.count) where !annotations.hasItem(i) {
+                if !descendMember(child, items[i], keyword: PathStep(name), member: .index(i)) {
                     ok = false
                     if !collecting { return false }
                 }
@@ -432,6 +453,55 @@ private struct Evaluation {
             report(node, name, "\(value.serializedPreview) is not a valid \(format.name)")
             return false
         }
+    }
+}
+
+/// One or two keyword-path segments, without allocating (paths are built only when reporting).
+struct PathStep {
+    let first: String
+    let second: String?
+    let index: Int
+
+    init(_ first: String, _ second: String? = nil) {
+        self.first = first
+        self.second = second
+        self.index = -1
+    }
+
+    init(_ first: String, index: Int) {
+        self.first = first
+        self.second = nil
+        self.index = index
+    }
+
+    /// Appends the segments; returns how many.
+    func append(to path: inout [String]) -> Int {
+        path.append(first)
+        if let second {
+            path.append(second)
+            return 2
+        }
+        if index >= 0 {
+            path.append(String(index))
+            return 2
+        }
+        return 1
+    }
+}
+
+/// The instance member a child schema applies to, formatted only when reporting.
+enum Member {
+    case none
+    case key(String)
+    case index(Int)
+
+    func append(to path: inout [String]) -> Bool {
+        switch self {
+        case .none: return false
+        case .key(let k): path.append(k)
+        case .index(let i): path.append(String(i))
+        }
+        return true
     }
 }
 
