@@ -35,7 +35,9 @@ public struct SchemaRegistry: Sendable {
 
     /// Adds a schema document retrieved from `retrievalURI`; its `$id`, if any, names it too,
     /// and every embedded `$id` and `$anchor` becomes resolvable.
-    public mutating func add(_ document: JSONValue, retrievalURI rawRetrievalURI: String) throws(SchemaError) {
+    /// Returns the document's base URI (its `$id` resolved against `retrievalURI`).
+    @discardableResult
+    public mutating func add(_ document: JSONValue, retrievalURI rawRetrievalURI: String) throws(SchemaError) -> String {
         let retrievalURI = URIReference.normalize(URIReference.splitFragment(rawRetrievalURI).base)
         let base: String
         if let id = document["$id"]?.stringValue {
@@ -46,6 +48,7 @@ public struct SchemaRegistry: Sendable {
         documentURIs.append(base)
         resources[URIReference.splitFragment(retrievalURI).base] = Resource(schema: document)
         index(document, base: base, pointer: "", isRoot: true)
+        return base
     }
 
     /// Loads every `*.json` file below `directory` (recursively), retrievable as `uriPrefix` + relative path.

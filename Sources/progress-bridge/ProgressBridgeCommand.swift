@@ -12,7 +12,9 @@ struct ProgressBridgeCommand: AsyncParsableCommand {
             With no --kafka-bootstrap (and no KAFKA_BOOTSTRAP_SERVERS) it starts an embedded Kafka mock
             cluster and a demo monitor, so live progress is visible at once.
             Every option has an environment-variable twin, named in its help; the flag wins.
+            `progress-bridge validate --help` describes the schema validator.
             """,
+        subcommands: [Validate.self]
     )
 
     @Option(name: .customLong("kafka-bootstrap"), help: "Kafka bootstrap servers, host:port[,…]. Env: KAFKA_BOOTSTRAP_SERVERS. Default: embedded mock cluster.")
@@ -98,5 +100,64 @@ struct ProgressBridgeCommand: AsyncParsableCommand {
             logger.critical("cannot start: \(error.message)")
             throw ExitCode(2)
         }
+    }
+}
+
+/// `progress-bridge validate`: checks JSON documents against the contract's schemas (or another).
+struct Validate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Validate JSON documents against the event schemas (JSON Schema draft 2020-12).",
+        discussion: """
+            Prints one JSON result per document: {"source","valid","errors":[…]} with the spec's basic
+            output units. Exit status: 0 when every document is valid, 1 when any is not, 2 on a usage
+            or schema error. With no FILE, reads one document per line from standard input.
+            """
+    )
+
+    @Option(name: .customLong("schemas"), help: "Directory of the contract's schemas (registered by $id). Default: schemas.")
+    var schemas = "schemas"
+
+    @Option(name: .customLong("schema"), help: "Validate against this schema file instead of the event envelope.")
+    var schema: String?
+
+    @Option(name: .customLong("map"), help: "URL_PREFIX=DIR: resolve references under URL_PREFIX from files in DIR; repeatable.")
+    var maps: [String] = []
+
+    @Flag(name: .customLong("format-assertion"), help: "Make \"format\" assert (date-time, email, uuid, …) instead of annotate.")
+    var formatAssertion = false
+
+    @Argument(help: "JSON files to validate (default: one document per line on standard input).")
+    var files: [String] = []
+
+    func run() throws {
+        let validation: DocumentValidation
+        do {
+            validation = try DocumentValidation(schemasDirectory: schemas, schemaFile: schema, maps: maps, formatAssertion: formatAssertion)
+        } catch {
+            FileHandle.standardError.write(Data("progress-bridge validate: \(error.message)\n".utf8))
+            throw ExitCode(2)
+        }
+        var allValid = true
+        func emit(_ judged: (line: String, valid: Bool)) {
+            print(judged.line)
+            allValid = allValid && judged.valid
+        }
+        if files.isEmpty {
+            var lineNumber = 0
+            while let line = readLine(strippingNewline: true) {
+                lineNumber += 1
+                if line.allSatisfy(\.isWhitespace) { continue }
+                emit(validation.judge(Array(line.utf8), source: "stdin:\(lineNumber)"))
+            }
+        } else {
+            for file in files {
+                guard let data = FileManager.default.contents(atPath: file) else {
+                    FileHandle.standardError.write(Data("progress-bridge validate: cannot read \(file)\n".utf8))
+                    throw ExitCode(2)
+                }
+                emit(validation.judge(data, source: file))
+            }
+        }
+        if !allValid { throw ExitCode(1) }
     }
 }
