@@ -61,8 +61,36 @@ struct ProgressBridgeCommand: AsyncParsableCommand {
     @Option(name: .customLong("history-per-job"), help: "Messages kept per job for resume. Env: BRIDGE_HISTORY_PER_JOB. Default: 1000.")
     var historyPerJob: String?
 
+    @Option(name: .customLong("jwt-secret"), help: "HS256 secret for bearer tokens (≥ 32 bytes). Env: JWT_SECRET.")
+    var jwtSecret: String?
+
+    @Option(name: .customLong("jwt-public-key"), help: "PEM file: RSA (RS256) or EC P-256 (ES256) public key for bearer tokens. Env: JWT_PUBLIC_KEY_FILE.")
+    var jwtPublicKey: String?
+
+    @Option(name: .customLong("jwks"), help: "JWKS file with the public keys for bearer tokens (selected by kid). Env: JWT_JWKS_FILE.")
+    var jwks: String?
+
+    @Option(name: .customLong("jwt-issuer"), help: "Required iss claim. Env: JWT_ISSUER.")
+    var jwtIssuer: String?
+
+    @Option(name: .customLong("jwt-audience"), help: "Required aud claim member. Env: JWT_AUDIENCE.")
+    var jwtAudience: String?
+
+    @Flag(name: .customLong("insecure-no-auth"), help: "Accept requests without tokens (never in production). Env: BRIDGE_INSECURE_NO_AUTH. The embedded default turns it on by itself.")
+    var insecureNoAuth = false
+
+    @Option(name: .customLong("allowed-origin"), help: "Browser Origin allowed to open WebSockets; repeatable. Env: BRIDGE_ALLOWED_ORIGINS (comma-separated). Default: any.")
+    var allowedOrigins: [String] = []
+
     func run() async throws {
         var flags = ConfigurationFlags()
+        flags.jwtSecret = jwtSecret
+        flags.jwtPublicKey = jwtPublicKey
+        flags.jwks = jwks
+        flags.jwtIssuer = jwtIssuer
+        flags.jwtAudience = jwtAudience
+        flags.insecureNoAuth = insecureNoAuth
+        flags.allowedOrigins = allowedOrigins
         flags.kafkaBootstrap = kafkaBootstrap
         flags.topics = topics
         flags.deadLetterTopic = deadLetterTopic

@@ -53,7 +53,7 @@ enum OfficialSuite {
             guard relative.hasSuffix(".json") else { continue }
             let data = try! Data(contentsOf: remotes.appendingPathComponent(relative))
             let document = try! JSONParser(limits: .init(maxDepth: 512, maxBytes: 1 << 24)).parse(data)
-            try? registry.add(document, retrievalURI: "http://localhost:1234/" + relative)
+            _ = try? registry.add(document, retrievalURI: "http://localhost:1234/" + relative)
         }
         return registry
     }()

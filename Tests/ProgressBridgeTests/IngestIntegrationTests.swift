@@ -77,7 +77,7 @@ struct IngestIntegrationTests {
         let h = try BridgeHarness()
         let jobId = "job_it_1"
         let app = buildApplication(
-            store: h.store, metrics: h.metrics, settings: .init(), configuration: .init(address: .hostname("127.0.0.1", port: 0)), logger: h.logger)
+            store: h.store, metrics: h.metrics, settings: .init(), authenticator: .disabled, configuration: .init(address: .hostname("127.0.0.1", port: 0)), logger: h.logger)
         let received = try await h.withIngest {
             try await app.test(.live) { client in
                 let messages = MessageLog()

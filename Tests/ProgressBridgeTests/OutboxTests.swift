@@ -59,12 +59,31 @@ struct ConfigurationTests {
         flags.port = "9000"
         flags.kafkaConfig = ["security.protocol=SASL_SSL", "sasl.password=a=b"]
         let c = try BridgeConfiguration.resolve(
-            flags, environment: ["BRIDGE_PORT": "1", "KAFKA_BOOTSTRAP_SERVERS": "k:9092", "KAFKA_TOPICS": "a,b", "KAFKA_CONFIG": "x=y"])
+            flags,
+            environment: [
+                "BRIDGE_PORT": "1", "KAFKA_BOOTSTRAP_SERVERS": "k:9092", "KAFKA_TOPICS": "a,b", "KAFKA_CONFIG": "x=y",
+                "JWT_SECRET": String(repeating: "s", count: 32),
+            ])
         #expect(c.port == 9000)
         #expect(c.kafkaBootstrap == "k:9092")
         #expect(!c.demoMonitor)
         #expect(c.topics == ["a", "b"])
         #expect(c.kafkaProperties == ["security.protocol": "SASL_SSL", "sasl.password": "a=b"])
+        #expect(c.auth.jwtSecret?.count == 32 && !c.auth.insecureNoAuth)
+    }
+
+    @Test func anExternalClusterNeedsKeysOrAnExplicitInsecureFlag() throws {
+        #expect {
+            try BridgeConfiguration.resolve(ConfigurationFlags(), environment: ["KAFKA_BOOTSTRAP_SERVERS": "k:9092"])
+        } throws: { error in
+            (error as? ConfigurationError)?.message.contains("--insecure-no-auth") ?? false
+        }
+        var flags = ConfigurationFlags()
+        flags.insecureNoAuth = true
+        let c = try BridgeConfiguration.resolve(flags, environment: ["KAFKA_BOOTSTRAP_SERVERS": "k:9092"])
+        #expect(c.auth.insecureNoAuth && !c.authDisabledForEmbeddedDefault)
+        let embedded = try BridgeConfiguration.resolve(ConfigurationFlags(), environment: [:])
+        #expect(embedded.auth.insecureNoAuth && embedded.authDisabledForEmbeddedDefault)
     }
 
     @Test(arguments: [

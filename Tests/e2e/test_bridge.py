@@ -280,7 +280,10 @@ def test_metrics_pass_promtool_and_health_endpoints(bridge):
     ([], {"BRIDGE_PORT": "99999"}, "BRIDGE_PORT"),
     (["--log-format", "xml"], {}, "--log-format"),
     (["--kafka-config", "novalue"], {}, "--kafka-config"),
-    (["--kafka-bootstrap", "127.0.0.1:1", "--kafka-config", "no.such.property=1"], {}, "no.such.property"),
+    (["--kafka-bootstrap", "127.0.0.1:1", "--insecure-no-auth", "--kafka-config", "no.such.property=1"], {}, "no.such.property"),
+    (["--kafka-bootstrap", "127.0.0.1:1"], {}, "--insecure-no-auth"),
+    (["--jwt-secret", "short"], {}, "--jwt-secret must be at least 32 bytes"),
+    (["--jwt-public-key", "/nonexistent.pem"], {}, "--jwt-public-key /nonexistent.pem cannot be read"),
     (["--schemas", "/nonexistent"], {}, "--schemas /nonexistent"),
 ])
 def test_bad_configuration_is_refused_with_a_precise_message(args, env, expected):
@@ -294,7 +297,8 @@ def test_help_documents_every_flag():
     result = subprocess.run([BINARY, "--help"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0
     for flag in ["--kafka-bootstrap", "--topic", "--dlq-topic", "--group-id", "--kafka-config", "--port", "--admin-port",
-                 "--schemas", "--log-level", "--log-format", "--demo-monitor", "KAFKA_BOOTSTRAP_SERVERS"]:
+                 "--schemas", "--log-level", "--log-format", "--demo-monitor", "KAFKA_BOOTSTRAP_SERVERS", "--jwt-secret",
+                 "--jwt-public-key", "--jwks", "--jwt-issuer", "--jwt-audience", "--insecure-no-auth", "--allowed-origin"]:
         assert flag in result.stdout, flag
 
 

@@ -5,38 +5,57 @@ import NIOCore
 
 /// Builds the public application: WebSocket subscriptions on `/` and `/ws`, the REST API beside them.
 public func buildApplication(
-    store: JobStore, metrics: BridgeMetrics, settings: DeliverySettings, configuration: ApplicationConfiguration,
+    store: JobStore, metrics: BridgeMetrics, settings: DeliverySettings, authenticator: Authenticator, configuration: ApplicationConfiguration,
     onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }, logger: Logger
 ) -> some ApplicationProtocol {
     Application(
-        router: buildRouter(store: store),
+        router: buildRouter(store: store, metrics: metrics, authenticator: authenticator),
         server: .http1WebSocketUpgrade(
-            webSocketRouter: buildWebSocketRouter(store: store, metrics: metrics, settings: settings),
+            webSocketRouter: buildWebSocketRouter(store: store, metrics: metrics, settings: settings, authenticator: authenticator),
             configuration: .init(ws: .init(maxFrameSize: settings.maxClientMessageBytes))),
         configuration: configuration, onServerRunning: onServerRunning, logger: logger)
 }
 
 /// The REST API: `/api/v1/bulk-jobs…`.
-public func buildRouter(store: JobStore) -> Router<BasicRequestContext> {
+public func buildRouter(store: JobStore, metrics: BridgeMetrics, authenticator: Authenticator) -> Router<BasicRequestContext> {
     let router = Router(context: BasicRequestContext.self)
-    JobsAPI<BasicRequestContext>(store: store).register(on: router)
+    JobsAPI<BasicRequestContext>(store: store, metrics: metrics, authenticator: authenticator).register(on: router)
     return router
 }
 
 /// The WebSocket upgrade router: subscriptions on `/` and `/ws`.
-public func buildWebSocketRouter(store: JobStore, metrics: BridgeMetrics, settings: DeliverySettings) -> Router<BasicWebSocketRequestContext> {
+public func buildWebSocketRouter(
+    store: JobStore, metrics: BridgeMetrics, settings: DeliverySettings, authenticator: Authenticator
+) -> Router<BasicWebSocketRequestContext> {
     let router = Router(context: BasicWebSocketRequestContext.self)
     for path in ["/", "/ws"] {
         router.ws(RouterPath(path)) { request, _ in
             switch parseSubscription(request) {
             case .success:
-                // Authentication of `token` belongs here (issue "nobody let in").
+                // Tokens are checked after the upgrade: Hummingbird answers a refused upgrade with a bare
+                // 400, while a close code (4401/4403) and an error frame tell a browser why.
                 return .upgrade([:])
             case .failure(let error):
                 throw HTTPError(.badRequest, message: error.message)
             }
         } onUpgrade: { inbound, outbound, context in
             guard case .success(let subscription) = parseSubscription(context.request) else { return }
+            let headers = context.request.headers
+            var verdict = await authenticator.authorize(
+                Authenticator.token(authorization: headers[.authorization], query: subscription.token), jobId: subscription.jobId)
+            if case .success = verdict, !authenticator.allowsOrigin(headers[.origin]) {
+                verdict = .failure(AuthFailure(kind: .forbidden, message: "this Origin may not open WebSockets here"))
+            }
+            if case .failure(let failure) = verdict {
+                metrics.refused(failure)
+                let unauthorized = failure.kind == .unauthorized
+                let now = SubscriberSession.nowMs()
+                try await outbound.write(
+                    .text(OutboundMessage.error(code: unauthorized ? "unauthorized" : "forbidden", message: failure.message, now: now).text))
+                try await outbound.close(
+                    .unknown(unauthorized ? BridgeCloseCode.unauthorized : BridgeCloseCode.forbidden), reason: unauthorized ? "unauthorized" : "forbidden")
+                return
+            }
             let session = SubscriberSession(request: subscription, store: store, metrics: metrics, settings: settings, logger: context.logger)
             try await session.run(inbound: inbound, outbound: outbound)
         }

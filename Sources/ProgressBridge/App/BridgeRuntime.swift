@@ -50,6 +50,18 @@ public enum BridgeRuntime {
                 metadata: ["bootstrap_servers": "\(bootstrap)", "topics": "\(configuration.topics.joined(separator: ","))"])
         }
 
+        let authenticator: Authenticator
+        if configuration.auth.insecureNoAuth {
+            authenticator = Authenticator(allowedOrigins: configuration.auth.allowedOrigins)
+            if configuration.authDisabledForEmbeddedDefault {
+                logger.warning("AUTHENTICATION IS OFF: the embedded default accepts every subscriber; configure --jwt-secret, --jwt-public-key or --jwks")
+            } else {
+                logger.critical("AUTHENTICATION IS OFF (--insecure-no-auth): anyone who reaches this port can watch every job")
+            }
+        } else {
+            authenticator = try await Authenticator(settings: configuration.auth)
+            logger.info("bearer tokens required", metadata: ["issuer": "\(configuration.auth.issuer ?? "any")", "audience": "\(configuration.auth.audience ?? "any")"])
+        }
         let metrics = BridgeMetrics()
         let readiness = Readiness()
         let store = JobStore(limits: StoreLimits(historyPerJob: configuration.historyPerJob), metrics: metrics)
@@ -75,7 +87,7 @@ public enum BridgeRuntime {
         }
 
         let app = buildApplication(
-            store: store, metrics: metrics, settings: DeliverySettings(sendQueueCapacity: configuration.sendQueueCapacity),
+            store: store, metrics: metrics, settings: DeliverySettings(sendQueueCapacity: configuration.sendQueueCapacity), authenticator: authenticator,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "progress-bridge"),
             onServerRunning: { channel in
                 logger.notice(

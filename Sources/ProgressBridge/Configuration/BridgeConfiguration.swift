@@ -24,6 +24,10 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var demoMonitor = true
     public var sendQueueCapacity = 1024
     public var historyPerJob = 1000
+    /// Token verification; see `AuthSettings`.
+    public var auth = AuthSettings()
+    /// Authentication was switched off because the embedded default runs without keys.
+    public var authDisabledForEmbeddedDefault = false
 
     public init() {}
 
@@ -54,6 +58,13 @@ public struct ConfigurationFlags: Sendable {
     public var demoMonitor: Bool?
     public var sendQueue: String?
     public var historyPerJob: String?
+    public var jwtSecret: String?
+    public var jwtPublicKey: String?
+    public var jwks: String?
+    public var jwtIssuer: String?
+    public var jwtAudience: String?
+    public var insecureNoAuth = false
+    public var allowedOrigins: [String] = []
 
     public init() {}
 }
@@ -74,6 +85,13 @@ public enum ConfigurationEnvironment {
     public static let demoMonitor = "BRIDGE_DEMO_MONITOR"
     public static let sendQueue = "BRIDGE_SEND_QUEUE"
     public static let historyPerJob = "BRIDGE_HISTORY_PER_JOB"
+    public static let jwtSecret = "JWT_SECRET"
+    public static let jwtPublicKey = "JWT_PUBLIC_KEY_FILE"
+    public static let jwks = "JWT_JWKS_FILE"
+    public static let jwtIssuer = "JWT_ISSUER"
+    public static let jwtAudience = "JWT_AUDIENCE"
+    public static let insecureNoAuth = "BRIDGE_INSECURE_NO_AUTH"
+    public static let allowedOrigins = "BRIDGE_ALLOWED_ORIGINS"
 }
 
 extension BridgeConfiguration {
@@ -170,6 +188,38 @@ extension BridgeConfiguration {
         if let (v, src) = value(flags.sendQueue, Env.sendQueue) { c.sendQueueCapacity = try positive(v, "--send-queue", Env.sendQueue, src) }
         if let (v, src) = value(flags.historyPerJob, Env.historyPerJob) {
             c.historyPerJob = try positive(v, "--history-per-job", Env.historyPerJob, src)
+        }
+        if let (v, src) = value(flags.jwtSecret, Env.jwtSecret) { c.auth.jwtSecret = try nonEmpty(v, "--jwt-secret", Env.jwtSecret, src) }
+        if let (v, src) = value(flags.jwtPublicKey, Env.jwtPublicKey) {
+            c.auth.publicKeyFile = try nonEmpty(v, "--jwt-public-key", Env.jwtPublicKey, src)
+        }
+        if let (v, src) = value(flags.jwks, Env.jwks) { c.auth.jwksFile = try nonEmpty(v, "--jwks", Env.jwks, src) }
+        if let (v, src) = value(flags.jwtIssuer, Env.jwtIssuer) { c.auth.issuer = try nonEmpty(v, "--jwt-issuer", Env.jwtIssuer, src) }
+        if let (v, src) = value(flags.jwtAudience, Env.jwtAudience) { c.auth.audience = try nonEmpty(v, "--jwt-audience", Env.jwtAudience, src) }
+        if flags.insecureNoAuth {
+            c.auth.insecureNoAuth = true
+        } else if let env = environment[Env.insecureNoAuth], !env.isEmpty {
+            switch env.lowercased() {
+            case "1", "true", "yes", "on": c.auth.insecureNoAuth = true
+            case "0", "false", "no", "off": c.auth.insecureNoAuth = false
+            default: throw ConfigurationError("\(Env.insecureNoAuth) (twin of --insecure-no-auth) must be true or false, got \"\(env)\"")
+            }
+        }
+        c.auth.allowedOrigins =
+            flags.allowedOrigins.isEmpty
+            ? (environment[Env.allowedOrigins]?.split(separator: ",").map { $0.trimmingWhitespace() }.filter { !$0.isEmpty } ?? [])
+            : flags.allowedOrigins
+        if c.auth.insecureNoAuth && c.auth.hasKeys {
+            throw ConfigurationError("--insecure-no-auth contradicts --jwt-secret/--jwt-public-key/--jwks; choose one")
+        }
+        if !c.auth.hasKeys && !c.auth.insecureNoAuth {
+            guard c.isEmbedded else {
+                throw ConfigurationError(
+                    "no token verification is configured: set --jwt-secret (JWT_SECRET), --jwt-public-key (JWT_PUBLIC_KEY_FILE) or --jwks (JWT_JWKS_FILE), or accept anyone with --insecure-no-auth"
+                )
+            }
+            c.auth.insecureNoAuth = true
+            c.authDisabledForEmbeddedDefault = true
         }
         return c
     }

@@ -24,6 +24,8 @@ public final class BridgeMetrics: Sendable {
     let sendQueueOverflows: Counter
     let deliveryAge: DurationHistogram
     let kafkaUp: Gauge
+    let unauthorized: Counter
+    let forbidden: Counter
 
     /// Creates every metric up front so a scrape shows them all from the start.
     public init() {
@@ -52,10 +54,19 @@ public final class BridgeMetrics: Sendable {
         sendQueueOverflows = registry.makeCounter(descriptor: .bridge("send_queue_overflows_total", "Subscribers disconnected because their send queue overflowed."))
         deliveryAge = registry.makeDurationHistogram(descriptor: .bridge("event_age_at_delivery_seconds", "Time from an event's occurred_at to its delivery to a subscriber."), buckets: [.milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
                       .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10), .seconds(30), .seconds(60)])
+        unauthorized = registry.makeCounter(
+            descriptor: .bridge("requests_refused_total", "Requests refused by authentication or authorization, by reason."), labels: [("reason", "unauthorized")])
+        forbidden = registry.makeCounter(
+            descriptor: .bridge("requests_refused_total", "Requests refused by authentication or authorization, by reason."), labels: [("reason", "forbidden")])
         kafkaUp = registry.makeGauge(descriptor: .bridge("kafka_up", "1 while the consumer reaches Kafka, 0 while all brokers are down."))
     }
 
     private let lagGauges = LagGauges()
+
+    /// Counts a refusal.
+    func refused(_ failure: AuthFailure) {
+        (failure.kind == .unauthorized ? unauthorized : forbidden).increment()
+    }
 
     /// Sets the consumer lag of one partition.
     func setLag(topic: String, partition: Int32, lag: Int64) {

@@ -6,21 +6,45 @@ import ProgressContract
 /// The REST read API: `/api/v1/bulk-jobs`, `/api/v1/bulk-jobs/{id}`, `/api/v1/bulk-jobs/{id}/videos`.
 struct JobsAPI<Context: RequestContext> {
     let store: JobStore
+    let metrics: BridgeMetrics
+    let authenticator: Authenticator
 
     func register(on router: Router<Context>) {
         let group = router.group("api/v1/bulk-jobs")
-        group.get { request, _ in listJobs(request) }
-        group.get(":id") { _, context in
-            guard let id = context.parameters.get("id"), let aggregate = store.aggregate(id) else {
-                return notFound(context.parameters.get("id") ?? "")
+        group.get { request, _ in
+            switch await authenticator.authenticate(token(request)) {
+            case .failure(let failure): return refused(failure)
+            case .success(let grant): return listJobs(request, grant: grant)
             }
+        }
+        group.get(":id") { request, context in
+            let id = context.parameters.get("id") ?? ""
+            // Authorization comes first, so a refusal never tells whether the job exists.
+            if case .failure(let failure) = await authenticator.authorize(token(request), jobId: id) { return refused(failure) }
+            guard let aggregate = store.aggregate(id) else { return notFound(id) }
             return JSONResponse.ok(aggregate.progress().json)
         }
         group.get(":id/videos") { request, context in
-            guard let id = context.parameters.get("id"), let aggregate = store.aggregate(id) else {
-                return notFound(context.parameters.get("id") ?? "")
-            }
+            let id = context.parameters.get("id") ?? ""
+            if case .failure(let failure) = await authenticator.authorize(token(request), jobId: id) { return refused(failure) }
+            guard let aggregate = store.aggregate(id) else { return notFound(id) }
             return listVideos(aggregate, request)
+        }
+    }
+
+    private func token(_ request: Request) -> String? {
+        Authenticator.token(authorization: request.headers[.authorization], query: request.uri.queryParameters.get("token"))
+    }
+
+    private func refused(_ failure: AuthFailure) -> Response {
+        metrics.refused(failure)
+        switch failure.kind {
+        case .unauthorized:
+            var response = JSONResponse.error(.unauthorized, code: "unauthorized", message: failure.message)
+            response.headers[.wwwAuthenticate] = "Bearer"
+            return response
+        case .forbidden:
+            return JSONResponse.error(.forbidden, code: "forbidden", message: failure.message)
         }
     }
 
@@ -47,7 +71,7 @@ struct JobsAPI<Context: RequestContext> {
         return .success((limit, offset))
     }
 
-    private func listJobs(_ request: Request) -> Response {
+    private func listJobs(_ request: Request, grant: Grant) -> Response {
         let query = request.uri.queryParameters
         var states: Set<JobState>?
         if let raw = query.get("state") {
@@ -66,6 +90,7 @@ struct JobsAPI<Context: RequestContext> {
         case .failure(let e): return badParameter(e.name, e.expected)
         }
         let jobs = store.allAggregates()
+            .filter { grant.allows($0.jobId) }
             .filter { states == nil || ($0.state.map { states!.contains($0) } ?? false) }
             .sorted { ($0.lastEventAt, $0.jobId) > ($1.lastEventAt, $1.jobId) }
         let slice = jobs.dropFirst(page.offset).prefix(page.limit)

@@ -1,0 +1,197 @@
+import Foundation
+import JWTKit
+import Logging
+
+/// How subscribers and REST callers prove who they are.
+public struct AuthSettings: Sendable, Equatable {
+    /// HS256 shared secret.
+    public var jwtSecret: String?
+    /// PEM file with an RSA (RS256) or EC P-256 (ES256) public key.
+    public var publicKeyFile: String?
+    /// JWKS file (RS*/ES*/PS*/EdDSA keys, selected by `kid`).
+    public var jwksFile: String?
+    /// Required `iss`, when set.
+    public var issuer: String?
+    /// Required member of `aud`, when set.
+    public var audience: String?
+    /// Accept every request without a token (logged loudly at start-up).
+    public var insecureNoAuth = false
+    /// Browser `Origin`s allowed to open WebSockets; empty: any.
+    public var allowedOrigins: [String] = []
+
+    public init() {}
+
+    /// Whether any verification key is configured.
+    public var hasKeys: Bool { jwtSecret != nil || publicKeyFile != nil || jwksFile != nil }
+}
+
+/// What a verified token lets its bearer watch.
+public struct Grant: Sendable, Equatable {
+    /// Every job (`"jobs": ["*"]`, or authentication is off).
+    public let allJobs: Bool
+    public let jobs: Set<String>
+
+    public static let everything = Grant(allJobs: true, jobs: [])
+
+    /// Whether the bearer may see `jobId`.
+    public func allows(_ jobId: String) -> Bool { allJobs || jobs.contains(jobId) }
+}
+
+/// A refused request: 401 (no valid token) or 403 (valid token, not for this job).
+public struct AuthFailure: Error, Sendable, Equatable {
+    public enum Kind: Sendable { case unauthorized, forbidden }
+    public let kind: Kind
+    /// Safe to show: never echoes the token, never says whether a job exists.
+    public let message: String
+
+    static func unauthorized(_ message: String) -> AuthFailure { AuthFailure(kind: .unauthorized, message: message) }
+    static func forbidden(_ jobId: String) -> AuthFailure {
+        AuthFailure(kind: .forbidden, message: "the token does not grant access to job \(jobId.prefix(130))")
+    }
+}
+
+/// The claims the bridge reads: `exp` (required), `nbf`, `iss`, `aud`, and `jobs`
+/// (job ids the bearer may watch and control, or `["*"]`).
+struct BridgeClaims: JWTPayload {
+    var exp: ExpirationClaim
+    var nbf: NotBeforeClaim?
+    var iss: IssuerClaim?
+    var aud: AudienceClaim?
+    var sub: SubjectClaim?
+    var jobs: [String]
+
+    func verify(using algorithm: some JWTAlgorithm) throws {
+        try exp.verifyNotExpired()
+        try nbf?.verifyNotBefore()
+    }
+}
+
+/// Verifies bearer tokens (JWT) against the configured keys.
+public struct Authenticator: Sendable {
+    private let keys: JWTKeyCollection?
+    private let settings: AuthSettings
+    /// Header `alg`s accepted: only those of the configured keys, never `none`.
+    private let allowedAlgorithms: Set<String>
+
+    /// No verification: every request is granted everything (`--insecure-no-auth`, tests).
+    public static let disabled = Authenticator(allowedOrigins: [])
+
+    /// No token verification, but still the `Origin` allow-list.
+    public init(allowedOrigins: [String]) {
+        keys = nil
+        var settings = AuthSettings()
+        settings.allowedOrigins = allowedOrigins
+        self.settings = settings
+        allowedAlgorithms = []
+    }
+
+    /// Loads the keys; a missing or unreadable key file is a start-up error naming its flag.
+    public init(settings: AuthSettings) async throws(StartupError) {
+        self.settings = settings
+        guard settings.hasKeys else {
+            keys = nil
+            allowedAlgorithms = []
+            return
+        }
+        let collection = JWTKeyCollection()
+        var algorithms = Set<String>()
+        if let secret = settings.jwtSecret {
+            guard secret.utf8.count >= 32 else {
+                throw StartupError("--jwt-secret must be at least 32 bytes (HS256 needs a 256-bit secret)")
+            }
+            await collection.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
+            algorithms.insert("HS256")
+        }
+        if let file = settings.publicKeyFile {
+            guard let pem = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw StartupError("--jwt-public-key \(file) cannot be read")
+            }
+            if let ec = try? ES256PublicKey(pem: pem) {
+                await collection.add(ecdsa: ec, kid: settings.jwtSecret == nil ? nil : "public-key")
+                algorithms.insert("ES256")
+            } else if let rsa = try? Insecure.RSA.PublicKey(pem: pem) {
+                await collection.add(rsa: rsa, digestAlgorithm: .sha256, kid: settings.jwtSecret == nil ? nil : "public-key")
+                algorithms.insert("RS256")
+            } else {
+                throw StartupError("--jwt-public-key \(file) is not a PEM RSA or P-256 EC public key")
+            }
+        }
+        if let file = settings.jwksFile {
+            guard let json = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw StartupError("--jwks \(file) cannot be read")
+            }
+            do {
+                _ = try await collection.add(jwksJSON: json)
+            } catch {
+                throw StartupError("--jwks \(file) is not a valid JWKS: \(error)")
+            }
+            algorithms.formUnion(["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"])
+        }
+        keys = collection
+        allowedAlgorithms = algorithms
+    }
+
+    /// Whether requests are accepted without a token.
+    public var isDisabled: Bool { keys == nil }
+
+    /// Verifies `token`; with authentication off, everything is granted.
+    public func authenticate(_ token: String?) async -> Result<Grant, AuthFailure> {
+        guard let keys else { return .success(.everything) }
+        guard let token, !token.isEmpty else { return .failure(.unauthorized("a bearer token is required")) }
+        guard token.utf8.count <= 8192 else { return .failure(.unauthorized("the token is too long")) }
+        guard let alg = Self.headerAlgorithm(token) else { return .failure(.unauthorized("the token is not a JWT")) }
+        guard allowedAlgorithms.contains(alg) else {
+            return .failure(.unauthorized("tokens signed with \(alg.prefix(16)) are not accepted"))
+        }
+        let claims: BridgeClaims
+        do {
+            claims = try await keys.verify(token, as: BridgeClaims.self)
+        } catch let error as JWTError where error.errorType == .claimVerificationFailure {
+            return .failure(.unauthorized("the token is expired or not yet valid"))
+        } catch {
+            return .failure(.unauthorized("the token's signature or claims are invalid"))
+        }
+        if let issuer = settings.issuer, claims.iss?.value != issuer {
+            return .failure(.unauthorized("the token's issuer is not accepted"))
+        }
+        if let audience = settings.audience, !(claims.aud?.value.contains(audience) ?? false) {
+            return .failure(.unauthorized("the token is not meant for this audience"))
+        }
+        if claims.jobs.contains("*") { return .success(.everything) }
+        return .success(Grant(allJobs: false, jobs: Set(claims.jobs)))
+    }
+
+    /// Authenticates and checks access to one job.
+    public func authorize(_ token: String?, jobId: String) async -> Result<Grant, AuthFailure> {
+        switch await authenticate(token) {
+        case .failure(let failure): return .failure(failure)
+        case .success(let grant): return grant.allows(jobId) ? .success(grant) : .failure(.forbidden(jobId))
+        }
+    }
+
+    /// The token of a request: `Authorization: Bearer …`, else the `token` query parameter
+    /// (browsers cannot set headers on WebSockets, hence the hook's `?token=`).
+    public static func token(authorization: String?, query: String?) -> String? {
+        if let authorization, authorization.lowercased().hasPrefix("bearer ") {
+            return String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        }
+        return query
+    }
+
+    /// Whether a browser `Origin` may open a WebSocket (no header: not a browser, allowed).
+    public func allowsOrigin(_ origin: String?) -> Bool {
+        guard !settings.allowedOrigins.isEmpty, let origin else { return true }
+        return settings.allowedOrigins.contains(origin)
+    }
+
+    /// The `alg` of a compact JWS header, without trusting anything else in it.
+    static func headerAlgorithm(_ token: String) -> String? {
+        guard let dot = token.firstIndex(of: "."), token[token.index(after: dot)...].contains(".") else { return nil }
+        var encoded = String(token[..<dot]).replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while encoded.count % 4 != 0 { encoded += "=" }
+        guard encoded.count <= 4096, let data = Data(base64Encoded: encoded),
+            let header = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let alg = header["alg"] as? String
+        else { return nil }
+        return alg
+    }
+}

@@ -1,0 +1,164 @@
+"""Bearer tokens (JWT) on WebSocket and REST: forged, expired, alg none, wrong job, confusion."""
+import asyncio
+import base64
+import json
+import time
+import uuid
+
+import jwt
+import pytest
+import websockets
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from conftest import Bridge, http_get
+from monitor import Monitor, a_job
+
+SECRET = "a-very-long-shared-secret-of-32-bytes!!"
+
+
+def token(jobs, key=SECRET, algorithm="HS256", exp_in=300, **claims):
+    payload = {"exp": int(time.time()) + exp_in, "jobs": jobs, "sub": "dashboard", **claims}
+    return jwt.encode(payload, key, algorithm=algorithm)
+
+
+def unsigned(jobs):
+    def b64(obj):
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+    return b64({"alg": "none", "typ": "JWT"}) + "." + b64({"exp": int(time.time()) + 300, "jobs": jobs}) + "."
+
+
+async def first_messages_and_close(url, headers=None):
+    async with websockets.connect(url, additional_headers=headers or {}) as ws:
+        messages = []
+        try:
+            while True:
+                messages.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+                if messages[-1]["type"] == "job.snapshot":
+                    return messages, None
+        except websockets.exceptions.ConnectionClosed as closed:
+            return messages, closed.rcvd.code if closed.rcvd else None
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory):
+    b = Bridge("--no-demo-monitor", "--jwt-secret", SECRET, "--jwt-issuer", "https://issuer.test", "--jwt-audience", "progress").wait_ready()
+    job = "job_auth_" + uuid.uuid4().hex[:6]
+    monitor = Monitor(b.bootstrap)
+    for e in a_job(job, videos=2):
+        monitor.send(job, e)
+    monitor.flush()
+    deadline = time.time() + 15
+    good = token([job], iss="https://issuer.test", aud="progress")
+    while time.time() < deadline:
+        status, body, _ = http_get(f"{b.http_url}/api/v1/bulk-jobs/{job}?token={good}")
+        if status == 200 and json.loads(body)["state"] == "completed":
+            break
+        time.sleep(0.2)
+    yield b, job
+    code, _ = b.stop()
+    assert code == 0
+    assert SECRET not in "".join(b.lines), "the secret must never be logged"
+
+
+def claims(**extra):
+    return {"iss": "https://issuer.test", "aud": "progress", **extra}
+
+
+def test_a_valid_token_subscribes(secured):
+    b, job = secured
+    messages, code = asyncio.run(first_messages_and_close(f"{b.ws_url}/?job_id={job}&token={token([job], **claims())}"))
+    assert code is None and messages[-1]["type"] == "job.snapshot" and messages[-1]["data"]["job"]["state"] == "completed"
+    wildcard, code = asyncio.run(first_messages_and_close(f"{b.ws_url}/?job_id={job}", {"Authorization": "Bearer " + token(["*"], **claims())}))
+    assert code is None and wildcard[-1]["type"] == "job.snapshot"
+
+
+@pytest.mark.parametrize("name,make,close_code", [
+    ("missing", lambda job: None, 4401),
+    ("forged", lambda job: token([job], key="another-secret-that-is-32-bytes-long!!", **claims()), 4401),
+    ("expired", lambda job: token([job], exp_in=-60, **claims()), 4401),
+    ("not yet valid", lambda job: token([job], nbf=int(time.time()) + 600, **claims()), 4401),
+    ("alg none", lambda job: unsigned([job]), 4401),
+    ("wrong issuer", lambda job: token([job], iss="https://evil.test", aud="progress"), 4401),
+    ("wrong audience", lambda job: token([job], iss="https://issuer.test", aud="other"), 4401),
+    ("wrong job", lambda job: token(["job_someone_else"], **claims()), 4403),
+])
+def test_bad_tokens_are_refused(secured, name, make, close_code):
+    b, job = secured
+    value = make(job)
+    query = f"&token={value}" if value else ""
+    messages, code = asyncio.run(first_messages_and_close(f"{b.ws_url}/?job_id={job}{query}"))
+    assert code == close_code, (name, messages)
+    assert messages and messages[-1]["type"] == "error"
+    assert messages[-1]["data"]["code"] == ("unauthorized" if close_code == 4401 else "forbidden")
+    assert not any(m["type"] == "job.snapshot" for m in messages)
+
+    status, body, _ = http_get(f"{b.http_url}/api/v1/bulk-jobs/{job}" + (f"?token={value}" if value else ""))
+    assert status == (401 if close_code == 4401 else 403), name
+    assert json.loads(body)["error"]["code"] in ("unauthorized", "forbidden")
+
+
+def test_refusals_never_reveal_whether_a_job_exists(secured):
+    b, job = secured
+    other = token(["job_someone_else"], **claims())
+    existing = http_get(f"{b.http_url}/api/v1/bulk-jobs/{job}?token={other}")
+    missing = http_get(f"{b.http_url}/api/v1/bulk-jobs/job_does_not_exist?token={other}")
+    assert existing[0] == missing[0] == 403
+    assert json.loads(existing[1])["error"]["code"] == json.loads(missing[1])["error"]["code"]
+    status, body, _ = http_get(f"{b.http_url}/api/v1/bulk-jobs?token={other}")
+    assert status == 200 and json.loads(body)["total"] == 0, "a listing shows only granted jobs"
+
+
+def test_public_key_tokens_and_algorithm_confusion(tmp_path):
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    key_file = tmp_path / "rsa.pem"
+    key_file.write_bytes(public_pem)
+    b = Bridge("--no-demo-monitor", "--jwt-public-key", str(key_file)).wait_ready()
+    try:
+        job = "job_rsa_1"
+        good = jwt.encode({"exp": int(time.time()) + 300, "jobs": [job]}, private, algorithm="RS256")
+        messages, code = asyncio.run(first_messages_and_close(f"{b.ws_url}/?job_id={job}&token={good}"))
+        assert code is None and messages[-1]["type"] == "job.snapshot"
+        # HS256 "signed" with the public key as the secret: the classic confusion attack.
+        import hmac, hashlib
+        def b64(raw):
+            return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+        signing_input = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + b64(json.dumps({"exp": int(time.time()) + 300, "jobs": ["*"]}).encode())
+        forged = signing_input + "." + b64(hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest())
+        messages, code = asyncio.run(first_messages_and_close(f"{b.ws_url}/?job_id={job}&token={forged}"))
+        assert code == 4401
+    finally:
+        assert b.stop()[0] == 0
+
+
+def test_es256_tokens_from_a_jwks_file(tmp_path):
+    private = ec.generate_private_key(ec.SECP256R1())
+    numbers = private.public_key().public_numbers()
+    def b64int(n):
+        return base64.urlsafe_b64encode(n.to_bytes(32, "big")).rstrip(b"=").decode()
+    jwks = {"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256", "use": "sig", "x": b64int(numbers.x), "y": b64int(numbers.y)}]}
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text(json.dumps(jwks))
+    b = Bridge("--no-demo-monitor", "--jwks", str(jwks_file)).wait_ready()
+    try:
+        good = jwt.encode({"exp": int(time.time()) + 300, "jobs": ["*"]}, private, algorithm="ES256", headers={"kid": "k1"})
+        status, body, _ = http_get(f"{b.http_url}/api/v1/bulk-jobs?token={good}")
+        assert status == 200, body
+        other = ec.generate_private_key(ec.SECP256R1())
+        bad = jwt.encode({"exp": int(time.time()) + 300, "jobs": ["*"]}, other, algorithm="ES256", headers={"kid": "k1"})
+        assert http_get(f"{b.http_url}/api/v1/bulk-jobs?token={bad}")[0] == 401
+    finally:
+        assert b.stop()[0] == 0
+
+
+def test_origin_allow_list(tmp_path):
+    b = Bridge("--no-demo-monitor", "--insecure-no-auth", "--allowed-origin", "https://dash.example.com").wait_ready()
+    try:
+        ok, code = asyncio.run(first_messages_and_close(f"{b.ws_url}/?job_id=job_o1", {"Origin": "https://dash.example.com"}))
+        assert code is None
+        refused, code = asyncio.run(first_messages_and_close(f"{b.ws_url}/?job_id=job_o1", {"Origin": "https://evil.example.com"}))
+        assert code == 4403
+        assert any("AUTHENTICATION IS OFF" in line for line in b.lines)
+    finally:
+        assert b.stop()[0] == 0
