@@ -61,6 +61,15 @@ struct ProgressBridgeCommand: AsyncParsableCommand {
     @Option(name: .customLong("history-per-job"), help: "Messages kept per job for resume. Env: BRIDGE_HISTORY_PER_JOB. Default: 1000.")
     var historyPerJob: String?
 
+    @Option(name: .customLong("max-connections"), help: "Most WebSocket connections in total (more: close 1013). Env: BRIDGE_MAX_CONNECTIONS. Default: 10000.")
+    var maxConnections: String?
+
+    @Option(name: .customLong("max-connections-per-ip"), help: "Most WebSocket connections per client address (more: close 1013). Env: BRIDGE_MAX_CONNECTIONS_PER_IP. Default: 100.")
+    var maxConnectionsPerIP: String?
+
+    @Option(name: .customLong("client-message-rate"), help: "Client messages per second per connection, bursts of twice that (faster: close 1008). Env: BRIDGE_CLIENT_MESSAGE_RATE. Default: 20.")
+    var clientMessageRate: String?
+
     @Option(name: .customLong("jwt-secret"), help: "HS256 secret for bearer tokens (≥ 32 bytes). Env: JWT_SECRET.")
     var jwtSecret: String?
 
@@ -84,6 +93,9 @@ struct ProgressBridgeCommand: AsyncParsableCommand {
 
     func run() async throws {
         var flags = ConfigurationFlags()
+        flags.maxConnections = maxConnections
+        flags.maxConnectionsPerIP = maxConnectionsPerIP
+        flags.clientMessageRate = clientMessageRate
         flags.jwtSecret = jwtSecret
         flags.jwtPublicKey = jwtPublicKey
         flags.jwks = jwks

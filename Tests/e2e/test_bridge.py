@@ -319,3 +319,25 @@ def test_embedded_default_shows_live_demo_progress_and_stops_cleanly_on_sigterm(
     assert code == 0
     assert took < 30
     assert any("consumer closed" in line for line in b.lines)
+
+
+def test_a_large_snapshot_arrives_whole(bridge):
+    job_id = "job_large_" + uuid.uuid4().hex[:6]
+    monitor = Monitor(bridge.bootstrap)
+    for i in range(300):
+        monitor.send(job_id, event(job_id, "video.created", {"video_id": f"v{i:03d}", "title": "t" * 1000}, i))
+    monitor.flush()
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        status, body, _ = http_get(f"{bridge.http_url}/api/v1/bulk-jobs/{job_id}")
+        if status == 200 and json.loads(body)["events_applied"] == 300:
+            break
+        time.sleep(0.2)
+
+    async def scenario():
+        async with websockets.connect(subscribe_url(bridge, job_id), max_size=None) as ws:
+            return await receive_until(ws, lambda m: m["type"] == "job.snapshot")
+
+    snapshot = asyncio.run(scenario())[-1]
+    assert snapshot["data"]["videos_total"] == 300 and len(snapshot["data"]["videos"]) == 300
+    assert len(json.dumps(snapshot)) > 300_000

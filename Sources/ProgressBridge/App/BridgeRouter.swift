@@ -26,8 +26,9 @@ public func buildRouter(store: JobStore, metrics: BridgeMetrics, authenticator: 
 /// The WebSocket upgrade router: subscriptions on `/` and `/ws`.
 public func buildWebSocketRouter(
     store: JobStore, metrics: BridgeMetrics, settings: DeliverySettings, authenticator: Authenticator
-) -> Router<BasicWebSocketRequestContext> {
-    let router = Router(context: BasicWebSocketRequestContext.self)
+) -> Router<BridgeWebSocketContext> {
+    let router = Router(context: BridgeWebSocketContext.self)
+    let limiter = ConnectionLimiter(maxTotal: settings.maxConnections, maxPerAddress: settings.maxConnectionsPerAddress)
     for path in ["/", "/ws"] {
         router.ws(RouterPath(path)) { request, _ in
             switch parseSubscription(request) {
@@ -40,6 +41,18 @@ public func buildWebSocketRouter(
             }
         } onUpgrade: { inbound, outbound, context in
             guard case .success(let subscription) = parseSubscription(context.request) else { return }
+            let address = context.requestContext.remoteAddress?.ipAddress ?? "unknown"
+            if let refusal = limiter.admit(address) {
+                metrics.connectionsRefused.increment()
+                let reason: String
+                switch refusal {
+                case .total(let n): reason = "server at its limit of \(n) connections"
+                case .perAddress(let n): reason = "more than \(n) connections from one address"
+                }
+                try await outbound.close(.unknown(1013), reason: reason)
+                return
+            }
+            defer { limiter.release(address) }
             let headers = context.request.headers
             var verdict = await authenticator.authorize(
                 Authenticator.token(authorization: headers[.authorization], query: subscription.token), jobId: subscription.jobId)
@@ -74,4 +87,17 @@ public func buildAdminRouter(metrics: BridgeMetrics, readiness: Readiness) -> Ro
     let router = Router(context: BasicRequestContext.self)
     AdminAPI<BasicRequestContext>(metrics: metrics, readiness: readiness).register(on: router)
     return router
+}
+
+/// The WebSocket request context: Hummingbird's basic one plus the peer address (for per-address limits).
+public struct BridgeWebSocketContext: RequestContext, WebSocketRequestContext, RemoteAddressRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let webSocket: WebSocketHandlerReference<Self>
+    public let remoteAddress: SocketAddress?
+
+    public init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+        self.webSocket = .init()
+        self.remoteAddress = source.channel.remoteAddress
+    }
 }

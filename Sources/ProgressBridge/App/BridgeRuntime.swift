@@ -87,7 +87,11 @@ public enum BridgeRuntime {
         }
 
         let app = buildApplication(
-            store: store, metrics: metrics, settings: DeliverySettings(sendQueueCapacity: configuration.sendQueueCapacity), authenticator: authenticator,
+            store: store, metrics: metrics,
+            settings: DeliverySettings(
+                sendQueueCapacity: configuration.sendQueueCapacity, clientMessagesPerSecond: Double(configuration.clientMessageRate),
+                maxConnections: configuration.maxConnections, maxConnectionsPerAddress: configuration.maxConnectionsPerIP),
+            authenticator: authenticator,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "progress-bridge"),
             onServerRunning: { channel in
                 logger.notice(

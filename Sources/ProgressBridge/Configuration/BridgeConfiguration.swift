@@ -24,6 +24,9 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var demoMonitor = true
     public var sendQueueCapacity = 1024
     public var historyPerJob = 1000
+    public var maxConnections = 10_000
+    public var maxConnectionsPerIP = 100
+    public var clientMessageRate = 20
     /// Token verification; see `AuthSettings`.
     public var auth = AuthSettings()
     /// Authentication was switched off because the embedded default runs without keys.
@@ -58,6 +61,9 @@ public struct ConfigurationFlags: Sendable {
     public var demoMonitor: Bool?
     public var sendQueue: String?
     public var historyPerJob: String?
+    public var maxConnections: String?
+    public var maxConnectionsPerIP: String?
+    public var clientMessageRate: String?
     public var jwtSecret: String?
     public var jwtPublicKey: String?
     public var jwks: String?
@@ -85,6 +91,9 @@ public enum ConfigurationEnvironment {
     public static let demoMonitor = "BRIDGE_DEMO_MONITOR"
     public static let sendQueue = "BRIDGE_SEND_QUEUE"
     public static let historyPerJob = "BRIDGE_HISTORY_PER_JOB"
+    public static let maxConnections = "BRIDGE_MAX_CONNECTIONS"
+    public static let maxConnectionsPerIP = "BRIDGE_MAX_CONNECTIONS_PER_IP"
+    public static let clientMessageRate = "BRIDGE_CLIENT_MESSAGE_RATE"
     public static let jwtSecret = "JWT_SECRET"
     public static let jwtPublicKey = "JWT_PUBLIC_KEY_FILE"
     public static let jwks = "JWT_JWKS_FILE"
@@ -188,6 +197,15 @@ extension BridgeConfiguration {
         if let (v, src) = value(flags.sendQueue, Env.sendQueue) { c.sendQueueCapacity = try positive(v, "--send-queue", Env.sendQueue, src) }
         if let (v, src) = value(flags.historyPerJob, Env.historyPerJob) {
             c.historyPerJob = try positive(v, "--history-per-job", Env.historyPerJob, src)
+        }
+        if let (v, src) = value(flags.maxConnections, Env.maxConnections) {
+            c.maxConnections = try positive(v, "--max-connections", Env.maxConnections, src)
+        }
+        if let (v, src) = value(flags.maxConnectionsPerIP, Env.maxConnectionsPerIP) {
+            c.maxConnectionsPerIP = try positive(v, "--max-connections-per-ip", Env.maxConnectionsPerIP, src)
+        }
+        if let (v, src) = value(flags.clientMessageRate, Env.clientMessageRate) {
+            c.clientMessageRate = try positive(v, "--client-message-rate", Env.clientMessageRate, src)
         }
         if let (v, src) = value(flags.jwtSecret, Env.jwtSecret) { c.auth.jwtSecret = try nonEmpty(v, "--jwt-secret", Env.jwtSecret, src) }
         if let (v, src) = value(flags.jwtPublicKey, Env.jwtPublicKey) {

@@ -9,6 +9,8 @@ public enum OutboxClosure: Sendable, Equatable {
     case overflowed
     /// The bridge is shutting down.
     case shuttingDown
+    /// The client broke a limit (message rate).
+    case policyViolation
 }
 
 /// A subscriber's bounded send queue. Producers never wait: a newer `job.progress` replaces an

@@ -18,12 +18,23 @@ public enum BridgeCloseCode {
 public struct DeliverySettings: Sendable {
     /// Messages queued per subscriber before it is cut off. Default 1024.
     public var sendQueueCapacity: Int
-    /// Largest client frame accepted, in bytes. Default 64 KiB.
+    /// Largest client frame accepted, in bytes (bigger: close 1009). Default 64 KiB.
     public var maxClientMessageBytes: Int
+    /// Client → server messages per second per connection (faster: close 1008). Default 20, bursts of 40.
+    public var clientMessagesPerSecond: Double
+    /// Open WebSocket connections, in total and per client address (more: close 1013). Defaults 10,000 and 100.
+    public var maxConnections: Int
+    public var maxConnectionsPerAddress: Int
 
-    public init(sendQueueCapacity: Int = 1024, maxClientMessageBytes: Int = 64 * 1024) {
+    public init(
+        sendQueueCapacity: Int = 1024, maxClientMessageBytes: Int = 64 * 1024, clientMessagesPerSecond: Double = 20,
+        maxConnections: Int = 10_000, maxConnectionsPerAddress: Int = 100
+    ) {
         self.sendQueueCapacity = sendQueueCapacity
         self.maxClientMessageBytes = maxClientMessageBytes
+        self.clientMessagesPerSecond = clientMessagesPerSecond
+        self.maxConnections = maxConnections
+        self.maxConnectionsPerAddress = maxConnectionsPerAddress
     }
 }
 
@@ -114,8 +125,11 @@ struct SubscriberSession {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await writeLoop(outbox: outbox, outbound: outbound) }
                 group.addTask { try await readLoop(inbound: inbound, outbox: outbox) }
-                // Whichever side ends first ends the session.
+                // The writer ends the session (it sends the close frame); the reader ends it when the client leaves.
                 _ = try await group.next()
+                if outbox.closure == .policyViolation {
+                    _ = try await group.next()  // let the writer send the close frame
+                }
                 outbox.close(.finished)
                 group.cancelAll()
             }
@@ -138,13 +152,22 @@ struct SubscriberSession {
             try await outbound.close(.unknown(BridgeCloseCode.sendQueueOverflow), reason: "send queue overflow; reconnect with last_seq")
         case .shuttingDown:
             try await outbound.close(.goingAway, reason: "server shutting down")
+        case .policyViolation:
+            try await outbound.close(.policyViolation, reason: "client message rate exceeded")
         case .finished, nil:
             break
         }
     }
 
     private func readLoop(inbound: WebSocketInboundStream, outbox: Outbox) async throws {
+        var limit = MessageRateLimit(rate: settings.clientMessagesPerSecond, burst: settings.clientMessagesPerSecond * 2)
         for try await message in inbound.messages(maxSize: settings.maxClientMessageBytes) {
+            guard limit.allow() else {
+                metrics.policyCloses.increment()
+                logger.info("client sends too fast; closing", metadata: ["connection_id": "\(request.connectionId)"])
+                outbox.close(.policyViolation)
+                return
+            }
             guard case .text(let text) = message else {
                 outbox.enqueue(.error(code: "unsupported_frame", message: "send JSON text frames", now: Self.nowMs()))
                 continue
