@@ -63,6 +63,7 @@ let package = Package(
             name: "progress-bridge",
             dependencies: [
                 "ProgressBridge",
+                "Kafka",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Kafka
 import Logging
 import ProgressBridge
 
@@ -14,7 +15,7 @@ struct ProgressBridgeCommand: AsyncParsableCommand {
             Every option has an environment-variable twin, named in its help; the flag wins.
             `progress-bridge validate --help` describes the schema validator.
             """,
-        subcommands: [Validate.self]
+        subcommands: [Validate.self, MockKafka.self]
     )
 
     @Option(name: .customLong("kafka-bootstrap"), help: "Kafka bootstrap servers, host:port[,…]. Env: KAFKA_BOOTSTRAP_SERVERS. Default: embedded mock cluster.")
@@ -199,5 +200,65 @@ struct Validate: ParsableCommand {
             }
         }
         if !allValid { throw ExitCode(1) }
+    }
+}
+
+/// `progress-bridge mock-kafka`: librdkafka's mock cluster as a standalone process, for tests and
+/// local experiments. Prints `{"bootstrap_servers": …}` and takes fault-injection commands on stdin.
+struct MockKafka: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mock-kafka",
+        abstract: "Run librdkafka's mock Kafka cluster on loopback (for tests and experiments).",
+        discussion: """
+            Prints one JSON line {"bootstrap_servers": "127.0.0.1:PORT,…"} and then reads commands, one per line:
+              down ID | up ID        take broker ID down / bring it back
+              rtt ID MS              add round-trip time to broker ID
+              leader TOPIC P ID      move the leadership of partition P
+              quit                   stop (so does end of input)
+            The mock keeps about 5 MiB per partition and has no admin API: topics come from --topic.
+            """
+    )
+
+    /// One line to standard output, unbuffered (a test reads it while we keep running).
+    private func emit(_ line: String) {
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
+
+    @Option(name: .customLong("brokers"), help: "Number of brokers. Default: 1.")
+    var brokers = 1
+
+    @Option(name: .customLong("topic"), help: "NAME:PARTITIONS to create; repeatable. Default: progress.events:4 and progress.events.dlq:1.")
+    var topics: [String] = []
+
+    func run() throws {
+        let cluster: KafkaMockCluster
+        do {
+            cluster = try KafkaMockCluster(brokers: brokers)
+            for spec in topics.isEmpty ? ["progress.events:4", "progress.events.dlq:1"] : topics {
+                let parts = spec.split(separator: ":")
+                guard parts.count == 2, let partitions = Int(parts[1]), partitions > 0 else {
+                    throw ValidationError("--topic expects NAME:PARTITIONS, got \(spec)")
+                }
+                try cluster.createTopic(String(parts[0]), partitions: partitions)
+            }
+        } catch let error as KafkaError {
+            FileHandle.standardError.write(Data("mock-kafka: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        emit(#"{"bootstrap_servers":"\#(cluster.bootstrapServers)"}"#)
+        while let line = readLine() {
+            let words = line.split(separator: " ").map(String.init)
+            switch (words.first, words.count) {
+            case ("down", 2): cluster.setBrokerDown(Int32(words[1]) ?? 1)
+            case ("up", 2): cluster.setBrokerUp(Int32(words[1]) ?? 1)
+            case ("rtt", 3): cluster.setBrokerRTT(Int32(words[1]) ?? 1, ms: Int(words[2]) ?? 0)
+            case ("leader", 4): cluster.setPartitionLeader(topic: words[1], partition: Int32(words[2]) ?? 0, brokerId: Int32(words[3]) ?? 1)
+            case ("quit", _): return
+            default:
+                FileHandle.standardError.write(Data("mock-kafka: unknown command \(line)\n".utf8))
+                continue
+            }
+            emit(#"{"ok":"\#(line)"}"#)
+        }
     }
 }

@@ -33,16 +33,23 @@ def http_get(url: str, timeout: float = 5.0):
 class Bridge:
     """A running bridge process and what it logged."""
 
-    def __init__(self, *extra_args, env=None):
+    def __init__(self, *extra_args, env=None, kafka=None):
         self.port = free_port()
         self.admin_port = free_port()
         self.lines = []
-        self.bootstrap = None
+        self.bootstrap = kafka
         args = [BINARY, "--port", str(self.port), "--admin-port", str(self.admin_port), "--log-format", "json", *extra_args]
+        if kafka:
+            # An external (mock) cluster: the mock does not wake waiting fetches, so keep them short; and
+            # its group coordinator waits out a departed member's session, so keep sessions short too.
+            args += ["--kafka-bootstrap", kafka, "--kafka-config", "fetch.wait.max.ms=10",
+                     "--kafka-config", "session.timeout.ms=6000", "--kafka-config", "heartbeat.interval.ms=500"]
         self.process = subprocess.Popen(
             args, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
             env={**os.environ, **(env or {})})
         self._ready = threading.Event()
+        if kafka:
+            self._ready.set()
         threading.Thread(target=self._read_logs, daemon=True).start()
 
     def _read_logs(self):
@@ -103,3 +110,30 @@ def bridge():
     yield b
     code, _ = b.stop()
     assert code == 0, "".join(b.lines[-30:])
+
+
+class MockKafka:
+    """`progress-bridge mock-kafka`: a mock cluster that outlives the bridges under test, with fault injection."""
+
+    def __init__(self, brokers=1):
+        self.process = subprocess.Popen([BINARY, "mock-kafka", "--brokers", str(brokers)], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        self.bootstrap = json.loads(self.process.stdout.readline())["bootstrap_servers"]
+
+    def command(self, line):
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+        answer = json.loads(self.process.stdout.readline())
+        assert answer == {"ok": line}, answer
+
+    def stop(self):
+        self.process.stdin.write("quit\n")
+        self.process.stdin.flush()
+        self.process.wait(10)
+
+
+@pytest.fixture
+def mock_kafka():
+    kafka = MockKafka()
+    yield kafka
+    kafka.stop()

@@ -110,6 +110,7 @@ public enum BridgeRuntime {
             },
             logger: logger)
         services.append(app)
+        services.append(SubscriberDrain(store: store, logger: logger))  // shut down before `app`
         services.append(admin)
 
         let group = ServiceGroup(

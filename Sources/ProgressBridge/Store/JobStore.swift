@@ -165,6 +165,20 @@ public final class JobStore: Sendable {
         }
     }
 
+    /// Closes every subscriber's outbox (their writers then send the close frame for `reason`).
+    public func closeAllSubscribers(_ reason: OutboxClosure) {
+        let all = channels.withLock { Array($0.values) }
+        for channel in all {
+            for outbox in channel.state.withLock({ Array($0.subscribers.values) }) { outbox.close(reason) }
+        }
+    }
+
+    /// Subscribers currently registered, over all jobs.
+    public var subscriberCount: Int {
+        let all = channels.withLock { Array($0.values) }
+        return all.reduce(0) { $0 + $1.state.withLock { $0.subscribers.count } }
+    }
+
     /// The aggregate of a job, if any event of it was applied.
     public func aggregate(_ jobId: String) -> JobAggregate? {
         existingChannel(jobId)?.state.withLock { $0.aggregate }

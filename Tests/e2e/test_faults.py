@@ -1,0 +1,123 @@
+"""Shutdown and broker faults against a mock cluster that outlives the bridge process."""
+import asyncio
+import json
+import threading
+import time
+import uuid
+
+import websockets
+
+from conftest import Bridge, http_get
+from monitor import Monitor, a_job, event
+
+
+def metric(bridge, name):
+    status, body, _ = http_get(bridge.admin_url + "/metrics")
+    total = 0.0
+    for line in body.decode().splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total += float(line.split()[-1])
+    return total
+
+
+def wait_for(predicate, timeout=30, interval=0.2):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def job_state(bridge, job):
+    status, body, _ = http_get(f"{bridge.http_url}/api/v1/bulk-jobs/{job}")
+    return json.loads(body) if status == 200 else None
+
+
+def test_sigterm_closes_subscribers_with_1001_commits_and_exits_promptly(mock_kafka):
+    group = "sigterm-" + uuid.uuid4().hex[:6]
+    bridge = Bridge("--insecure-no-auth", "--group-id", group, kafka=mock_kafka.bootstrap).wait_ready()
+    job = "job_term_" + uuid.uuid4().hex[:6]
+    monitor = Monitor(mock_kafka.bootstrap)
+    for e in a_job(job, videos=5):
+        monitor.send(job, e)
+    monitor.flush()
+    assert wait_for(lambda: (job_state(bridge, job) or {}).get("state") == "completed")
+    consumed = metric(bridge, "progress_bridge_events_consumed_total")
+
+    async def subscribe_then_terminate():
+        async with websockets.connect(f"{bridge.ws_url}/?job_id={job}") as ws:
+            await ws.recv()
+            await ws.recv()
+            stopper = threading.Thread(target=lambda: results.append(bridge.stop()))
+            stopper.start()
+            try:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 30)
+            except websockets.exceptions.ConnectionClosed as closed:
+                code = closed.rcvd.code if closed.rcvd else None
+            stopper.join()
+            return code
+
+    results = []
+    close_code = asyncio.run(subscribe_then_terminate())
+    exit_code, took = results[0]
+    assert close_code == 1001
+    assert exit_code == 0 and took < 10, took
+    assert any("consumer closed" in line for line in bridge.lines)
+
+    # Offsets were committed: a new bridge in the same group reads only what came after.
+    again = Bridge("--insecure-no-auth", "--group-id", group, kafka=mock_kafka.bootstrap).wait_ready()
+    try:
+        monitor.send(job, event(job, "job.progress", {"total_videos": 5, "completed": 5, "failed": 0}, 999_000))
+        monitor.flush()
+        assert wait_for(lambda: metric(again, "progress_bridge_events_consumed_total") >= 1, timeout=45)
+        time.sleep(1)
+        assert metric(again, "progress_bridge_events_consumed_total") == 1, f"{consumed} were consumed before; none may be read again"
+    finally:
+        assert again.stop()[0] == 0
+
+
+def test_a_broker_outage_mid_stream_loses_nothing_and_is_reported(mock_kafka):
+    bridge = Bridge("--insecure-no-auth", kafka=mock_kafka.bootstrap).wait_ready()
+    try:
+        job = "job_outage_" + uuid.uuid4().hex[:6]
+        total = 300
+        monitor = Monitor(mock_kafka.bootstrap)
+        monitor.send(job, event(job, "job.state_changed", {"from": None, "to": "running", "job": {"total_videos": total}}, 0))
+        monitor.flush()
+        not_ready_seen = []
+
+        def watch_readiness():
+            while not stop.is_set():
+                try:
+                    if http_get(bridge.admin_url + "/readyz", timeout=2)[0] == 503:
+                        not_ready_seen.append(time.time())
+                except OSError:
+                    pass
+                time.sleep(0.2)
+
+        stop = threading.Event()
+        watcher = threading.Thread(target=watch_readiness)
+        watcher.start()
+        for i in range(total):
+            monitor.send(job, event(job, "video.completed", {"video_id": f"v{i}", "processing_ms": 10}, 1000 + i))
+            if i == 100:
+                monitor.producer.flush(10)
+                mock_kafka.command("down 1")
+                down_at = time.time()
+            if i == 200:
+                time.sleep(max(0, 6 - (time.time() - down_at)))
+                mock_kafka.command("up 1")
+            monitor.producer.poll(0)
+            time.sleep(0.01)
+        monitor.flush()
+        assert wait_for(lambda: (job_state(bridge, job) or {}).get("completed") == total, timeout=90), job_state(bridge, job)
+        stop.set()
+        watcher.join()
+        assert not_ready_seen, "/readyz must report the outage"
+        assert wait_for(lambda: http_get(bridge.admin_url + "/readyz")[0] == 200, timeout=30), "and recover by itself"
+        assert metric(bridge, "progress_bridge_events_duplicate_total") >= 0
+        assert job_state(bridge, job)["completed"] == total
+    finally:
+        assert bridge.stop()[0] == 0
