@@ -45,11 +45,14 @@ public struct KafkaConsumerConfiguration: Sendable {
     public var maxBatch: Int
     /// How long one poll may block, in milliseconds. Default 100.
     public var pollTimeoutMs: Int32
+    /// Whether librdkafka commits stored offsets in the background (every second). Default true;
+    /// false when the application commits explicitly (after its own checkpoint).
+    public var autoCommit: Bool
 
     /// Creates a configuration.
     public init(
         bootstrapServers: String, groupId: String = "progress-bridge", topics: [String] = ["progress.events"],
-        properties: KafkaProperties = .init(), maxBatch: Int = 500, pollTimeoutMs: Int32 = 100
+        properties: KafkaProperties = .init(), maxBatch: Int = 500, pollTimeoutMs: Int32 = 100, autoCommit: Bool = true
     ) {
         self.bootstrapServers = bootstrapServers
         self.groupId = groupId
@@ -57,6 +60,7 @@ public struct KafkaConsumerConfiguration: Sendable {
         self.properties = properties
         self.maxBatch = maxBatch
         self.pollTimeoutMs = pollTimeoutMs
+        self.autoCommit = autoCommit
     }
 
     /// The effective librdkafka properties. At-least-once: offsets are stored by the
@@ -65,14 +69,15 @@ public struct KafkaConsumerConfiguration: Sendable {
         KafkaProperties([
             "bootstrap.servers": bootstrapServers,
             "group.id": groupId,
-            "enable.auto.commit": "true",
+            "enable.auto.commit": autoCommit ? "true" : "false",
             "auto.commit.interval.ms": "1000",
             "enable.auto.offset.store": "false",
             "auto.offset.reset": "earliest",
             "enable.partition.eof": "false",
         ]).merging(properties.values).merging([
             // Not negotiable: storing offsets early would lose events.
-            "enable.auto.offset.store": "false"
+            "enable.auto.offset.store": "false",
+            "enable.auto.commit": autoCommit ? "true" : "false",
         ])
     }
 }

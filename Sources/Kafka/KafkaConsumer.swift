@@ -22,7 +22,7 @@ public final class KafkaConsumer: Sendable {
         let client = try KafkaClientHandle(type: RD_KAFKA_CONSUMER, properties: configuration.effectiveProperties, logger: logger)
         self.client = client
         rd_kafka_poll_set_consumer(client.pointer)
-        self.queue = QueueHandle(rd_kafka_queue_get_consumer(client.pointer)!)
+        self.queue = QueueHandle(rd_kafka_queue_get_consumer(client.pointer)!, owner: client)
         let list = rd_kafka_topic_partition_list_new(Int32(configuration.topics.count))!
         defer { rd_kafka_topic_partition_list_destroy(list) }
         for topic in configuration.topics {
@@ -110,6 +110,21 @@ public final class KafkaConsumer: Sendable {
         }
     }
 
+    /// Commits exactly these offsets (the next offset to read, per partition) and waits for the answer.
+    public func commit(_ offsets: [TopicPartitionOffset]) async throws(KafkaError) {
+        guard !offsets.isEmpty else { return }
+        let client = self.client
+        let err = await blocking {
+            let list = rd_kafka_topic_partition_list_new(Int32(offsets.count))!
+            defer { rd_kafka_topic_partition_list_destroy(list) }
+            for entry in offsets {
+                rd_kafka_topic_partition_list_add(list, entry.topic, entry.partition)!.pointee.offset = entry.offset
+            }
+            return rd_kafka_commit(client.pointer, list, 0)
+        }
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "commit offsets") }
+    }
+
     /// Lag per assigned partition: high watermark − current position, from librdkafka's cached watermarks.
     public func partitionLags() -> [PartitionLag] {
         var assignment: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
@@ -144,9 +159,13 @@ public final class KafkaConsumer: Sendable {
     }
 }
 
-/// Owns an `rd_kafka_queue_t`.
+/// Owns an `rd_kafka_queue_t`; keeps its client alive, since a queue must go before its handle.
 final class QueueHandle: @unchecked Sendable {
     let pointer: OpaquePointer
-    init(_ pointer: OpaquePointer) { self.pointer = pointer }
+    private let owner: KafkaClientHandle
+    init(_ pointer: OpaquePointer, owner: KafkaClientHandle) {
+        self.pointer = pointer
+        self.owner = owner
+    }
     deinit { rd_kafka_queue_destroy(pointer) }
 }

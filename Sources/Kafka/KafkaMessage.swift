@@ -43,3 +43,16 @@ public struct PartitionLag: Sendable, Hashable {
     /// High watermark − position (messages not yet consumed), or `nil` when not known yet.
     public let lag: Int64?
 }
+
+/// A position in a partition: the next offset to read.
+public struct TopicPartitionOffset: Sendable, Hashable {
+    public let topic: String
+    public let partition: Int32
+    public let offset: Int64
+
+    public init(topic: String, partition: Int32, offset: Int64) {
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+    }
+}

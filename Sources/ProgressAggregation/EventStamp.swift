@@ -2,7 +2,7 @@ import ProgressContract
 
 /// Orders events of one job by event time, then the monitor's `seq`, then `event_id`, so
 /// "latest wins" gives the same answer whatever order the events arrive in.
-public struct EventStamp: Sendable, Hashable, Comparable {
+public struct EventStamp: Sendable, Hashable, Comparable, Codable {
     public let occurredAt: Int64
     public let seq: Int64
     public let eventId: String

@@ -15,7 +15,9 @@ public enum ApplyOutcome: Sendable, Equatable {
 /// Every field is "latest event wins" by `EventStamp`, and counts are derived from the
 /// per-video states, so applying the same set of events in any order, or twice, gives the
 /// same result. Duplicates by `event_id` are also recognised explicitly.
-public struct JobAggregate: Sendable {
+///
+/// `Codable`, so the bridge can keep it in a changelog topic and restore it after a restart.
+public struct JobAggregate: Sendable, Codable {
     public let jobId: String
     public private(set) var state: JobState?
     private var stateStamp: EventStamp?
@@ -196,6 +198,18 @@ public struct JobAggregate: Sendable {
             stateCounts[transition.from, default: 0] -= 1
             stateCounts[transition.to, default: 0] += 1
         }
+    }
+
+    /// A copy that remembers only the latest `keep` event ids, to keep snapshots small. Older
+    /// redeliveries are still harmless: applying is idempotent (only `events_applied` would count them).
+    public func compacted(keepingEventIds keep: Int) -> JobAggregate {
+        guard seenOrder.count > keep else { return self }
+        var copy = self
+        let ordered = Array(seenOrder[seenHead...] + seenOrder[..<seenHead])
+        copy.seenOrder = Array(ordered.suffix(keep))
+        copy.seenEventIds = Set(copy.seenOrder)
+        copy.seenHead = 0
+        return copy
     }
 
     /// How many known videos are in `state`.

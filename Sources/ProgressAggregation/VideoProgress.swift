@@ -1,7 +1,7 @@
 import ProgressContract
 
 /// The state of one video, as subscribers see it.
-public struct VideoProgress: Sendable, Hashable {
+public struct VideoProgress: Sendable, Hashable, Codable {
     public let id: String
     public let jobId: String
     public internal(set) var state: VideoState = .pending

@@ -45,7 +45,7 @@ public enum VideoState: String, Sendable, CaseIterable, Codable {
 }
 
 /// An error reported by the monitor (`{code, message}`).
-public struct ErrorInfo: Sendable, Hashable {
+public struct ErrorInfo: Sendable, Hashable, Codable {
     public let code: String
     public let message: String
 
@@ -56,7 +56,7 @@ public struct ErrorInfo: Sendable, Hashable {
 }
 
 /// Job details carried by `job.state_changed` (usually the first event of a job).
-public struct JobDetails: Sendable, Hashable {
+public struct JobDetails: Sendable, Hashable, Codable {
     public var title: String?
     public var totalVideos: Int?
     public var processingDeadlineMs: Int64?
@@ -92,7 +92,7 @@ public enum EventPayload: Sendable, Hashable {
 }
 
 /// The monitor's own counts (`job.progress`).
-public struct MonitorCounts: Sendable, Hashable {
+public struct MonitorCounts: Sendable, Hashable, Codable {
     public var totalVideos: Int
     public var completed: Int
     public var failed: Int

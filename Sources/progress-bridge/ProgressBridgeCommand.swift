@@ -27,6 +27,9 @@ struct ProgressBridgeCommand: AsyncParsableCommand {
     @Option(name: .customLong("dlq-topic"), help: "Dead-letter topic. Env: KAFKA_DLQ_TOPIC. Default: progress.events.dlq.")
     var deadLetterTopic: String?
 
+    @Option(name: .customLong("state-topic"), help: "Changelog topic of per-job state (create it compacted). Env: KAFKA_STATE_TOPIC. Default: progress.state.")
+    var stateTopic: String?
+
     @Option(name: .customLong("group-id"), help: "Consumer group id. Env: KAFKA_GROUP_ID. Default: progress-bridge.")
     var groupId: String?
 
@@ -107,6 +110,7 @@ struct ProgressBridgeCommand: AsyncParsableCommand {
         flags.kafkaBootstrap = kafkaBootstrap
         flags.topics = topics
         flags.deadLetterTopic = deadLetterTopic
+        flags.stateTopic = stateTopic
         flags.groupId = groupId
         flags.kafkaConfig = kafkaConfig
         flags.host = host

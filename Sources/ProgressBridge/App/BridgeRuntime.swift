@@ -41,6 +41,7 @@ public enum BridgeRuntime {
             let mock = try KafkaMockCluster(brokers: 1, logger: logger)
             for topic in configuration.topics { try mock.createTopic(topic, partitions: 4) }
             try mock.createTopic(configuration.deadLetterTopic, partitions: 1)
+            try mock.createTopic(configuration.stateTopic, partitions: 4)
             mockCluster = mock
             bootstrap = mock.bootstrapServers
             // The mock does not wake a waiting Fetch when data arrives: keep fetch waits short.
@@ -68,16 +69,22 @@ public enum BridgeRuntime {
         let consumer = try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(
                 bootstrapServers: bootstrap, groupId: configuration.groupId, topics: configuration.topics,
-                properties: KafkaProperties(kafkaProperties)),
+                properties: KafkaProperties(kafkaProperties), autoCommit: false),
             logger: logger)
         let producerProperties = KafkaProperties(kafkaProperties.filter { !consumerOnlyProperties.contains($0.key) })
         let deadLetterProducer = try KafkaProducer(
             configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap, properties: producerProperties), logger: logger)
 
+        let changelogProducer = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap, properties: producerProperties), logger: logger)
+        let durability = IngestService.Durability(
+            changelog: StateChangelog(producer: changelogProducer, topic: configuration.stateTopic), bootstrapServers: bootstrap,
+            properties: KafkaProperties(kafkaProperties.filter { !producerOnlyProperties.contains($0.key) }))
         var services: [any Service] = [
             IngestService(
                 consumer: consumer, deadLetterProducer: deadLetterProducer, deadLetterTopic: configuration.deadLetterTopic,
-                decoder: EventDecoder(validator: validator), store: store, metrics: metrics, readiness: readiness, logger: logger)
+                decoder: EventDecoder(validator: validator), store: store, metrics: metrics, readiness: readiness, logger: logger,
+                durability: durability)
         ]
         let publicURL = "ws://localhost:\(configuration.port)"
         if configuration.demoMonitor {
@@ -119,6 +126,12 @@ public enum BridgeRuntime {
         withExtendedLifetime(mockCluster) {}
         logger.info("stopped")
     }
+
+    /// And the other way round.
+    static let producerOnlyProperties: Set<String> = [
+        "acks", "linger.ms", "enable.idempotence", "message.timeout.ms", "compression.type", "batch.size", "retries",
+        "queue.buffering.max.ms", "queue.buffering.max.messages", "delivery.timeout.ms", "transactional.id",
+    ]
 
     /// librdkafka warns when a producer is given consumer properties; keep them apart.
     static let consumerOnlyProperties: Set<String> = [

@@ -11,6 +11,8 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var kafkaBootstrap: String?
     public var topics = ["progress.events"]
     public var deadLetterTopic = "progress.events.dlq"
+    /// Changelog of per-job state (compacted in production).
+    public var stateTopic = "progress.state"
     public var groupId = "progress-bridge"
     /// librdkafka passthrough (`--kafka-config key=value`), for consumer and producer alike.
     public var kafkaProperties: [String: String] = [:]
@@ -50,6 +52,7 @@ public struct ConfigurationFlags: Sendable {
     public var kafkaBootstrap: String?
     public var topics: [String] = []
     public var deadLetterTopic: String?
+    public var stateTopic: String?
     public var groupId: String?
     public var kafkaConfig: [String] = []
     public var host: String?
@@ -80,6 +83,7 @@ public enum ConfigurationEnvironment {
     public static let kafkaBootstrap = "KAFKA_BOOTSTRAP_SERVERS"
     public static let topics = "KAFKA_TOPICS"
     public static let deadLetterTopic = "KAFKA_DLQ_TOPIC"
+    public static let stateTopic = "KAFKA_STATE_TOPIC"
     public static let groupId = "KAFKA_GROUP_ID"
     public static let kafkaConfig = "KAFKA_CONFIG"
     public static let host = "BRIDGE_HOST"
@@ -145,6 +149,12 @@ extension BridgeConfiguration {
         }
         if let (v, src) = value(flags.deadLetterTopic, Env.deadLetterTopic) {
             c.deadLetterTopic = try nonEmpty(v, "--dlq-topic", Env.deadLetterTopic, src)
+        }
+        if let (v, src) = value(flags.stateTopic, Env.stateTopic) {
+            c.stateTopic = try nonEmpty(v, "--state-topic", Env.stateTopic, src)
+        }
+        if c.topics.contains(c.stateTopic) || c.stateTopic == c.deadLetterTopic {
+            throw ConfigurationError("--state-topic \(c.stateTopic) must differ from every --topic and from --dlq-topic")
         }
         if c.topics.contains(c.deadLetterTopic) {
             throw ConfigurationError("--dlq-topic \(c.deadLetterTopic) must differ from every --topic (the bridge would read its own dead letters)")

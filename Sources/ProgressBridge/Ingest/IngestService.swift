@@ -8,6 +8,22 @@ import ServiceLifecycle
 /// dead-letters the rest, and stores each offset only after its event is fully handled
 /// (applied, or dead-lettered and acknowledged) — at-least-once.
 public struct IngestService: Service {
+    /// Where job state is restored from and checkpointed to; `nil`: offsets are committed by
+    /// librdkafka in the background and state lives in memory only.
+    public struct Durability: Sendable {
+        let changelog: StateChangelog
+        let bootstrapServers: String
+        let properties: KafkaProperties
+        /// How often snapshots are written and offsets committed. Default 1 s.
+        var interval: Duration = .seconds(1)
+
+        public init(changelog: StateChangelog, bootstrapServers: String, properties: KafkaProperties) {
+            self.changelog = changelog
+            self.bootstrapServers = bootstrapServers
+            self.properties = properties
+        }
+    }
+
     let consumer: KafkaConsumer
     let deadLetterProducer: KafkaProducer
     let deadLetterTopic: String
@@ -16,10 +32,11 @@ public struct IngestService: Service {
     let metrics: BridgeMetrics
     let readiness: Readiness
     let logger: Logger
+    let durability: Durability?
 
     public init(
         consumer: KafkaConsumer, deadLetterProducer: KafkaProducer, deadLetterTopic: String, decoder: EventDecoder,
-        store: JobStore, metrics: BridgeMetrics, readiness: Readiness, logger: Logger
+        store: JobStore, metrics: BridgeMetrics, readiness: Readiness, logger: Logger, durability: Durability? = nil
     ) {
         self.consumer = consumer
         self.deadLetterProducer = deadLetterProducer
@@ -29,16 +46,56 @@ public struct IngestService: Service {
         self.metrics = metrics
         self.readiness = readiness
         self.logger = logger
+        self.durability = durability
+    }
+
+    /// What handling one message did.
+    enum Handled {
+        /// Fully handled; the job it changed, if any.
+        case done(changedJob: String?)
+        /// Shutdown interrupted a dead-letter retry: the offset must not advance.
+        case interrupted
+    }
+
+    /// Offsets handled but not yet committed, and jobs changed since the last checkpoint.
+    struct Checkpoint {
+        var offsets: [String: TopicPartitionOffset] = [:]
+        var dirtyJobs = Set<String>()
+        var failures = 0
     }
 
     public func run() async throws {
+        if let durability {
+            // Not ready (and not consuming) until every job's last snapshot is back.
+            while true {
+                do {
+                    _ = try await StateChangelog.restore(
+                        into: store, bootstrapServers: durability.bootstrapServers, topic: durability.changelog.topic,
+                        properties: durability.properties, logger: logger)
+                    break
+                } catch {
+                    logger.error("state restore failed; retrying", metadata: ["error": "\(error)"])
+                    if Task.isShuttingDownGracefully || Task.isCancelled { return }
+                    try? await Task.sleep(for: .seconds(2))
+                }
+            }
+        }
         readiness.ingestStarted(status: consumer.status)
         logger.info("consuming", metadata: ["topics": "\(consumer.configuration.topics.joined(separator: ","))", "group": "\(consumer.configuration.groupId)"])
         var lastLagUpdate = ContinuousClock.now
+        var checkpoint = Checkpoint()
+        var lastCheckpoint = ContinuousClock.now
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             let batch = await consumer.poll()
             for message in batch {
-                guard await handle(message) else { break }  // shutting down mid-retry
+                guard case .done(let changedJob) = await handle(message) else { break }  // shutting down mid-retry
+                checkpoint.offsets["\(message.topic)/\(message.partition)"] = TopicPartitionOffset(
+                    topic: message.topic, partition: message.partition, offset: message.offset + 1)
+                if let changedJob { checkpoint.dirtyJobs.insert(changedJob) }
+            }
+            if let durability, ContinuousClock.now - lastCheckpoint >= durability.interval {
+                await write(&checkpoint, durability)
+                lastCheckpoint = .now
             }
             metrics.kafkaUp.set(consumer.status.allBrokersDown ? 0.0 : 1.0)
             if ContinuousClock.now - lastLagUpdate > .seconds(2) {
@@ -49,39 +106,66 @@ public struct IngestService: Service {
             }
         }
         readiness.ingestStopped()
-        do {
-            try await consumer.commit()
-        } catch {
-            logger.warning("final offset commit failed; uncommitted events will be read again", metadata: ["error": "\(error)"])
+        if let durability {
+            await write(&checkpoint, durability)
+        } else {
+            do {
+                try await consumer.commit()
+            } catch {
+                logger.warning("final offset commit failed; uncommitted events will be read again", metadata: ["error": "\(error)"])
+            }
         }
         await consumer.close()
         logger.info("consumer closed")
     }
 
-    /// Handles one message fully; returns false if it stopped because of shutdown (offset not stored).
-    func handle(_ message: KafkaMessage) async -> Bool {
+    /// Snapshots first, offsets second: a committed offset never runs ahead of the saved state.
+    private func write(_ checkpoint: inout Checkpoint, _ durability: Durability) async {
+        do {
+            if !checkpoint.dirtyJobs.isEmpty {
+                try await durability.changelog.write(checkpoint.dirtyJobs, from: store)
+                checkpoint.dirtyJobs.removeAll()
+            }
+            try await consumer.commit(Array(checkpoint.offsets.values))
+            checkpoint.offsets.removeAll()
+            checkpoint.failures = 0
+        } catch {
+            metrics.checkpointFailures.increment()
+            checkpoint.failures += 1
+            // Keep everything: the next interval retries (later offsets supersede earlier ones).
+            if checkpoint.failures <= 3 || checkpoint.failures % 60 == 0 {
+                logger.error("checkpoint failed; offsets stay uncommitted", metadata: ["error": "\(error)", "failures": "\(checkpoint.failures)"])
+            }
+        }
+    }
+
+    /// Handles one message fully (applied, or dead-lettered and acknowledged).
+    func handle(_ message: KafkaMessage) async -> Handled {
+        var changedJob: String?
         switch decoder.decode(message.value) {
         case .failure(let rejection):
             metrics.eventsUnparsed.increment()
-            guard await deadLetter(message, rejection) else { return false }
+            guard await deadLetter(message, rejection) else { return .interrupted }
         case .success(let event):
             metrics.eventsConsumed[event.type]?.increment()
             switch store.apply(event) {
             case .applied:
-                break
+                changedJob = event.jobId
             case .duplicate:
                 metrics.duplicates.increment()
             case .rejected(let rejection):
-                guard await deadLetter(message, rejection) else { return false }
+                guard await deadLetter(message, rejection) else { return .interrupted }
             }
         }
-        do {
-            try consumer.storeOffset(of: message)
-        } catch {
-            // The partition was revoked meanwhile; its new owner reads the event again.
-            logger.debug("offset not stored", metadata: ["error": "\(error)"])
+        if durability == nil {
+            do {
+                try consumer.storeOffset(of: message)
+            } catch {
+                // The partition was revoked meanwhile; its new owner reads the event again.
+                logger.debug("offset not stored", metadata: ["error": "\(error)"])
+            }
         }
-        return true
+        return .done(changedJob: changedJob)
     }
 
     /// Writes the rejected event to the dead-letter topic, retrying until the broker

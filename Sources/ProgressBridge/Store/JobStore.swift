@@ -165,6 +165,26 @@ public final class JobStore: Sendable {
         }
     }
 
+    /// The job's aggregate and the bridge's `seq` for it, as one consistent snapshot.
+    public func checkpoint(_ jobId: String) -> (aggregate: JobAggregate, seq: Int64)? {
+        existingChannel(jobId)?.state.withLock { s in s.aggregate.map { ($0, s.seq) } }
+    }
+
+    /// Installs a restored job (before consumption starts).
+    public func restore(_ aggregate: JobAggregate, seq: Int64) {
+        let channel = self.channel(aggregate.jobId)
+        let isNew = channel.state.withLock { s -> Bool in
+            let isNew = s.aggregate == nil
+            s.aggregate = aggregate
+            s.seq = max(s.seq, seq)
+            return isNew
+        }
+        if isNew {
+            metrics.trackedJobs.increment()
+            if !(aggregate.state?.isTerminal ?? false) { metrics.activeJobs.increment() }
+        }
+    }
+
     /// Closes every subscriber's outbox (their writers then send the close frame for `reason`).
     public func closeAllSubscribers(_ reason: OutboxClosure) {
         let all = channels.withLock { Array($0.values) }

@@ -24,6 +24,7 @@ public final class BridgeMetrics: Sendable {
     let sendQueueOverflows: Counter
     let deliveryAge: DurationHistogram
     let kafkaUp: Gauge
+    let checkpointFailures: Counter
     let policyCloses: Counter
     let connectionsRefused: Counter
     let unauthorized: Counter
@@ -56,6 +57,8 @@ public final class BridgeMetrics: Sendable {
         sendQueueOverflows = registry.makeCounter(descriptor: .bridge("send_queue_overflows_total", "Subscribers disconnected because their send queue overflowed."))
         deliveryAge = registry.makeDurationHistogram(descriptor: .bridge("event_age_at_delivery_seconds", "Time from an event's occurred_at to its delivery to a subscriber."), buckets: [.milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
                       .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10), .seconds(30), .seconds(60)])
+        checkpointFailures = registry.makeCounter(
+            descriptor: .bridge("checkpoint_failures_total", "State snapshot or offset commit attempts that failed (retried)."))
         policyCloses = registry.makeCounter(
             descriptor: .bridge("websocket_policy_closes_total", "Subscribers closed for sending faster than allowed (1008)."))
         connectionsRefused = registry.makeCounter(
