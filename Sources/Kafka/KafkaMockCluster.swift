@@ -50,6 +50,11 @@ public final class KafkaMockCluster: @unchecked Sendable {
         rd_kafka_mock_push_request_errors_array(cluster, apiKey, errs.count, &errs)
     }
 
+    /// Makes requests about `topic` fail with librdkafka error `code` (0 clears it).
+    public func setTopicError(_ topic: String, code: Int32) {
+        rd_kafka_mock_topic_set_error(cluster, topic, rd_kafka_resp_err_t(rawValue: code))
+    }
+
     /// Moves the leadership of `topic`/`partition` to broker `id`.
     public func setPartitionLeader(topic: String, partition: Int32, brokerId: Int32) {
         _ = rd_kafka_mock_partition_set_leader(cluster, topic, partition, brokerId)

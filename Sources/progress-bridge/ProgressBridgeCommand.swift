@@ -218,6 +218,7 @@ struct MockKafka: ParsableCommand {
               down ID | up ID        take broker ID down / bring it back
               rtt ID MS              add round-trip time to broker ID
               leader TOPIC P ID      move the leadership of partition P
+              topic-error TOPIC CODE make requests about TOPIC fail with Kafka error CODE (0 clears)
               quit                   stop (so does end of input)
             The mock keeps about 5 MiB per partition and has no admin API: topics come from --topic.
             """
@@ -231,14 +232,14 @@ struct MockKafka: ParsableCommand {
     @Option(name: .customLong("brokers"), help: "Number of brokers. Default: 1.")
     var brokers = 1
 
-    @Option(name: .customLong("topic"), help: "NAME:PARTITIONS to create; repeatable. Default: progress.events:4 and progress.events.dlq:1.")
+    @Option(name: .customLong("topic"), help: "NAME:PARTITIONS to create; repeatable. Default: progress.events:4, progress.events.dlq:1, progress.state:4.")
     var topics: [String] = []
 
     func run() throws {
         let cluster: KafkaMockCluster
         do {
             cluster = try KafkaMockCluster(brokers: brokers)
-            for spec in topics.isEmpty ? ["progress.events:4", "progress.events.dlq:1"] : topics {
+            for spec in topics.isEmpty ? ["progress.events:4", "progress.events.dlq:1", "progress.state:4"] : topics {
                 let parts = spec.split(separator: ":")
                 guard parts.count == 2, let partitions = Int(parts[1]), partitions > 0 else {
                     throw ValidationError("--topic expects NAME:PARTITIONS, got \(spec)")
@@ -256,6 +257,7 @@ struct MockKafka: ParsableCommand {
             case ("down", 2): cluster.setBrokerDown(Int32(words[1]) ?? 1)
             case ("up", 2): cluster.setBrokerUp(Int32(words[1]) ?? 1)
             case ("rtt", 3): cluster.setBrokerRTT(Int32(words[1]) ?? 1, ms: Int(words[2]) ?? 0)
+            case ("topic-error", 3): cluster.setTopicError(words[1], code: Int32(words[2]) ?? 0)
             case ("leader", 4): cluster.setPartitionLeader(topic: words[1], partition: Int32(words[2]) ?? 0, brokerId: Int32(words[3]) ?? 1)
             case ("quit", _): return
             default:

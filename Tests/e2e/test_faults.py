@@ -162,3 +162,37 @@ def test_kill_9_mid_stream_then_restart_gives_the_same_aggregates_as_a_clean_run
     finally:
         assert restarted.stop()[0] == 0
         assert clean.stop()[0] == 0
+
+
+def test_a_failing_dead_letter_write_holds_the_offset_and_is_retried(mock_kafka):
+    from confluent_kafka import Consumer
+    # Short delivery timeouts, so that each failed attempt is seen in seconds.
+    bridge = Bridge("--insecure-no-auth", "--kafka-config", "message.timeout.ms=1500", kafka=mock_kafka.bootstrap).wait_ready()
+    try:
+        job = "job_dlqfail_" + uuid.uuid4().hex[:6]
+        monitor = Monitor(mock_kafka.bootstrap)
+        monitor.send(job, event(job, "job.state_changed", {"from": None, "to": "running", "job": {"total_videos": 2}}, 0))
+        monitor.flush()
+        assert wait_for(lambda: job_state(bridge, job) is not None)
+        mock_kafka.command("topic-error progress.events.dlq 29")  # TOPIC_AUTHORIZATION_FAILED
+        monitor.send(job, b"{broken")
+        monitor.send(job, event(job, "video.completed", {"video_id": "v1", "processing_ms": 5}, 10))
+        monitor.flush()
+        assert wait_for(lambda: metric(bridge, "progress_bridge_dead_letter_failures_total") >= 2, timeout=60)
+        # Events behind the unwritten dead letter wait: nothing is skipped.
+        assert job_state(bridge, job)["completed"] == 0
+        mock_kafka.command("topic-error progress.events.dlq 0")
+        assert wait_for(lambda: job_state(bridge, job)["completed"] == 1, timeout=60)
+        assert metric(bridge, "progress_bridge_events_dead_lettered_total") == 1
+        reader = Consumer({"bootstrap.servers": mock_kafka.bootstrap, "group.id": "dlq-" + uuid.uuid4().hex, "auto.offset.reset": "earliest"})
+        reader.subscribe(["progress.events.dlq"])
+        found = None
+        deadline = time.time() + 20
+        while time.time() < deadline and found is None:
+            message = reader.poll(0.5)
+            if message is not None and not message.error() and message.key() == job.encode():
+                found = message
+        reader.close()
+        assert found is not None and found.value() == b"{broken"
+    finally:
+        assert bridge.stop()[0] == 0
