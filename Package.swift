@@ -8,6 +8,7 @@ let package = Package(
     products: [
         .executable(name: "progress-bridge", targets: ["progress-bridge"]),
         .library(name: "JSONSchema", targets: ["JSONSchema"]),
+        .library(name: "ProgressContract", targets: ["ProgressContract"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),

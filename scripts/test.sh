@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: Swift unit and integration tests (swift test), then the end-to-end tests of the
 # built binary with the clients users run (Python confluent-kafka, websockets, promtool), then the
-# deployment checks (kustomize, kubernetes-validate, checkov, promtool check rules).
+# deployment checks (kustomize, kubernetes-validate, checkov, promtool check rules), then a bounded
+# libFuzzer run over event decoding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh --test-tools
@@ -20,4 +21,9 @@ e2e=$(date +%s)
 echo "== end-to-end: $((e2e - unit)) s"
 
 ./scripts/check-deploy.sh
-echo "== deploy checks: $(( $(date +%s) - e2e )) s"
+deploy=$(date +%s)
+echo "== deploy checks: $((deploy - e2e)) s"
+
+# Hostile input: fuzz the decode + validate path for a bounded time (longer by hand: scripts/fuzz.sh 3600).
+./scripts/fuzz.sh "${FUZZ_SECONDS:-60}" 2>&1 | grep -v "ld.gold: warning" | tail -8
+echo "== fuzzing: $(( $(date +%s) - deploy )) s"

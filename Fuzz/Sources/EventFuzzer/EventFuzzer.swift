@@ -1,0 +1,44 @@
+import Foundation
+import JSONSchema
+import ProgressContract
+
+/// The contract's decoder, built once from the repository's schemas (`FUZZ_SCHEMAS` overrides).
+let decoder: EventDecoder = {
+    let directory = ProcessInfo.processInfo.environment["FUZZ_SCHEMAS"] ?? "../schemas"
+    var registry = SchemaRegistry()
+    do {
+        try registry.addDirectory(directory, uriPrefix: ContractSchemas.uriPrefix)
+        return EventDecoder(validator: try ContractSchemas.envelopeValidator(from: registry))
+    } catch {
+        fatalError("cannot load the schemas from \(directory): \(error)")
+    }
+}()
+
+/// Every input must end as an event or as a rejection with a reason — never a crash or a hang.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let bytes = UnsafeBufferPointer(start: data, count: size)
+    switch decoder.decode(bytes) {
+    case .success(let event):
+        precondition(!event.eventId.isEmpty && event.jobId.hasPrefix("job_"), "a decoded event must satisfy the envelope")
+    case .failure(let rejection):
+        precondition(!rejection.detail.isEmpty, "a rejection must say why")
+    }
+    return 0
+}
+
+// SwiftPM links executables with `main` aliased to `<Target>_main`; libFuzzer supplies the
+// driver. Defining that entry point here and handing over to `LLVMFuzzerRunDriver` keeps both happy.
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(
+    _ argc: UnsafeMutablePointer<CInt>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt
+) -> CInt
+
+@_cdecl("EventFuzzer_main")
+func entryPoint(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    var count = argc
+    var arguments = argv
+    return LLVMFuzzerRunDriver(&count, &arguments) { data, size in fuzz(data, size) }
+}
