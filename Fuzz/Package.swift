@@ -1,16 +1,20 @@
 // swift-tools-version:6.1
+import Foundation
 import PackageDescription
 
 // libFuzzer target for the decode + validate path. Build and run with ../scripts/fuzz.sh.
+// A path dependency's identity is its directory name, which depends on where the repository is cloned.
+let root = URL(fileURLWithPath: Context.packageDirectory).deletingLastPathComponent()
+
 let package = Package(
     name: "progress-bridge-fuzz",
-    dependencies: [.package(path: "..")],
+    dependencies: [.package(path: root.path)],
     targets: [
         .executableTarget(
             name: "EventFuzzer",
             dependencies: [
-                .product(name: "JSONSchema", package: "main"),
-                .product(name: "ProgressContract", package: "main"),
+                .product(name: "JSONSchema", package: root.lastPathComponent),
+                .product(name: "ProgressContract", package: root.lastPathComponent),
             ]
         )
     ]

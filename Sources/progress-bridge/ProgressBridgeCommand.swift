@@ -219,6 +219,7 @@ struct MockKafka: ParsableCommand {
               rtt ID MS              add round-trip time to broker ID
               leader TOPIC P ID      move the leadership of partition P
               topic-error TOPIC CODE make requests about TOPIC fail with Kafka error CODE (0 clears)
+              request-errors API CODE N   fail the next N requests of Kafka API key API with CODE
               quit                   stop (so does end of input)
             The mock keeps about 5 MiB per partition and has no admin API: topics come from --topic.
             """
@@ -257,6 +258,9 @@ struct MockKafka: ParsableCommand {
             case ("down", 2): cluster.setBrokerDown(Int32(words[1]) ?? 1)
             case ("up", 2): cluster.setBrokerUp(Int32(words[1]) ?? 1)
             case ("rtt", 3): cluster.setBrokerRTT(Int32(words[1]) ?? 1, ms: Int(words[2]) ?? 0)
+            case ("request-errors", 4):
+                cluster.pushRequestErrors(
+                    apiKey: Int16(words[1]) ?? 0, errors: Array(repeating: Int32(words[2]) ?? 0, count: min(1000, Int(words[3]) ?? 0)))
             case ("topic-error", 3): cluster.setTopicError(words[1], code: Int32(words[2]) ?? 0)
             case ("leader", 4): cluster.setPartitionLeader(topic: words[1], partition: Int32(words[2]) ?? 0, brokerId: Int32(words[3]) ?? 1)
             case ("quit", _): return

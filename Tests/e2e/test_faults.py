@@ -196,3 +196,37 @@ def test_a_failing_dead_letter_write_holds_the_offset_and_is_retried(mock_kafka)
         assert found is not None and found.value() == b"{broken"
     finally:
         assert bridge.stop()[0] == 0
+
+
+def test_slow_brokers_leader_changes_and_request_errors_lose_nothing():
+    from conftest import MockKafka
+    kafka = MockKafka(brokers=3)
+    bridge = Bridge("--insecure-no-auth", kafka=kafka.bootstrap).wait_ready()
+    try:
+        job = "job_chaos_" + uuid.uuid4().hex[:6]
+        total = 200
+        monitor = Monitor(kafka.bootstrap)
+        monitor.send(job, event(job, "job.state_changed", {"from": None, "to": "running", "job": {"total_videos": total}}, 0))
+        for i in range(total):
+            monitor.send(job, event(job, "video.completed", {"video_id": f"v{i}", "processing_ms": 10}, 1000 + i))
+            if i == 50:
+                monitor.producer.flush(10)
+                for broker in (1, 2, 3):
+                    kafka.command(f"rtt {broker} 300")
+            if i == 100:
+                monitor.producer.flush(30)
+                for partition in range(4):
+                    kafka.command(f"leader progress.events {partition} {partition % 3 + 1}")
+                kafka.command("request-errors 1 6 5")  # Fetch: NOT_LEADER_OR_FOLLOWER, five times
+            if i == 150:
+                monitor.producer.flush(30)
+                for broker in (1, 2, 3):
+                    kafka.command(f"rtt {broker} 0")
+            monitor.producer.poll(0)
+        monitor.flush()
+        assert wait_for(lambda: (job_state(bridge, job) or {}).get("completed") == total, timeout=120), job_state(bridge, job)
+        state = job_state(bridge, job)
+        assert state["events_applied"] == total + 1 and state["percent_complete"] == 100
+    finally:
+        assert bridge.stop()[0] == 0
+        kafka.stop()
