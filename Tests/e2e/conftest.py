@@ -30,6 +30,29 @@ def http_get(url: str, timeout: float = 5.0):
         return error.code, error.read(), error.headers.get("Content-Type", "")
 
 
+def wait_for(predicate, timeout=30, interval=0.2):
+    """Polls until predicate() is true; returns whether it became true in time."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def job_state(bridge, job, token=None):
+    """The job's JobProgress from REST, or None while unknown."""
+    status, body, _ = http_get(f"{bridge.http_url}/api/v1/bulk-jobs/{job}" + (f"?token={token}" if token else ""))
+    return json.loads(body) if status == 200 else None
+
+
+def metric(bridge, name):
+    """The sum of a metric's samples on /metrics."""
+    _, body, _ = http_get(bridge.admin_url + "/metrics")
+    return sum(float(line.split()[-1]) for line in body.decode().splitlines()
+               if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
 class Bridge:
     """A running bridge process and what it logged."""
 

@@ -11,7 +11,7 @@ import websockets
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from conftest import Bridge, http_get
+from conftest import Bridge, http_get, job_state, wait_for
 from monitor import Monitor, a_job
 
 SECRET = "a-very-long-shared-secret-of-32-bytes!!"
@@ -48,13 +48,8 @@ def secured(tmp_path_factory):
     for e in a_job(job, videos=2):
         monitor.send(job, e)
     monitor.flush()
-    deadline = time.time() + 15
     good = token([job], iss="https://issuer.test", aud="progress")
-    while time.time() < deadline:
-        status, body, _ = http_get(f"{b.http_url}/api/v1/bulk-jobs/{job}?token={good}")
-        if status == 200 and json.loads(body)["state"] == "completed":
-            break
-        time.sleep(0.2)
+    assert wait_for(lambda: (job_state(b, job, token=good) or {}).get("state") == "completed", timeout=15)
     yield b, job
     code, _ = b.stop()
     assert code == 0

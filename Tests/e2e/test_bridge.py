@@ -10,7 +10,7 @@ import pytest
 import websockets
 from confluent_kafka import Consumer, TopicPartition
 
-from conftest import Bridge, http_get, BINARY, ROOT
+from conftest import BINARY, ROOT, Bridge, http_get, job_state, wait_for
 from monitor import Monitor, a_job, event
 
 
@@ -109,14 +109,8 @@ def test_bad_events_go_to_the_dead_letter_topic_and_the_consumer_keeps_going(bri
         assert headers["traceparent"] == "00-abc-def-01"
 
     # The valid event after the bad ones was applied.
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        status, body, _ = http_get(f"{bridge.http_url}/api/v1/bulk-jobs/{job_id}/videos?state=completed")
-        if status == 200 and json.loads(body)["total"] == 1:
-            break
-        time.sleep(0.2)
-    else:
-        raise AssertionError("the valid event after the bad ones was not applied")
+    assert wait_for(lambda: (job_state(bridge, job_id) or {}).get("completed") == 1, timeout=10), \
+        "the valid event after the bad ones was not applied"
 
     status, body, _ = http_get(bridge.admin_url + "/metrics")
     text = body.decode()
@@ -177,13 +171,9 @@ def test_resume_from_too_long_ago_says_so_and_sends_a_snapshot():
             monitor.send(job_id, e)
         monitor.flush()
 
+        assert wait_for(lambda: (job_state(b, job_id) or {}).get("state") == "completed", timeout=15)
+
         async def scenario():
-            deadline = time.time() + 15
-            while time.time() < deadline:
-                status, body, _ = http_get(f"{b.http_url}/api/v1/bulk-jobs/{job_id}")
-                if status == 200 and json.loads(body)["state"] == "completed":
-                    break
-                await asyncio.sleep(0.2)
             async with websockets.connect(subscribe_url(b, job_id, last_seq=1)) as ws:
                 return await receive_until(ws, lambda m: m["type"] == "job.snapshot")
 
@@ -201,13 +191,8 @@ def test_rest_api(bridge):
     for e in a_job(job_id, videos=6, fail={2, 5}):
         monitor.send(job_id, e)
     monitor.flush()
-    deadline = time.time() + 15
-    while time.time() < deadline:
-        status, body, _ = http_get(f"{bridge.http_url}/api/v1/bulk-jobs/{job_id}")
-        if status == 200 and json.loads(body)["state"] == "completed":
-            break
-        time.sleep(0.2)
-    job = json.loads(body)
+    assert wait_for(lambda: (job_state(bridge, job_id) or {}).get("state") == "completed", timeout=15)
+    job = job_state(bridge, job_id)
     assert (job["completed"], job["failed"], job["percent_complete"]) == (4, 2, 100)
 
     status, body, content_type = http_get(f"{bridge.http_url}/api/v1/bulk-jobs?state=completed")
@@ -327,12 +312,7 @@ def test_a_large_snapshot_arrives_whole(bridge):
     for i in range(300):
         monitor.send(job_id, event(job_id, "video.created", {"video_id": f"v{i:03d}", "title": "t" * 1000}, i))
     monitor.flush()
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        status, body, _ = http_get(f"{bridge.http_url}/api/v1/bulk-jobs/{job_id}")
-        if status == 200 and json.loads(body)["events_applied"] == 300:
-            break
-        time.sleep(0.2)
+    assert wait_for(lambda: (job_state(bridge, job_id) or {}).get("events_applied") == 300, timeout=20)
 
     async def scenario():
         async with websockets.connect(subscribe_url(bridge, job_id), max_size=None) as ws:

@@ -7,31 +7,8 @@ import uuid
 
 import websockets
 
-from conftest import Bridge, http_get
+from conftest import Bridge, http_get, job_state, metric, wait_for
 from monitor import Monitor, a_job, event
-
-
-def metric(bridge, name):
-    status, body, _ = http_get(bridge.admin_url + "/metrics")
-    total = 0.0
-    for line in body.decode().splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            total += float(line.split()[-1])
-    return total
-
-
-def wait_for(predicate, timeout=30, interval=0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
-
-
-def job_state(bridge, job):
-    status, body, _ = http_get(f"{bridge.http_url}/api/v1/bulk-jobs/{job}")
-    return json.loads(body) if status == 200 else None
 
 
 def test_sigterm_closes_subscribers_with_1001_commits_and_exits_promptly(mock_kafka):

@@ -71,18 +71,27 @@ struct JobsAPI<Context: RequestContext> {
         return .success((limit, offset))
     }
 
-    private func listJobs(_ request: Request, grant: Grant) -> Response {
-        let query = request.uri.queryParameters
-        var states: Set<JobState>?
-        if let raw = query.get("state") {
-            var parsed = Set<JobState>()
-            for name in raw.split(separator: ",") {
-                guard let s = JobState(rawValue: String(name)) else {
-                    return badParameter("state", "must be a comma-separated list of job states (\(JobState.allCases.map(\.rawValue).joined(separator: ", ")))")
-                }
-                parsed.insert(s)
+    /// `?state=a,b`: nil when absent; an error naming the allowed states when one is unknown.
+    private func stateFilter<State: RawRepresentable<String> & CaseIterable & Hashable>(
+        _ request: Request, kind: String, as _: State.Type
+    ) -> Result<Set<State>?, PagingError> {
+        guard let raw = request.uri.queryParameters.get("state") else { return .success(nil) }
+        var parsed = Set<State>()
+        for name in raw.split(separator: ",") {
+            guard let state = State(rawValue: String(name)) else {
+                let allowed = State.allCases.map(\.rawValue).joined(separator: ", ")
+                return .failure(PagingError(name: "state", expected: "must be a comma-separated list of \(kind) states (\(allowed))"))
             }
-            states = parsed
+            parsed.insert(state)
+        }
+        return .success(parsed)
+    }
+
+    private func listJobs(_ request: Request, grant: Grant) -> Response {
+        let states: Set<JobState>?
+        switch stateFilter(request, kind: "job", as: JobState.self) {
+        case .success(let parsed): states = parsed
+        case .failure(let e): return badParameter(e.name, e.expected)
         }
         let page: (limit: Int, offset: Int)
         switch paging(request, defaultLimit: 100) {
@@ -107,16 +116,10 @@ struct JobsAPI<Context: RequestContext> {
 
     private func listVideos(_ aggregate: JobAggregate, _ request: Request) -> Response {
         let query = request.uri.queryParameters
-        var states: Set<VideoState>?
-        if let raw = query.get("state") {
-            var parsed = Set<VideoState>()
-            for name in raw.split(separator: ",") {
-                guard let s = VideoState(rawValue: String(name)) else {
-                    return badParameter("state", "must be a comma-separated list of video states (\(VideoState.allCases.map(\.rawValue).joined(separator: ", ")))")
-                }
-                parsed.insert(s)
-            }
-            states = parsed
+        let states: Set<VideoState>?
+        switch stateFilter(request, kind: "video", as: VideoState.self) {
+        case .success(let parsed): states = parsed
+        case .failure(let e): return badParameter(e.name, e.expected)
         }
         let sortKey = query.get("sort") ?? "updated_at"
         guard Self.videoSortKeys.contains(sortKey) else {
@@ -160,6 +163,7 @@ struct JobsAPI<Context: RequestContext> {
     }
 }
 
+/// A query parameter that cannot be used, and what it should be.
 struct PagingError: Error {
     let name: String
     let expected: String
