@@ -2,7 +2,7 @@
 final class SchemaNode: @unchecked Sendable {
     // Filled in once by `SchemaCompiler` before the node is shared; immutable afterwards.
     var boolean: Bool?
-    var keywords: [CompiledKeyword] = []
+    var keywords: ContiguousArray<CompiledKeyword> = []
     /// Whether `unevaluatedProperties`/`unevaluatedItems` is among the keywords: then this node
     /// collects annotations from its other keywords.
     var hasUnevaluated = false
@@ -14,6 +14,21 @@ final class SchemaNode: @unchecked Sendable {
         self.location = location
         self.resourceBase = resourceBase
     }
+}
+
+/// A reference to a compiled node that costs no reference counting: the validator keeps every
+/// node alive for its whole life (`JSONSchemaValidator.nodes`), so the evaluator can follow
+/// these freely on the hot path.
+struct NodeRef: @unchecked Sendable {
+    unowned(unsafe) let node: SchemaNode
+
+    init(_ node: SchemaNode) { self.node = node }
+
+    var boolean: Bool? { node.boolean }
+    var keywords: ContiguousArray<CompiledKeyword> { node.keywords }
+    var hasUnevaluated: Bool { node.hasUnevaluated }
+    var location: String { node.location }
+    var resourceBase: String { node.resourceBase }
 }
 
 /// What in-place applicators found evaluated, for `unevaluatedProperties`/`unevaluatedItems`.
@@ -50,11 +65,11 @@ struct Annotations {
 /// A `$dynamicRef`: its static target, and, when the target bookends a `$dynamicAnchor`, the
 /// anchor's candidates by resource, searched through the dynamic scope at run time.
 final class DynamicReference: @unchecked Sendable {
-    let staticTarget: SchemaNode
+    let staticTarget: NodeRef
     let anchor: String?
-    var candidates: [String: SchemaNode] = [:]
+    var candidates: [String: NodeRef] = [:]
 
-    init(staticTarget: SchemaNode, anchor: String?) {
+    init(staticTarget: NodeRef, anchor: String?) {
         self.staticTarget = staticTarget
         self.anchor = anchor
     }
@@ -125,31 +140,31 @@ enum KeywordKind: Sendable {
     case minItems(Int)
     case maxItems(Int)
     case uniqueItems
-    case contains(SchemaNode, min: Int, max: Int?)
+    case contains(NodeRef, min: Int, max: Int?)
     case minProperties(Int)
     case maxProperties(Int)
     case required([String])
     case dependentRequired([(String, [String])])
-    case properties([(String, SchemaNode)])
-    case patternProperties([(ECMARegex, SchemaNode)])
-    case additionalProperties(SchemaNode, known: Set<String>, patterns: [ECMARegex])
-    case propertyNames(SchemaNode)
-    case prefixItems([SchemaNode])
-    case items(SchemaNode, from: Int)
-    case allOf([SchemaNode])
+    case properties([(String, NodeRef)])
+    case patternProperties([(ECMARegex, NodeRef)])
+    case additionalProperties(NodeRef, known: Set<String>, patterns: [ECMARegex])
+    case propertyNames(NodeRef)
+    case prefixItems([NodeRef])
+    case items(NodeRef, from: Int)
+    case allOf([NodeRef])
     /// `allOf` of `if {properties: {P: {const: c}}, required: [P]} then …` entries: a look-up
     /// of P picks the `then` to apply instead of trying every `if` (the alternatives stay for
     /// error reporting and annotations).
-    case discriminatedAllOf(Discriminator, alternatives: [SchemaNode])
-    case anyOf([SchemaNode])
-    case oneOf([SchemaNode])
-    case not(SchemaNode)
-    case conditional(if: SchemaNode, then: SchemaNode?, else: SchemaNode?)
-    case dependentSchemas([(String, SchemaNode)])
-    case ref(SchemaNode)
+    case discriminatedAllOf(Discriminator, alternatives: [NodeRef])
+    case anyOf([NodeRef])
+    case oneOf([NodeRef])
+    case not(NodeRef)
+    case conditional(if: NodeRef, then: NodeRef?, else: NodeRef?)
+    case dependentSchemas([(String, NodeRef)])
+    case ref(NodeRef)
     case dynamicRef(DynamicReference)
-    case unevaluatedProperties(SchemaNode)
-    case unevaluatedItems(SchemaNode)
+    case unevaluatedProperties(NodeRef)
+    case unevaluatedItems(NodeRef)
     case format(FormatAssertion)
 }
 
@@ -159,5 +174,5 @@ struct Discriminator: Sendable {
     /// Branch indexes by constant (verified by code points on a hit).
     let branches: [String: [Int]]
     let constants: [String]
-    let thens: [SchemaNode]
+    let thens: [NodeRef]
 }

@@ -31,6 +31,8 @@ struct ECMAPattern: Sendable {
     let program: [Instruction]
     let sets: [ScalarSet]
     let anchoredAtStart: Bool
+    /// `^literal[class]{m,n}$`, the shape of most identifier patterns: matched directly.
+    let anchoredRun: (prefix: [UInt32], set: Int, min: Int, max: Int?)?
 
     /// Parses `source`; nil when it uses syntax outside the subset (or is invalid).
     init?(_ source: String) {
@@ -41,6 +43,7 @@ struct ECMAPattern: Sendable {
         emitter.program.append(.match)
         program = emitter.program
         sets = parser.sets
+        anchoredRun = Self.anchoredRun(tree)
         if case .concat(let items) = tree, case .lineStart? = items.first { anchoredAtStart = true } else if case .lineStart = tree {
             anchoredAtStart = true
         } else {
@@ -48,8 +51,35 @@ struct ECMAPattern: Sendable {
         }
     }
 
+    private static func anchoredRun(_ tree: PatternNode) -> (prefix: [UInt32], set: Int, min: Int, max: Int?)? {
+        guard case .concat(let items) = tree, items.count >= 3, case .lineStart = items.first!, case .lineEnd = items.last!,
+            case .repetition(.set(let set), let min, let max, _) = items[items.count - 2]
+        else { return nil }
+        var prefix: [UInt32] = []
+        for item in items[1..<(items.count - 2)] {
+            guard case .scalar(let c) = item else { return nil }
+            prefix.append(c)
+        }
+        return (prefix, set, min, max)
+    }
+
     /// Whether `string` contains a match.
     func matches(_ string: String) -> Bool {
+        if let run = anchoredRun {
+            var count = 0
+            var position = 0
+            for scalar in string.unicodeScalars {
+                if position < run.prefix.count {
+                    guard scalar.value == run.prefix[position] else { return false }
+                } else {
+                    guard sets[run.set].contains(scalar.value) else { return false }
+                    count += 1
+                    if let max = run.max, count > max { return false }
+                }
+                position += 1
+            }
+            return position >= run.prefix.count && count >= run.min
+        }
         var ascii = true
         for byte in string.utf8 where byte >= 0x80 {
             ascii = false

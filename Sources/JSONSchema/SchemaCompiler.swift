@@ -24,7 +24,7 @@ public struct ValidatorOptions: Sendable {
 struct SchemaCompiler {
     let registry: SchemaRegistry
     let options: ValidatorOptions
-    private var nodes: [String: SchemaNode] = [:]
+    private(set) var nodes: [String: SchemaNode] = [:]
     /// Whether the validation vocabulary is on, per resource base (from its `$schema`'s `$vocabulary`).
     private var validationEnabled: [String: Bool] = [:]
     /// Whether any `$dynamicRef` was compiled (the evaluator then tracks the dynamic scope).
@@ -78,7 +78,7 @@ struct SchemaCompiler {
             if validationEnabled[base] == nil {
                 validationEnabled[base] = vocabularyEnablesValidation(members["$schema"]?.stringValue)
             }
-            node.keywords = try compileKeywords(members, base: base, location: location)
+            node.keywords = ContiguousArray(try compileKeywords(members, base: base, location: location))
             node.hasUnevaluated = node.keywords.contains {
                 if case .unevaluatedProperties = $0.kind { return true }
                 if case .unevaluatedItems = $0.kind { return true }
@@ -90,9 +90,9 @@ struct SchemaCompiler {
         }
     }
 
-    private mutating func sub(_ schema: JSONValue, _ base: String, _ location: String, _ path: String...) throws(SchemaError) -> SchemaNode {
+    private mutating func sub(_ schema: JSONValue, _ base: String, _ location: String, _ path: String...) throws(SchemaError) -> NodeRef {
         let suffix = path.map(JSONPointer.escape).joined(separator: "/")
-        return try compile(schema, base: base, location: location + "/" + suffix)
+        return NodeRef(try compile(schema, base: base, location: location + "/" + suffix))
     }
 
     /// A custom meta-schema can leave out the validation vocabulary; its keywords are then ignored.
@@ -178,11 +178,11 @@ struct SchemaCompiler {
                 guard let map = value.objectValue else { throw fail(keyword, "must be an object") }
                 kind = .dependentRequired(map.sorted { $0.key < $1.key }.map { ($0.key, $0.value.arrayValue?.compactMap(\.stringValue) ?? []) })
             case "properties":
-                var compiled: [(String, SchemaNode)] = []
+                var compiled: [(String, NodeRef)] = []
                 for (name, schema) in try schemaMap(keyword) { compiled.append((name, try sub(schema, base, location, keyword, name))) }
                 kind = .properties(compiled)
             case "patternProperties":
-                var compiled: [(ECMARegex, SchemaNode)] = []
+                var compiled: [(ECMARegex, NodeRef)] = []
                 for (source, schema) in try schemaMap(keyword) {
                     compiled.append((try ECMARegex(source), try sub(schema, base, location, keyword, source)))
                 }
@@ -194,14 +194,14 @@ struct SchemaCompiler {
                 kind = .additionalProperties(try sub(value, base, location, keyword), known: known, patterns: patterns)
             case "propertyNames": kind = .propertyNames(try sub(value, base, location, keyword))
             case "prefixItems":
-                var compiled: [SchemaNode] = []
+                var compiled: [NodeRef] = []
                 for (i, schema) in try schemaArray(keyword).enumerated() { compiled.append(try sub(schema, base, location, keyword, String(i))) }
                 kind = .prefixItems(compiled)
             case "items":
                 let from = members["prefixItems"]?.arrayValue?.count ?? 0
                 kind = .items(try sub(value, base, location, keyword), from: from)
             case "allOf", "anyOf", "oneOf":
-                var compiled: [SchemaNode] = []
+                var compiled: [NodeRef] = []
                 let items = try schemaArray(keyword)
                 for (i, schema) in items.enumerated() { compiled.append(try sub(schema, base, location, keyword, String(i))) }
                 if keyword == "allOf", let discriminator = try discriminator(items, base: base, location: location) {
@@ -211,28 +211,28 @@ struct SchemaCompiler {
                 }
             case "not": kind = .not(try sub(value, base, location, keyword))
             case "if":
-                let thenNode = try members["then"].map { (s) throws(SchemaError) in try sub(s, base, location, "then") }
-                let elseNode = try members["else"].map { (s) throws(SchemaError) in try sub(s, base, location, "else") }
+                let thenNode = try members["then"].map { (s) throws(SchemaError) -> NodeRef in try sub(s, base, location, "then") }
+                let elseNode = try members["else"].map { (s) throws(SchemaError) -> NodeRef in try sub(s, base, location, "else") }
                 kind = .conditional(if: try sub(value, base, location, keyword), then: thenNode, else: elseNode)
             case "then", "else": kind = nil  // read by "if"; alone they do nothing
             case "dependentSchemas":
-                var compiled: [(String, SchemaNode)] = []
+                var compiled: [(String, NodeRef)] = []
                 for (name, schema) in try schemaMap(keyword) { compiled.append((name, try sub(schema, base, location, keyword, name))) }
                 kind = .dependentSchemas(compiled)
             case "$ref":
                 guard let reference = value.stringValue else { throw fail(keyword, "must be a string") }
                 let target = URIReference.resolve(reference, against: base)
                 do {
-                    kind = .ref(try compile(uri: target))
+                    kind = .ref(NodeRef(try compile(uri: target)))
                 } catch {
                     throw fail(keyword, "cannot be resolved: \(target) (\(error.message))")
                 }
             case "$dynamicRef":
                 guard let reference = value.stringValue else { throw fail(keyword, "must be a string") }
                 let target = URIReference.resolve(reference, against: base)
-                let staticTarget: SchemaNode
+                let staticTarget: NodeRef
                 do {
-                    staticTarget = try compile(uri: target)
+                    staticTarget = NodeRef(try compile(uri: target))
                 } catch {
                     throw fail(keyword, "cannot be resolved: \(target) (\(error.message))")
                 }
@@ -247,7 +247,7 @@ struct SchemaCompiler {
                 if let anchor {
                     usesDynamicScope = true
                     for (resource, entry) in registry.dynamicAnchors[anchor] ?? [:] {
-                        dynamic.candidates[resource] = try compile(entry.schema, base: resource, location: entry.location, baseIncludesOwnId: true)
+                        dynamic.candidates[resource] = NodeRef(try compile(entry.schema, base: resource, location: entry.location, baseIncludesOwnId: true))
                     }
                 }
                 kind = .dynamicRef(dynamic)
@@ -279,7 +279,7 @@ struct SchemaCompiler {
         var property: String?
         var branches: [String: [Int]] = [:]
         var constants: [String] = []
-        var thens: [SchemaNode] = []
+        var thens: [NodeRef] = []
         for (i, item) in items.enumerated() {
             guard let entry = item.objectValue, entry.count == 2, let condition = entry["if"]?.objectValue, let then = entry["then"],
                 condition.count == 2, let required = condition["required"]?.arrayValue, required.count == 1,
@@ -290,7 +290,7 @@ struct SchemaCompiler {
             property = name
             branches[constant, default: []].append(i)
             constants.append(constant)
-            thens.append(try compile(then, base: base, location: location + "/allOf/\(i)/then"))
+            thens.append(NodeRef(try compile(then, base: base, location: location + "/allOf/\(i)/then")))
         }
         return Discriminator(property: property!, branches: branches, constants: constants, thens: thens)
     }

@@ -26,6 +26,8 @@ public struct ValidationResult: Sendable {
 /// from many threads at once.
 public struct JSONSchemaValidator: Sendable {
     private let root: SchemaNode
+    /// Every compiled node, kept alive here so the evaluator's `NodeRef`s stay valid.
+    private let nodes: [SchemaNode]
     private let tracksScope: Bool
     /// The URI of the schema this validator checks against.
     public let schemaURI: String
@@ -34,6 +36,7 @@ public struct JSONSchemaValidator: Sendable {
     public init(registry: SchemaRegistry, uri: String, options: ValidatorOptions = .init()) throws(SchemaError) {
         var compiler = SchemaCompiler(registry: registry, options: options)
         self.root = try compiler.compile(uri: uri)
+        self.nodes = Array(compiler.nodes.values)
         self.tracksScope = compiler.usesDynamicScope
         self.schemaURI = uri
     }
@@ -41,14 +44,14 @@ public struct JSONSchemaValidator: Sendable {
     /// Whether `instance` is valid; the fast path, allocating nothing for valid documents.
     public func isValid(_ instance: JSONValue) -> Bool {
         var evaluation = Evaluation(collecting: false, tracksScope: tracksScope)
-        return evaluation.validate(root, instance)
+        return evaluation.validate(NodeRef(root), instance)
     }
 
     /// Validates `instance`, collecting up to `maxErrors` failures when it is invalid.
     public func validate(_ instance: JSONValue, maxErrors: Int = 16) -> ValidationResult {
         if isValid(instance) { return ValidationResult(isValid: true, errors: []) }
         var evaluation = Evaluation(collecting: true, tracksScope: tracksScope, maxErrors: maxErrors)
-        _ = evaluation.validate(root, instance)
+        _ = evaluation.validate(NodeRef(root), instance)
         return ValidationResult(isValid: false, errors: evaluation.errors)
     }
 }
@@ -82,7 +85,7 @@ private struct Evaluation {
         s.utf8.reduce(0) { $0 + ($1 & 0xC0 == 0x80 ? 0 : 1) }
     }
 
-    mutating func report(_ node: SchemaNode, _ keyword: String, _ message: @autoclosure () -> String) {
+    mutating func report(_ node: NodeRef, _ keyword: String, _ message: @autoclosure () -> String) {
         guard collecting, muted == 0, errors.count < maxErrors else { return }
         errors.append(
             ValidationError(
@@ -97,7 +100,7 @@ private struct Evaluation {
     /// Validates a child instance (`member`) or, without `member`, the same instance in place,
     /// merging annotations into `annotations` when `collect` is set.
     mutating func descend(
-        _ child: SchemaNode, _ value: JSONValue, keyword: PathStep, member: Member = .none, into annotations: inout Annotations, collect: Bool
+        _ child: NodeRef, _ value: JSONValue, keyword: PathStep, member: Member = .none, into annotations: inout Annotations, collect: Bool
     ) -> Bool {
         guard collecting else { return validate(child, value, &annotations, collect: collect) }
         let added = keyword.append(to: &keywordPath)
@@ -109,24 +112,24 @@ private struct Evaluation {
     }
 
     /// Validates a child instance; annotations of another instance never matter here.
-    mutating func descendMember(_ child: SchemaNode, _ value: JSONValue, keyword: PathStep, member: Member) -> Bool {
+    mutating func descendMember(_ child: NodeRef, _ value: JSONValue, keyword: PathStep, member: Member) -> Bool {
         var scratch = Annotations()
         return descend(child, value, keyword: keyword, member: member, into: &scratch, collect: false)
     }
 
     /// Validates silently (a branch whose errors are not the instance's).
-    mutating func probe(_ child: SchemaNode, _ value: JSONValue, keyword: PathStep, into annotations: inout Annotations, collect: Bool) -> Bool {
+    mutating func probe(_ child: NodeRef, _ value: JSONValue, keyword: PathStep, into annotations: inout Annotations, collect: Bool) -> Bool {
         muted += 1
         defer { muted -= 1 }
         return descend(child, value, keyword: keyword, into: &annotations, collect: collect)
     }
 
-    mutating func validate(_ node: SchemaNode, _ value: JSONValue) -> Bool {
+    mutating func validate(_ node: NodeRef, _ value: JSONValue) -> Bool {
         var scratch = Annotations()
         return validate(node, value, &scratch, collect: false)
     }
 
-    mutating func validate(_ node: SchemaNode, _ value: JSONValue, _ out: inout Annotations, collect: Bool) -> Bool {
+    mutating func validate(_ node: NodeRef, _ value: JSONValue, _ out: inout Annotations, collect: Bool) -> Bool {
         if let boolean = node.boolean {
             if !boolean { report(node, "", "no value is allowed here") }
             return boolean
@@ -144,8 +147,9 @@ private struct Evaluation {
         let collectHere = collect || node.hasUnevaluated
         var local = Annotations()
         var valid = true
-        for keyword in node.keywords {
-            if !check(keyword, node, value, &local, collectHere) {
+        let keywords = node.keywords
+        for index in keywords.indices {
+            if !check(keywords[index], node, value, &local, collectHere) {
                 valid = false
                 if !collecting { return false }
             }
@@ -155,7 +159,7 @@ private struct Evaluation {
     }
 
     // swiftlint:disable:next cyclomatic_complexity function_body_length
-    mutating func check(_ keyword: CompiledKeyword, _ node: SchemaNode, _ value: JSONValue, _ annotations: inout Annotations, _ collect: Bool) -> Bool {
+    mutating func check(_ keyword: borrowing CompiledKeyword, _ node: NodeRef, _ value: JSONValue, _ annotations: inout Annotations, _ collect: Bool) -> Bool {
         let name = keyword.name
         switch keyword.kind {
         case .type(let mask):
