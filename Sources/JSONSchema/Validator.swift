@@ -82,7 +82,9 @@ private struct Evaluation {
 
     /// Code points, counted from the UTF-8 bytes (every byte but continuation bytes starts one).
     static func scalarCount(_ s: String) -> Int {
-        s.utf8.reduce(0) { $0 + ($1 & 0xC0 == 0x80 ? 0 : 1) }
+        // UTF-16 and UTF-8 lengths agree only for ASCII, where Swift knows both without scanning.
+        if s.utf16.count == s.utf8.count { return s.utf8.count }
+        return s.utf8.reduce(0) { $0 + ($1 & 0xC0 == 0x80 ? 0 : 1) }
     }
 
     mutating func report(_ node: NodeRef, _ keyword: String, _ message: @autoclosure () -> String) {
