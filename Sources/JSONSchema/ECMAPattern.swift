@@ -18,7 +18,25 @@ struct ECMAPattern: Sendable {
     struct ScalarSet: Sendable {
         var ranges: [ClosedRange<UInt32>]
         var negated: Bool
+        /// Membership of the 128 ASCII code points, precomputed.
+        var ascii: (UInt64, UInt64) = (0, 0)
+
+        init(ranges: [ClosedRange<UInt32>], negated: Bool) {
+            self.ranges = ranges
+            self.negated = negated
+            for c in UInt32(0)..<128 where containsSlow(c) {
+                if c < 64 { ascii.0 |= 1 << UInt64(c) } else { ascii.1 |= 1 << UInt64(c - 64) }
+            }
+        }
+
+        @inline(__always)
         func contains(_ c: UInt32) -> Bool {
+            if c < 64 { return ascii.0 & (1 << UInt64(c)) != 0 }
+            if c < 128 { return ascii.1 & (1 << UInt64(c - 64)) != 0 }
+            return containsSlow(c)
+        }
+
+        func containsSlow(_ c: UInt32) -> Bool {
             var found = false
             for r in ranges where r.contains(c) {
                 found = true
@@ -68,6 +86,26 @@ struct ECMAPattern: Sendable {
         if let run = anchoredRun {
             var count = 0
             var position = 0
+            let set = sets[run.set]
+            // ASCII (the usual identifier): walk the bytes, no decoding.
+            if let result = string.utf8.withContiguousStorageIfAvailable({ bytes -> Bool? in
+                for byte in bytes {
+                    if byte >= 0x80 { return nil }
+                    if position < run.prefix.count {
+                        guard UInt32(byte) == run.prefix[position] else { return false }
+                    } else {
+                        guard set.contains(UInt32(byte)) else { return false }
+                        count += 1
+                        if let max = run.max, count > max { return false }
+                    }
+                    position += 1
+                }
+                return position >= run.prefix.count && count >= run.min
+            }), let result {
+                return result
+            }
+            count = 0
+            position = 0
             for scalar in string.unicodeScalars {
                 if position < run.prefix.count {
                     guard scalar.value == run.prefix[position] else { return false }
