@@ -27,8 +27,6 @@ public struct SchemaRegistry: Sendable {
     private(set) var anchors: [String: (schema: JSONValue, location: String)] = [:]
     /// `$dynamicAnchor` name → resource base → the anchored subschema and its canonical location.
     private(set) var dynamicAnchors: [String: [String: (schema: JSONValue, location: String)]] = [:]
-    /// The URIs of the documents added, in order.
-    public private(set) var documentURIs: [String] = []
 
     /// Creates an empty registry.
     public init() {}
@@ -45,7 +43,6 @@ public struct SchemaRegistry: Sendable {
         } else {
             base = URIReference.splitFragment(retrievalURI).base
         }
-        documentURIs.append(base)
         resources[URIReference.splitFragment(retrievalURI).base] = Resource(schema: document)
         index(document, base: base, pointer: "", isRoot: true)
         return base

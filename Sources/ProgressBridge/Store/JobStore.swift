@@ -209,11 +209,6 @@ public final class JobStore: Sendable {
         let all = channels.withLock { Array($0.values) }
         return all.compactMap { $0.state.withLock { $0.aggregate } }
     }
-
-    /// The current per-job `seq` (0 before any event).
-    public func currentSeq(_ jobId: String) -> Int64 {
-        existingChannel(jobId)?.state.withLock { $0.seq } ?? 0
-    }
 }
 
 /// One job's state and subscribers, behind its own lock.

@@ -100,7 +100,4 @@ public final class Outbox: Sendable {
         }
         waiter?.resume(returning: nil)
     }
-
-    /// Messages waiting to be sent.
-    public var count: Int { state.withLock { $0.queue.count } }
 }
