@@ -84,7 +84,7 @@ public final class KafkaConsumer: Sendable {
         let timestamp = rd_kafka_message_timestamp(raw, &timestampType)
         return KafkaMessage(
             topic: topic, partition: m.partition, offset: m.offset, key: key, value: value, headers: headers,
-            timestampMs: timestampType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : timestamp)
+            timestampMs: timestampType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : timestamp, isTombstone: m.payload == nil)
     }
 
     /// Marks `message` as fully handled: its offset + 1 will be committed.

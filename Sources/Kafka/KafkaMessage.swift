@@ -4,17 +4,24 @@ public struct KafkaMessage: Sendable {
     public let partition: Int32
     public let offset: Int64
     public let key: [UInt8]?
+    /// The value; empty for a tombstone (see `isTombstone`).
     public let value: [UInt8]
+    /// Whether the record has no value at all (a deletion in a compacted topic).
+    public let isTombstone: Bool
     public let headers: [KafkaHeader]
     /// The record's timestamp in milliseconds since the epoch, if it has one.
     public let timestampMs: Int64?
 
-    public init(topic: String, partition: Int32, offset: Int64, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader], timestampMs: Int64?) {
+    public init(
+        topic: String, partition: Int32, offset: Int64, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader], timestampMs: Int64?,
+        isTombstone: Bool = false
+    ) {
         self.topic = topic
         self.partition = partition
         self.offset = offset
         self.key = key
         self.value = value
+        self.isTombstone = isTombstone
         self.headers = headers
         self.timestampMs = timestampMs
     }

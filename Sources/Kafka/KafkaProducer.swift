@@ -20,7 +20,8 @@ public final class KafkaProducer: Sendable {
     }
 
     /// Writes one record and waits until the broker acknowledged it (or librdkafka gave up).
-    public func send(topic: String, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader] = []) async throws(KafkaError) {
+    /// A `nil` value is a tombstone (it deletes the key from a compacted topic).
+    public func send(topic: String, key: [UInt8]?, value: [UInt8]?, headers: [KafkaHeader] = []) async throws(KafkaError) {
         let report = DeliveryReport()
         let opaque = Unmanaged.passRetained(report).toOpaque()
         do {
@@ -57,7 +58,7 @@ public final class KafkaProducer: Sendable {
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "flush") }
     }
 
-    private func enqueue(topic: String, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader], opaque: UnsafeMutableRawPointer?, partition: Int32? = nil) throws(KafkaError) {
+    private func enqueue(topic: String, key: [UInt8]?, value: [UInt8]?, headers: [KafkaHeader], opaque: UnsafeMutableRawPointer?, partition: Int32? = nil) throws(KafkaError) {
         var hdrs: OpaquePointer?
         if !headers.isEmpty {
             hdrs = rd_kafka_headers_new(headers.count)
@@ -69,14 +70,21 @@ public final class KafkaProducer: Sendable {
                 }
             }
         }
-        let err: rd_kafka_resp_err_t = value.withUnsafeBytes { valueBytes in
-            let produce = { (keyPointer: UnsafeRawPointer?, keyLength: Int) in
+        func produce(_ valuePointer: UnsafeRawPointer?, _ valueLength: Int) -> rd_kafka_resp_err_t {
+            let send = { (keyPointer: UnsafeRawPointer?, keyLength: Int) in
                 pb_rd_kafka_produce(
                     self.client.pointer, topic, partition ?? RD_KAFKA_PARTITION_UA, keyPointer, keyLength,
-                    valueBytes.baseAddress, valueBytes.count, hdrs, opaque)
+                    valuePointer, valueLength, hdrs, opaque)
             }
-            if let key { return key.withUnsafeBytes { produce($0.baseAddress, $0.count) } }
-            return produce(nil, 0)
+            if let key { return key.withUnsafeBytes { send($0.baseAddress, $0.count) } }
+            return send(nil, 0)
+        }
+        // A nil pointer means "no value" (a tombstone); an empty value needs a real pointer.
+        let err: rd_kafka_resp_err_t
+        if let value {
+            err = (value.isEmpty ? [0] : value).withUnsafeBytes { produce($0.baseAddress, value.count) }
+        } else {
+            err = produce(nil, 0)
         }
         if err != RD_KAFKA_RESP_ERR_NO_ERROR {
             if let hdrs { rd_kafka_headers_destroy(hdrs) }

@@ -65,6 +65,9 @@ struct ProgressBridgeCommand: AsyncParsableCommand {
     @Option(name: .customLong("history-per-job"), help: "Messages kept per job for resume. Env: BRIDGE_HISTORY_PER_JOB. Default: 1000.")
     var historyPerJob: String?
 
+    @Option(name: .customLong("finished-job-retention"), help: "Seconds a finished job is kept (in memory and the state topic) after it finished. Env: BRIDGE_FINISHED_JOB_RETENTION. Default: 86400.")
+    var finishedJobRetention: String?
+
     @Option(name: .customLong("max-connections"), help: "Most WebSocket connections in total (more: close 1013). Env: BRIDGE_MAX_CONNECTIONS. Default: 10000.")
     var maxConnections: String?
 
@@ -97,6 +100,7 @@ struct ProgressBridgeCommand: AsyncParsableCommand {
 
     func run() async throws {
         var flags = ConfigurationFlags()
+        flags.finishedJobRetention = finishedJobRetention
         flags.maxConnections = maxConnections
         flags.maxConnectionsPerIP = maxConnectionsPerIP
         flags.clientMessageRate = clientMessageRate

@@ -207,3 +207,25 @@ def test_slow_brokers_leader_changes_and_request_errors_lose_nothing():
     finally:
         assert bridge.stop()[0] == 0
         kafka.stop()
+
+
+def test_finished_jobs_are_forgotten_after_their_retention_also_across_restarts(mock_kafka):
+    group = "retention-" + uuid.uuid4().hex[:6]
+    bridge = Bridge("--insecure-no-auth", "--group-id", group, "--finished-job-retention", "2", kafka=mock_kafka.bootstrap).wait_ready()
+    job, running = "job_old_" + uuid.uuid4().hex[:6], "job_live_" + uuid.uuid4().hex[:6]
+    monitor = Monitor(mock_kafka.bootstrap)
+    for e in a_job(job, videos=2):  # event times two days ago: retention counts from the bridge's clock
+        monitor.send(job, e)
+    monitor.send(running, event(running, "job.state_changed", {"from": None, "to": "running"}, 0))
+    monitor.flush()
+    assert wait_for(lambda: (job_state(bridge, job) or {}).get("state") == "completed")
+    assert wait_for(lambda: job_state(bridge, job) is None, timeout=15), "a finished job is forgotten after its retention"
+    assert job_state(bridge, running) is not None, "running jobs stay"
+    assert bridge.stop()[0] == 0
+    again = Bridge("--insecure-no-auth", "--group-id", group, "--finished-job-retention", "2", kafka=mock_kafka.bootstrap).wait_ready()
+    try:
+        assert wait_for(lambda: job_state(again, running) is not None, timeout=30)
+        assert job_state(again, job) is None, "and it does not come back from the state topic"
+    finally:
+        assert again.stop()[0] == 0
+

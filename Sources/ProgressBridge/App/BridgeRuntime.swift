@@ -79,7 +79,8 @@ public enum BridgeRuntime {
             configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap, properties: producerProperties), logger: logger)
         let durability = IngestService.Durability(
             changelog: StateChangelog(producer: changelogProducer, topic: configuration.stateTopic), bootstrapServers: bootstrap,
-            properties: KafkaProperties(kafkaProperties.filter { !producerOnlyProperties.contains($0.key) }))
+            properties: KafkaProperties(kafkaProperties.filter { !producerOnlyProperties.contains($0.key) }),
+            finishedJobRetention: .seconds(configuration.finishedJobRetention))
         var services: [any Service] = [
             IngestService(
                 consumer: consumer, deadLetterProducer: deadLetterProducer, deadLetterTopic: configuration.deadLetterTopic,

@@ -26,6 +26,8 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var demoMonitor = true
     public var sendQueueCapacity = 1024
     public var historyPerJob = 1000
+    /// Seconds a finished job stays in memory and in the state topic after it finished.
+    public var finishedJobRetention = 86_400
     public var maxConnections = 10_000
     public var maxConnectionsPerIP = 100
     public var clientMessageRate = 20
@@ -64,6 +66,7 @@ public struct ConfigurationFlags: Sendable {
     public var demoMonitor: Bool?
     public var sendQueue: String?
     public var historyPerJob: String?
+    public var finishedJobRetention: String?
     public var maxConnections: String?
     public var maxConnectionsPerIP: String?
     public var clientMessageRate: String?
@@ -95,6 +98,7 @@ public enum ConfigurationEnvironment {
     public static let demoMonitor = "BRIDGE_DEMO_MONITOR"
     public static let sendQueue = "BRIDGE_SEND_QUEUE"
     public static let historyPerJob = "BRIDGE_HISTORY_PER_JOB"
+    public static let finishedJobRetention = "BRIDGE_FINISHED_JOB_RETENTION"
     public static let maxConnections = "BRIDGE_MAX_CONNECTIONS"
     public static let maxConnectionsPerIP = "BRIDGE_MAX_CONNECTIONS_PER_IP"
     public static let clientMessageRate = "BRIDGE_CLIENT_MESSAGE_RATE"
@@ -207,6 +211,9 @@ extension BridgeConfiguration {
         if let (v, src) = value(flags.sendQueue, Env.sendQueue) { c.sendQueueCapacity = try positive(v, "--send-queue", Env.sendQueue, src) }
         if let (v, src) = value(flags.historyPerJob, Env.historyPerJob) {
             c.historyPerJob = try positive(v, "--history-per-job", Env.historyPerJob, src)
+        }
+        if let (v, src) = value(flags.finishedJobRetention, Env.finishedJobRetention) {
+            c.finishedJobRetention = try positive(v, "--finished-job-retention", Env.finishedJobRetention, src)
         }
         if let (v, src) = value(flags.maxConnections, Env.maxConnections) {
             c.maxConnections = try positive(v, "--max-connections", Env.maxConnections, src)

@@ -1,3 +1,4 @@
+import Foundation
 import Kafka
 import Logging
 import ProgressAggregation
@@ -16,11 +17,14 @@ public struct IngestService: Service {
         let properties: KafkaProperties
         /// How often snapshots are written and offsets committed. Default 1 s.
         var interval: Duration = .seconds(1)
+        /// Finished jobs are forgotten (memory and state topic) this long after they finished. Default 24 h.
+        var finishedJobRetention: Duration
 
-        public init(changelog: StateChangelog, bootstrapServers: String, properties: KafkaProperties) {
+        public init(changelog: StateChangelog, bootstrapServers: String, properties: KafkaProperties, finishedJobRetention: Duration = .seconds(86_400)) {
             self.changelog = changelog
             self.bootstrapServers = bootstrapServers
             self.properties = properties
+            self.finishedJobRetention = finishedJobRetention
         }
     }
 
@@ -61,6 +65,7 @@ public struct IngestService: Service {
     struct Checkpoint {
         var offsets: [String: TopicPartitionOffset] = [:]
         var dirtyJobs = Set<String>()
+        var forgottenJobs = Set<String>()
         var failures = 0
     }
 
@@ -94,6 +99,10 @@ public struct IngestService: Service {
                 if let changedJob { checkpoint.dirtyJobs.insert(changedJob) }
             }
             if let durability, ContinuousClock.now - lastCheckpoint >= durability.interval {
+                let retentionMs = durability.finishedJobRetention.components.seconds * 1000
+                let forgotten = store.evictFinished(before: Int64(Date().timeIntervalSince1970 * 1000) - retentionMs)
+                checkpoint.forgottenJobs.formUnion(forgotten)
+                checkpoint.dirtyJobs.subtract(forgotten)
                 await write(&checkpoint, durability)
                 lastCheckpoint = .now
             }
@@ -122,9 +131,10 @@ public struct IngestService: Service {
     /// Snapshots first, offsets second: a committed offset never runs ahead of the saved state.
     private func write(_ checkpoint: inout Checkpoint, _ durability: Durability) async {
         do {
-            if !checkpoint.dirtyJobs.isEmpty {
-                try await durability.changelog.write(checkpoint.dirtyJobs, from: store)
+            if !checkpoint.dirtyJobs.isEmpty || !checkpoint.forgottenJobs.isEmpty {
+                try await durability.changelog.write(checkpoint.dirtyJobs, forgotten: checkpoint.forgottenJobs, from: store)
                 checkpoint.dirtyJobs.removeAll()
+                checkpoint.forgottenJobs.removeAll()
             }
             try await consumer.commit(Array(checkpoint.offsets.values))
             checkpoint.offsets.removeAll()

@@ -26,10 +26,13 @@ public struct StateChangelog: Sendable {
         self.topic = topic
     }
 
-    /// Writes the snapshots of `jobs` and waits for every acknowledgement.
-    func write(_ jobs: Set<String>, from store: JobStore) async throws {
+    /// Writes the snapshots of `jobs` and tombstones for `forgotten`, and waits for every acknowledgement.
+    func write(_ jobs: Set<String>, forgotten: Set<String> = [], from store: JobStore) async throws {
         let encoder = JSONEncoder()
         try await withThrowingTaskGroup(of: Void.self) { group in
+            for jobId in forgotten {
+                group.addTask { try await producer.send(topic: topic, key: Array(jobId.utf8), value: nil) }
+            }
             for jobId in jobs {
                 guard let (aggregate, seq) = store.checkpoint(jobId) else { continue }
                 let value = try encoder.encode(Snapshot(seq: seq, aggregate: aggregate.compacted(keepingEventIds: eventIdsPerSnapshot)))
@@ -50,6 +53,10 @@ public struct StateChangelog: Sendable {
         try await reader.readAll { message in
             records += 1
             guard let key = message.key.map({ String(decoding: $0, as: UTF8.self) }) else { return }
+            if message.isTombstone {
+                latest[key] = nil  // the job was forgotten on purpose (retention)
+                return
+            }
             do {
                 latest[key] = try decoder.decode(Snapshot.self, from: Data(message.value))
             } catch {

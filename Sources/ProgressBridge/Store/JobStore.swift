@@ -1,4 +1,5 @@
 import DequeModule
+import Foundation
 import JSONSchema
 import ProgressAggregation
 import ProgressContract
@@ -55,6 +56,7 @@ public final class JobStore: Sendable {
             let outcome = aggregate.apply(event)
             guard case .applied = outcome else { return (outcome, false, false) }
             s.aggregate = aggregate
+            s.lastChangedAt = JobStore.nowMs()
             s.seq += 1
             let data: JSONValue
             if event.type.isJobEvent {
@@ -165,6 +167,28 @@ public final class JobStore: Sendable {
         }
     }
 
+    static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    /// Forgets finished jobs that nobody watches and that this bridge last changed before `cutoffMs`
+    /// (wall clock: a replay of old events must not make a job vanish the moment it completes).
+    /// Returns their ids, so the state topic can forget them too.
+    public func evictFinished(before cutoffMs: Int64) -> [String] {
+        let evicted: [String] = channels.withLock { map in
+            var removed: [String] = []
+            for (jobId, channel) in map {
+                let expired = channel.state.withLock { s in
+                    guard s.subscribers.isEmpty, let aggregate = s.aggregate, aggregate.state?.isTerminal ?? false else { return false }
+                    return s.lastChangedAt < cutoffMs
+                }
+                if expired { removed.append(jobId) }
+            }
+            for jobId in removed { map[jobId] = nil }
+            return removed
+        }
+        for _ in evicted { metrics.trackedJobs.decrement() }
+        return evicted
+    }
+
     /// The job's aggregate and the bridge's `seq` for it, as one consistent snapshot.
     public func checkpoint(_ jobId: String) -> (aggregate: JobAggregate, seq: Int64)? {
         existingChannel(jobId)?.state.withLock { s in s.aggregate.map { ($0, s.seq) } }
@@ -176,6 +200,7 @@ public final class JobStore: Sendable {
         let isNew = channel.state.withLock { s -> Bool in
             let isNew = s.aggregate == nil
             s.aggregate = aggregate
+            s.lastChangedAt = JobStore.nowMs()
             s.seq = max(s.seq, seq)
             return isNew
         }
@@ -218,6 +243,8 @@ final class JobChannel: Sendable {
         var seq: Int64 = 0
         var history = Deque<OutboundMessage>()
         var subscribers: [ObjectIdentifier: Outbox] = [:]
+        /// Wall-clock time (ms) this bridge last changed the job — for retention only, never for metrics.
+        var lastChangedAt: Int64 = 0
     }
 
     let jobId: String
