@@ -36,6 +36,20 @@ enum FormatCheckers {
         return zip(p, p.dropFirst()).allSatisfy { $1 == $0 + 1 }
     }
 
+    // MARK: uuid (RFC 9562 textual form)
+    static func isUUID(_ s: String) -> Bool {
+        let bytes = Array(s.utf8)
+        guard bytes.count == 36 else { return false }
+        for (i, b) in bytes.enumerated() {
+            if [8, 13, 18, 23].contains(i) {
+                if b != UInt8(ascii: "-") { return false }
+            } else if !(b >= 0x30 && b <= 0x39 || b >= 0x41 && b <= 0x46 || b >= 0x61 && b <= 0x66) {
+                return false
+            }
+        }
+        return true
+    }
+
     // MARK: IP addresses
 
     static func isIPv4(_ s: Substring) -> Bool {

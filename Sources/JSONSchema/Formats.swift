@@ -11,7 +11,7 @@ struct FormatAssertion: Sendable {
         case "date": check = { RFC3339.parseDate(Substring($0)) != nil }
         case "time": check = { RFC3339.isValidTime(Substring($0)) }
         case "duration": check = FormatCheckers.isDuration
-        case "uuid": check = FormatAssertion.isUUID
+        case "uuid": check = FormatCheckers.isUUID
         case "ipv4": check = { FormatCheckers.isIPv4(Substring($0)) }
         case "ipv6": check = { FormatCheckers.isIPv6(Substring($0)) }
         case "email": check = FormatCheckers.isEmail
@@ -26,18 +26,6 @@ struct FormatAssertion: Sendable {
 
     func accepts(_ string: String) -> Bool { check(string) }
 
-    static func isUUID(_ s: String) -> Bool {
-        let bytes = Array(s.utf8)
-        guard bytes.count == 36 else { return false }
-        for (i, b) in bytes.enumerated() {
-            if [8, 13, 18, 23].contains(i) {
-                if b != UInt8(ascii: "-") { return false }
-            } else if !(b >= 0x30 && b <= 0x39 || b >= 0x41 && b <= 0x46 || b >= 0x61 && b <= 0x66) {
-                return false
-            }
-        }
-        return true
-    }
 
 }
 

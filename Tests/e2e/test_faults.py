@@ -11,6 +11,12 @@ from conftest import Bridge, http_get, job_state, metric, wait_for
 from monitor import Monitor, a_job, event
 
 
+def start_running_job(monitor, job, total, flush=True):
+    monitor.send(job, event(job, "job.state_changed", {"from": None, "to": "running", "job": {"total_videos": total}}, 0))
+    if flush:
+        monitor.flush()
+
+
 def test_sigterm_closes_subscribers_with_1001_commits_and_exits_promptly(mock_kafka):
     group = "sigterm-" + uuid.uuid4().hex[:6]
     bridge = Bridge("--insecure-no-auth", "--group-id", group, kafka=mock_kafka.bootstrap).wait_ready()
@@ -61,8 +67,7 @@ def test_a_broker_outage_mid_stream_loses_nothing_and_is_reported(mock_kafka):
         job = "job_outage_" + uuid.uuid4().hex[:6]
         total = 300
         monitor = Monitor(mock_kafka.bootstrap)
-        monitor.send(job, event(job, "job.state_changed", {"from": None, "to": "running", "job": {"total_videos": total}}, 0))
-        monitor.flush()
+        start_running_job(monitor, job, total)
         not_ready_seen = []
 
         def watch_readiness():
@@ -182,7 +187,7 @@ def test_slow_brokers_leader_changes_and_request_errors_lose_nothing():
         job = "job_chaos_" + uuid.uuid4().hex[:6]
         total = 200
         monitor = Monitor(kafka.bootstrap)
-        monitor.send(job, event(job, "job.state_changed", {"from": None, "to": "running", "job": {"total_videos": total}}, 0))
+        start_running_job(monitor, job, total, flush=False)
         for i in range(total):
             monitor.send(job, event(job, "video.completed", {"video_id": f"v{i}", "processing_ms": 10}, 1000 + i))
             if i == 50:

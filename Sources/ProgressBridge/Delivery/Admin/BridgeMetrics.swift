@@ -27,8 +27,7 @@ public final class BridgeMetrics: Sendable {
     let checkpointFailures: Counter
     let policyCloses: Counter
     let connectionsRefused: Counter
-    let unauthorized: Counter
-    let forbidden: Counter
+    let refusals: [AuthFailure.Kind: Counter]
 
     /// Creates every metric up front so a scrape shows them all from the start.
     public init() {
@@ -63,10 +62,13 @@ public final class BridgeMetrics: Sendable {
             descriptor: .bridge("websocket_policy_closes_total", "Subscribers closed for sending faster than allowed (1008)."))
         connectionsRefused = registry.makeCounter(
             descriptor: .bridge("websocket_connections_refused_total", "WebSocket connections refused by the connection limits (1013)."))
-        unauthorized = registry.makeCounter(
-            descriptor: .bridge("requests_refused_total", "Requests refused by authentication or authorization, by reason."), labels: [("reason", "unauthorized")])
-        forbidden = registry.makeCounter(
-            descriptor: .bridge("requests_refused_total", "Requests refused by authentication or authorization, by reason."), labels: [("reason", "forbidden")])
+        var refusals: [AuthFailure.Kind: Counter] = [:]
+        for kind in AuthFailure.Kind.allCases {
+            refusals[kind] = registry.makeCounter(
+                descriptor: .bridge("requests_refused_total", "Requests refused by authentication or authorization, by reason."),
+                labels: [("reason", kind.rawValue)])
+        }
+        self.refusals = refusals
         kafkaUp = registry.makeGauge(descriptor: .bridge("kafka_up", "1 while the consumer reaches Kafka, 0 while all brokers are down."))
     }
 
@@ -74,7 +76,7 @@ public final class BridgeMetrics: Sendable {
 
     /// Counts a refusal.
     func refused(_ failure: AuthFailure) {
-        (failure.kind == .unauthorized ? unauthorized : forbidden).increment()
+        refusals[failure.kind]?.increment()
     }
 
     /// Sets the consumer lag of one partition.

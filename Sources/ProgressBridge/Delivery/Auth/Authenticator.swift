@@ -1,4 +1,5 @@
 import Foundation
+import JSONSchema
 import JWTKit
 import Logging
 
@@ -39,7 +40,7 @@ public struct Grant: Sendable, Equatable {
 
 /// A refused request: 401 (no valid token) or 403 (valid token, not for this job).
 public struct AuthFailure: Error, Sendable, Equatable {
-    public enum Kind: Sendable { case unauthorized, forbidden }
+    public enum Kind: String, Sendable, CaseIterable { case unauthorized, forbidden }
     public let kind: Kind
     /// Safe to show: never echoes the token, never says whether a job exists.
     public let message: String
@@ -190,8 +191,8 @@ public struct Authenticator: Sendable {
         var encoded = String(token[..<dot]).replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         while encoded.count % 4 != 0 { encoded += "=" }
         guard encoded.count <= 4096, let data = Data(base64Encoded: encoded),
-            let header = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let alg = header["alg"] as? String
+            let header = try? JSONParser(limits: .init(maxDepth: 8, maxBytes: 4096)).parse(data)
         else { return nil }
-        return alg
+        return header["alg"]?.stringValue
     }
 }
