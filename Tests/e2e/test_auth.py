@@ -28,16 +28,23 @@ def unsigned(jobs):
     return b64({"alg": "none", "typ": "JWT"}) + "." + b64({"exp": int(time.time()) + 300, "jobs": jobs}) + "."
 
 
-async def first_messages_and_close(url, headers=None):
-    async with websockets.connect(url, additional_headers=headers or {}) as ws:
-        messages = []
-        try:
+class Outcome:
+    """What a subscription attempt got: HTTP 101 and the messages up to the snapshot, or a refusal's status and JSON body."""
+    def __init__(self, status, messages=(), body=None, headers=None):
+        self.status, self.messages, self.body, self.headers = status, list(messages), body, headers or {}
+
+
+async def subscribe(url, headers=None):
+    try:
+        async with websockets.connect(url, additional_headers=headers or {}) as ws:
+            messages = []
             while True:
                 messages.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
                 if messages[-1]["type"] == "job.snapshot":
-                    return messages, None
-        except websockets.exceptions.ConnectionClosed as closed:
-            return messages, closed.rcvd.code if closed.rcvd else None
+                    return Outcome(101, messages)
+    except websockets.exceptions.InvalidStatus as refused:
+        response = refused.response
+        return Outcome(response.status_code, body=json.loads(response.body), headers=response.headers)
 
 
 @pytest.fixture(scope="module")
@@ -62,35 +69,37 @@ def claims(**extra):
 
 def test_a_valid_token_subscribes(secured):
     b, job = secured
-    messages, code = asyncio.run(first_messages_and_close(f"{b.ws_url}/?job_id={job}&token={token([job], **claims())}"))
-    assert code is None and messages[-1]["type"] == "job.snapshot" and messages[-1]["data"]["job"]["state"] == "completed"
-    wildcard, code = asyncio.run(first_messages_and_close(f"{b.ws_url}/?job_id={job}", {"Authorization": "Bearer " + token(["*"], **claims())}))
-    assert code is None and wildcard[-1]["type"] == "job.snapshot"
+    opened = asyncio.run(subscribe(f"{b.ws_url}/?job_id={job}&token={token([job], **claims())}"))
+    assert opened.status == 101 and opened.messages[-1]["data"]["job"]["state"] == "completed"
+    wildcard = asyncio.run(subscribe(f"{b.ws_url}/?job_id={job}", {"Authorization": "Bearer " + token(["*"], **claims())}))
+    assert wildcard.status == 101 and wildcard.messages[-1]["type"] == "job.snapshot"
 
 
-@pytest.mark.parametrize("name,make,close_code", [
-    ("missing", lambda job: None, 4401),
-    ("forged", lambda job: token([job], key="another-secret-that-is-32-bytes-long!!", **claims()), 4401),
-    ("expired", lambda job: token([job], exp_in=-60, **claims()), 4401),
-    ("not yet valid", lambda job: token([job], nbf=int(time.time()) + 600, **claims()), 4401),
-    ("alg none", lambda job: unsigned([job]), 4401),
-    ("wrong issuer", lambda job: token([job], iss="https://evil.test", aud="progress"), 4401),
-    ("wrong audience", lambda job: token([job], iss="https://issuer.test", aud="other"), 4401),
-    ("wrong job", lambda job: token(["job_someone_else"], **claims()), 4403),
+@pytest.mark.parametrize("name,make,status", [
+    ("missing", lambda job: None, 401),
+    ("forged", lambda job: token([job], key="another-secret-that-is-32-bytes-long!!", **claims()), 401),
+    ("expired", lambda job: token([job], exp_in=-60, **claims()), 401),
+    ("not yet valid", lambda job: token([job], nbf=int(time.time()) + 600, **claims()), 401),
+    ("alg none", lambda job: unsigned([job]), 401),
+    ("wrong issuer", lambda job: token([job], iss="https://evil.test", aud="progress"), 401),
+    ("wrong audience", lambda job: token([job], iss="https://issuer.test", aud="other"), 401),
+    ("wrong job", lambda job: token(["job_someone_else"], **claims()), 403),
 ])
-def test_bad_tokens_are_refused(secured, name, make, close_code):
+def test_bad_tokens_are_refused_before_the_upgrade(secured, name, make, status):
     b, job = secured
     value = make(job)
     query = f"&token={value}" if value else ""
-    messages, code = asyncio.run(first_messages_and_close(f"{b.ws_url}/?job_id={job}{query}"))
-    assert code == close_code, (name, messages)
-    assert messages and messages[-1]["type"] == "error"
-    assert messages[-1]["data"]["code"] == ("unauthorized" if close_code == 4401 else "forbidden")
-    assert not any(m["type"] == "job.snapshot" for m in messages)
+    code = "unauthorized" if status == 401 else "forbidden"
+    refused = asyncio.run(subscribe(f"{b.ws_url}/?job_id={job}{query}"))
+    assert refused.status == status, name
+    assert refused.body["error"]["code"] == code and refused.body["error"]["message"]
+    assert (refused.headers.get("WWW-Authenticate") == "Bearer") == (status == 401)
+    if value:
+        assert value not in json.dumps(refused.body), "a refusal never echoes the token"
 
-    status, body, _ = http_get(f"{b.http_url}/api/v1/bulk-jobs/{job}" + (f"?token={value}" if value else ""))
-    assert status == (401 if close_code == 4401 else 403), name
-    assert json.loads(body)["error"]["code"] in ("unauthorized", "forbidden")
+    rest_status, body, _ = http_get(f"{b.http_url}/api/v1/bulk-jobs/{job}" + (f"?token={value}" if value else ""))
+    assert rest_status == status, name
+    assert json.loads(body)["error"]["code"] == code
 
 
 def test_refusals_never_reveal_whether_a_job_exists(secured):
@@ -100,6 +109,10 @@ def test_refusals_never_reveal_whether_a_job_exists(secured):
     missing = http_get(f"{b.http_url}/api/v1/bulk-jobs/job_does_not_exist?token={other}")
     assert existing[0] == missing[0] == 403
     assert json.loads(existing[1])["error"]["code"] == json.loads(missing[1])["error"]["code"]
+    ws_existing = asyncio.run(subscribe(f"{b.ws_url}/?job_id={job}&token={other}"))
+    ws_missing = asyncio.run(subscribe(f"{b.ws_url}/?job_id=job_does_not_exist&token={other}"))
+    assert ws_existing.status == ws_missing.status == 403
+    assert ws_existing.body["error"]["code"] == ws_missing.body["error"]["code"] == "forbidden"
     status, body, _ = http_get(f"{b.http_url}/api/v1/bulk-jobs?token={other}")
     assert status == 200 and json.loads(body)["total"] == 0, "a listing shows only granted jobs"
 
@@ -113,16 +126,15 @@ def test_public_key_tokens_and_algorithm_confusion(tmp_path):
     try:
         job = "job_rsa_1"
         good = jwt.encode({"exp": int(time.time()) + 300, "jobs": [job]}, private, algorithm="RS256")
-        messages, code = asyncio.run(first_messages_and_close(f"{b.ws_url}/?job_id={job}&token={good}"))
-        assert code is None and messages[-1]["type"] == "job.snapshot"
+        assert asyncio.run(subscribe(f"{b.ws_url}/?job_id={job}&token={good}")).status == 101
         # HS256 "signed" with the public key as the secret: the classic confusion attack.
         import hmac, hashlib
         def b64(raw):
             return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
         signing_input = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + b64(json.dumps({"exp": int(time.time()) + 300, "jobs": ["*"]}).encode())
         forged = signing_input + "." + b64(hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest())
-        messages, code = asyncio.run(first_messages_and_close(f"{b.ws_url}/?job_id={job}&token={forged}"))
-        assert code == 4401
+        refused = asyncio.run(subscribe(f"{b.ws_url}/?job_id={job}&token={forged}"))
+        assert refused.status == 401 and refused.body["error"]["code"] == "unauthorized"
     finally:
         assert b.stop()[0] == 0
 
@@ -150,10 +162,9 @@ def test_es256_tokens_from_a_jwks_file(tmp_path):
 def test_origin_allow_list(tmp_path):
     b = Bridge("--no-demo-monitor", "--insecure-no-auth", "--allowed-origin", "https://dash.example.com").wait_ready()
     try:
-        ok, code = asyncio.run(first_messages_and_close(f"{b.ws_url}/?job_id=job_o1", {"Origin": "https://dash.example.com"}))
-        assert code is None
-        refused, code = asyncio.run(first_messages_and_close(f"{b.ws_url}/?job_id=job_o1", {"Origin": "https://evil.example.com"}))
-        assert code == 4403
+        assert asyncio.run(subscribe(f"{b.ws_url}/?job_id=job_o1", {"Origin": "https://dash.example.com"})).status == 101
+        refused = asyncio.run(subscribe(f"{b.ws_url}/?job_id=job_o1", {"Origin": "https://evil.example.com"}))
+        assert refused.status == 403 and refused.body["error"]["code"] == "forbidden"
         assert any("AUTHENTICATION IS OFF" in line for line in b.lines)
     finally:
         assert b.stop()[0] == 0

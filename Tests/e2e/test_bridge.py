@@ -224,8 +224,10 @@ def test_websocket_refuses_a_bad_subscription_and_answers_bad_messages(bridge):
         with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
             async with websockets.connect(f"{bridge.ws_url}/?token=x"):
                 pass
-        # Hummingbird's WebSocket upgrade writes a bodiless 400 for refused upgrades; the reason is logged.
-        assert refused.value.response.status_code == 400
+        response = refused.value.response
+        assert response.status_code == 400
+        error = json.loads(response.body)["error"]
+        assert error["code"] == "invalid_subscription" and "job_id" in error["message"]
         async with websockets.connect(f"{bridge.ws_url}/ws?job_id=job_x1") as ws:
             await receive_until(ws, lambda m: m["type"] == "job.snapshot")
             await ws.send("not json")

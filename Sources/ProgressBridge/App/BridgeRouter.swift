@@ -8,11 +8,15 @@ public func buildApplication(
     store: JobStore, metrics: BridgeMetrics, settings: DeliverySettings, authenticator: Authenticator, configuration: ApplicationConfiguration,
     onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }, logger: Logger
 ) -> some ApplicationProtocol {
-    Application(
+    let refusals = UpgradeRefusals()
+    return Application(
         router: buildRouter(store: store, metrics: metrics, authenticator: authenticator),
         server: .http1WebSocketUpgrade(
-            webSocketRouter: buildWebSocketRouter(store: store, metrics: metrics, settings: settings, authenticator: authenticator),
-            configuration: .init(ws: .init(maxFrameSize: settings.maxClientMessageBytes))),
+            webSocketRouter: buildWebSocketRouter(
+                store: store, metrics: metrics, settings: settings, authenticator: authenticator, refusals: refusals),
+            configuration: .init(
+                http1: .init(additionalChannelHandlers: [RefusedUpgradeResponseWriter(refusals: refusals)]),
+                ws: .init(maxFrameSize: settings.maxClientMessageBytes))),
         configuration: configuration, onServerRunning: onServerRunning, logger: logger)
 }
 
@@ -24,21 +28,21 @@ public func buildRouter(store: JobStore, metrics: BridgeMetrics, authenticator: 
 }
 
 /// The WebSocket upgrade router: subscriptions on `/` and `/ws`.
-public func buildWebSocketRouter(
-    store: JobStore, metrics: BridgeMetrics, settings: DeliverySettings, authenticator: Authenticator
+///
+/// The subscription and its token are checked before the upgrade: a refusal is an HTTP 400/401/403 with a
+/// JSON body (recorded in `refusals`, written by ``RefusedUpgradeResponseWriter``), and no WebSocket is opened.
+func buildWebSocketRouter(
+    store: JobStore, metrics: BridgeMetrics, settings: DeliverySettings, authenticator: Authenticator, refusals: UpgradeRefusals
 ) -> Router<BridgeWebSocketContext> {
     let router = Router(context: BridgeWebSocketContext.self)
     let limiter = ConnectionLimiter(maxTotal: settings.maxConnections, maxPerAddress: settings.maxConnectionsPerAddress)
     for path in ["/", "/ws"] {
-        router.ws(RouterPath(path)) { request, _ in
-            switch parseSubscription(request) {
-            case .success:
-                // Tokens are checked after the upgrade: Hummingbird answers a refused upgrade with a bare
-                // 400, while a close code (4401/4403) and an error frame tell a browser why.
-                return .upgrade([:])
-            case .failure(let error):
-                throw HTTPError(.badRequest, message: error.message)
+        router.ws(RouterPath(path)) { request, context in
+            if let refusal = await upgradeRefusal(request, authenticator: authenticator, metrics: metrics) {
+                refusals.hold(refusal, for: context.channel)
+                return .dontUpgrade
             }
+            return .upgrade([:])
         } onUpgrade: { inbound, outbound, context in
             guard case .success(let subscription) = parseSubscription(context.request) else { return }
             let address = context.requestContext.remoteAddress?.ipAddress ?? "unknown"
@@ -53,27 +57,30 @@ public func buildWebSocketRouter(
                 return
             }
             defer { limiter.release(address) }
-            let headers = context.request.headers
-            var verdict = await authenticator.authorize(
-                Authenticator.token(authorization: headers[.authorization], query: subscription.token), jobId: subscription.jobId)
-            if case .success = verdict, !authenticator.allowsOrigin(headers[.origin]) {
-                verdict = .failure(AuthFailure(kind: .forbidden, message: "this Origin may not open WebSockets here"))
-            }
-            if case .failure(let failure) = verdict {
-                metrics.refused(failure)
-                let unauthorized = failure.kind == .unauthorized
-                let now = SubscriberSession.nowMs()
-                try await outbound.write(
-                    .text(OutboundMessage.error(code: unauthorized ? "unauthorized" : "forbidden", message: failure.message, now: now).text))
-                try await outbound.close(
-                    .unknown(unauthorized ? BridgeCloseCode.unauthorized : BridgeCloseCode.forbidden), reason: unauthorized ? "unauthorized" : "forbidden")
-                return
-            }
             let session = SubscriberSession(request: subscription, store: store, metrics: metrics, settings: settings, logger: context.logger)
             try await session.run(inbound: inbound, outbound: outbound)
         }
     }
     return router
+}
+
+/// Why an upgrade request may not become a subscription, or nil when it may: a malformed subscription (400),
+/// no valid token (401), or a token that does not grant the job or an `Origin` not allowed (403).
+private func upgradeRefusal(_ request: Request, authenticator: Authenticator, metrics: BridgeMetrics) async -> HTTPRefusal? {
+    let subscription: SubscriptionRequest
+    switch parseSubscription(request) {
+    case .success(let parsed): subscription = parsed
+    case .failure(let error): return .badRequest(code: "invalid_subscription", message: error.message)
+    }
+    let headers = request.headers
+    var verdict = await authenticator.authorize(
+        Authenticator.token(authorization: headers[.authorization], query: subscription.token), jobId: subscription.jobId)
+    if case .success = verdict, !authenticator.allowsOrigin(headers[.origin]) {
+        verdict = .failure(AuthFailure(kind: .forbidden, message: "this Origin may not open WebSockets here"))
+    }
+    guard case .failure(let failure) = verdict else { return nil }
+    metrics.refused(failure)
+    return .auth(failure)
 }
 
 private func parseSubscription(_ request: Request) -> Result<SubscriptionRequest, SubscriptionError> {
@@ -89,15 +96,18 @@ public func buildAdminRouter(metrics: BridgeMetrics, readiness: Readiness) -> Ro
     return router
 }
 
-/// The WebSocket request context: Hummingbird's basic one plus the peer address (for per-address limits).
+/// The WebSocket request context: Hummingbird's basic one plus the peer address (for per-address limits)
+/// and the connection (to record why an upgrade is refused).
 public struct BridgeWebSocketContext: RequestContext, WebSocketRequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
     public let webSocket: WebSocketHandlerReference<Self>
     public let remoteAddress: SocketAddress?
+    let channel: any Channel
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.webSocket = .init()
         self.remoteAddress = source.channel.remoteAddress
+        self.channel = source.channel
     }
 }

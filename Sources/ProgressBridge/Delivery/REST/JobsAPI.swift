@@ -38,14 +38,7 @@ struct JobsAPI<Context: RequestContext> {
 
     private func refused(_ failure: AuthFailure) -> Response {
         metrics.refused(failure)
-        switch failure.kind {
-        case .unauthorized:
-            var response = JSONResponse.error(.unauthorized, code: "unauthorized", message: failure.message)
-            response.headers[.wwwAuthenticate] = "Bearer"
-            return response
-        case .forbidden:
-            return JSONResponse.error(.forbidden, code: "forbidden", message: failure.message)
-        }
+        return HTTPRefusal.auth(failure).response
     }
 
     private func notFound(_ id: String) -> Response {

@@ -8,10 +8,6 @@ import ServiceLifecycle
 public enum BridgeCloseCode {
     /// The subscriber read too slowly; its send queue overflowed. Reconnect with `last_seq`.
     public static let sendQueueOverflow: UInt16 = 4001
-    /// No valid token (missing, expired, forged, wrong algorithm, issuer or audience).
-    public static let unauthorized: UInt16 = 4401
-    /// A valid token that does not grant this job (or a refused `Origin`).
-    public static let forbidden: UInt16 = 4403
 }
 
 /// Settings of WebSocket delivery.

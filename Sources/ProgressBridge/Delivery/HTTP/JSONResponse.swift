@@ -11,6 +11,10 @@ enum JSONResponse {
 
     /// `{"error":{"code","message"}}`.
     static func error(_ status: HTTPResponse.Status, code: String, message: String) -> Response {
-        ok(.object(["error": .object(["code": .string(code), "message": .string(message)])]), status: status)
+        ok(errorBody(code: code, message: message), status: status)
+    }
+
+    static func errorBody(code: String, message: String) -> JSONValue {
+        .object(["error": .object(["code": .string(code), "message": .string(message)])])
     }
 }
