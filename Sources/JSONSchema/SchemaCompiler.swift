@@ -12,6 +12,8 @@ public struct ValidatorOptions: Sendable {
     public var formatAssertion: Bool
     /// What to do with unknown keywords. Default `.reject`.
     public var unknownKeywords: UnknownKeywordPolicy
+    /// Whether `isValid` may use the flat fast path (tests switch it off to check one against the other).
+    var flatProgram = true
 
     /// Creates options; the defaults are annotation-only `format` and rejecting unknown keywords.
     public init(formatAssertion: Bool = false, unknownKeywords: UnknownKeywordPolicy = .reject) {

@@ -29,6 +29,8 @@ public struct JSONSchemaValidator: Sendable {
     /// Every compiled node, kept alive here so the evaluator's `NodeRef`s stay valid.
     private let nodes: [SchemaNode]
     private let tracksScope: Bool
+    /// The flat form for `isValid`, when the schema allows one (see `FlatProgram`).
+    private let program: FlatProgram?
     /// The URI of the schema this validator checks against.
     public let schemaURI: String
 
@@ -38,11 +40,16 @@ public struct JSONSchemaValidator: Sendable {
         self.root = try compiler.compile(uri: uri)
         self.nodes = Array(compiler.nodes.values)
         self.tracksScope = compiler.usesDynamicScope
+        self.program = options.flatProgram ? FlatProgram(root: root, tracksScope: tracksScope) : nil
         self.schemaURI = uri
     }
 
+    /// Whether `isValid` runs on the flat form (false for schemas that need annotations or the dynamic scope).
+    var usesFlatProgram: Bool { program != nil }
+
     /// Whether `instance` is valid; the fast path, allocating nothing for valid documents.
     public func isValid(_ instance: JSONValue) -> Bool {
+        if let program { return program.isValid(instance) }
         var evaluation = Evaluation(collecting: false, tracksScope: tracksScope)
         return evaluation.validate(NodeRef(root), instance)
     }
@@ -59,7 +66,7 @@ public struct JSONSchemaValidator: Sendable {
 /// One validation run. When `collecting`, it tracks paths and records errors; otherwise it
 /// returns at the first failure. Annotations (what was evaluated) are gathered only for nodes
 /// that need them (`unevaluated*`), and the dynamic scope only when `$dynamicRef` is used.
-private struct Evaluation {
+struct Evaluation {
     let collecting: Bool
     let tracksScope: Bool
     var maxErrors = 16
@@ -78,13 +85,6 @@ private struct Evaluation {
         self.collecting = collecting
         self.tracksScope = tracksScope
         self.maxErrors = maxErrors
-    }
-
-    /// Code points, counted from the UTF-8 bytes (every byte but continuation bytes starts one).
-    static func scalarCount(_ s: String) -> Int {
-        // UTF-16 and UTF-8 lengths agree only for ASCII, where Swift knows both without scanning.
-        if s.utf16.count == s.utf8.count { return s.utf8.count }
-        return s.utf8.reduce(0) { $0 + ($1 & 0xC0 == 0x80 ? 0 : 1) }
     }
 
     mutating func report(_ node: NodeRef, _ keyword: String, _ message: @autoclosure () -> String) {
@@ -198,14 +198,11 @@ private struct Evaluation {
             report(node, name, "\(n) must be less than \(limit)")
             return false
         case .minLength(let limit):
-            // Scalars ≤ UTF-8 bytes ≤ 4 × scalars: count scalars only when the bytes cannot decide.
-            guard case .string(let s) = value, s.utf8.count < limit || (s.utf8.count < 4 * limit && Self.scalarCount(s) < limit) else {
-                return true
-            }
+            guard case .string(let s) = value, !StringLength.atLeast(s, limit) else { return true }
             report(node, name, "string is shorter than \(limit) characters")
             return false
         case .maxLength(let limit):
-            guard case .string(let s) = value, s.utf8.count > limit, Self.scalarCount(s) > limit else { return true }
+            guard case .string(let s) = value, !StringLength.atMost(s, limit) else { return true }
             report(node, name, "string is longer than \(limit) characters")
             return false
         case .pattern(let regex):
@@ -515,6 +512,27 @@ enum Member {
 enum JSONEquality {
     static func equal(_ a: JSONValue, _ b: JSONValue) -> Bool {
         a == b  // JSONNumber's == already compares by value; dictionaries ignore order.
+    }
+}
+
+/// `minLength`/`maxLength`: lengths in code points, counted only when the byte count cannot decide.
+enum StringLength {
+    /// Code points, counted from the UTF-8 bytes (every byte but continuation bytes starts one).
+    static func scalarCount(_ s: String) -> Int {
+        // UTF-16 and UTF-8 lengths agree only for ASCII, where Swift knows both without scanning.
+        if s.utf16.count == s.utf8.count { return s.utf8.count }
+        return s.utf8.reduce(0) { $0 + ($1 & 0xC0 == 0x80 ? 0 : 1) }
+    }
+
+    /// Whether `s` has at least `limit` code points (scalars ≤ UTF-8 bytes ≤ 4 × scalars).
+    static func atLeast(_ s: String, _ limit: Int) -> Bool {
+        let bytes = s.utf8.count
+        return bytes >= 4 * limit || (bytes >= limit && scalarCount(s) >= limit)
+    }
+
+    /// Whether `s` has at most `limit` code points.
+    static func atMost(_ s: String, _ limit: Int) -> Bool {
+        s.utf8.count <= limit || scalarCount(s) <= limit
     }
 }
 

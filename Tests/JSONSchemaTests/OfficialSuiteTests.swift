@@ -59,18 +59,22 @@ enum OfficialSuite {
     }()
 
     /// Validates one case; returns nil when the outcome matches, else what went wrong.
-    static func run(_ c: Case, formatAssertion: Bool) -> String? {
+    static func run(_ c: Case, formatAssertion: Bool, onFlatPath: () -> Void = {}) -> String? {
         if ProcessInfo.processInfo.environment["SUITE_TRACE"] != nil { FileHandle.standardError.write(Data("RUN \(c)\n".utf8)) }
         var registry = remotes
         let uri = "https://test.json-schema.org/suite/root.json"
         do {
             try registry.add(c.schema, retrievalURI: uri)
-            let validator = try JSONSchemaValidator(
-                registry: registry, uri: c.schema["$id"]?.stringValue.map { URIReference.resolve($0, against: uri) } ?? uri,
-                options: .init(formatAssertion: formatAssertion, unknownKeywords: .ignore))
+            let schemaURI = c.schema["$id"]?.stringValue.map { URIReference.resolve($0, against: uri) } ?? uri
+            var options = ValidatorOptions(formatAssertion: formatAssertion, unknownKeywords: .ignore)
+            let validator = try JSONSchemaValidator(registry: registry, uri: schemaURI, options: options)
+            options.flatProgram = false
+            let nodeWalker = try JSONSchemaValidator(registry: registry, uri: schemaURI, options: options)
             let valid = validator.isValid(c.data)
             let detailed = validator.validate(c.data)
             if detailed.isValid != valid { return "fast and detailed paths disagree" }
+            if nodeWalker.isValid(c.data) != valid { return "flat and node-walking fast paths disagree" }
+            if validator.usesFlatProgram { onFlatPath() }
             if !valid && detailed.errors.isEmpty { return "invalid without any error reported" }
             return valid == c.valid ? nil : "expected \(c.valid ? "valid" : "invalid"), got \(valid ? "valid" : "invalid")"
         } catch {
@@ -86,10 +90,13 @@ struct OfficialSuiteTests {
         let cases = OfficialSuite.cases(in: "")
         #expect(cases.count >= 1299)
         var failures: [String] = []
+        var flat = 0
         for c in cases where OfficialSuite.knownFailures[c.description] == nil {
-            if let problem = OfficialSuite.run(c, formatAssertion: false) { failures.append("\(c): \(problem)") }
+            if let problem = OfficialSuite.run(c, formatAssertion: false, onFlatPath: { flat += 1 }) { failures.append("\(c): \(problem)") }
         }
         #expect(failures.isEmpty, Comment(rawValue: "\(failures.count) of \(cases.count) failed:\n" + failures.joined(separator: "\n")))
+        // Most cases must exercise the flat fast path, or the agreement check above proves little.
+        #expect(flat * 4 > cases.count * 3 && flat < cases.count, "\(flat) of \(cases.count) cases on the flat path")
     }
 
     static let assertedFormats = [
