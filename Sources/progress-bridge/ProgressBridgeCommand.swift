@@ -67,6 +67,8 @@ struct ProgressBridgeCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("finished-job-retention"), help: "Seconds a finished job is kept (in memory and the state topic) after it finished. Env: BRIDGE_FINISHED_JOB_RETENTION. Default: 86400.")
     var finishedJobRetention: String?
+    @Option(name: .customLong("idle-job-retention"), help: "Seconds a job that has not finished is kept after its last change. Env: BRIDGE_IDLE_JOB_RETENTION. Default: 604800.")
+    var idleJobRetention: String?
 
     @Option(name: .customLong("max-connections"), help: "Most WebSocket connections in total (more: close 1013). Env: BRIDGE_MAX_CONNECTIONS. Default: 10000.")
     var maxConnections: String?
@@ -101,6 +103,7 @@ struct ProgressBridgeCommand: AsyncParsableCommand {
     func run() async throws {
         var flags = ConfigurationFlags()
         flags.finishedJobRetention = finishedJobRetention
+        flags.idleJobRetention = idleJobRetention
         flags.maxConnections = maxConnections
         flags.maxConnectionsPerIP = maxConnectionsPerIP
         flags.clientMessageRate = clientMessageRate

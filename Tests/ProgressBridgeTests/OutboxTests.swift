@@ -62,9 +62,10 @@ struct ConfigurationTests {
             flags,
             environment: [
                 "BRIDGE_PORT": "1", "KAFKA_BOOTSTRAP_SERVERS": "k:9092", "KAFKA_TOPICS": "a,b", "KAFKA_CONFIG": "x=y",
-                "JWT_SECRET": String(repeating: "s", count: 32),
+                "JWT_SECRET": String(repeating: "s", count: 32), "BRIDGE_IDLE_JOB_RETENTION": "3600",
             ])
         #expect(c.port == 9000)
+        #expect(c.idleJobRetention == 3600 && c.finishedJobRetention == 86_400)
         #expect(c.kafkaBootstrap == "k:9092")
         #expect(!c.demoMonitor)
         #expect(c.topics == ["a", "b"])

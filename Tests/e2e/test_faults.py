@@ -233,3 +233,33 @@ def test_finished_jobs_are_forgotten_after_their_retention_also_across_restarts(
     finally:
         assert again.stop()[0] == 0
 
+
+
+def test_jobs_that_stop_without_finishing_are_forgotten_after_the_idle_retention(mock_kafka):
+    group = "idle-" + uuid.uuid4().hex[:6]
+    flags = ("--insecure-no-auth", "--group-id", group, "--idle-job-retention", "5")
+    bridge = Bridge(*flags, kafka=mock_kafka.bootstrap).wait_ready()
+    silent, talking = "job_silent_" + uuid.uuid4().hex[:6], "job_talking_" + uuid.uuid4().hex[:6]
+    monitor = Monitor(mock_kafka.bootstrap)
+    start_running_job(monitor, silent, 10)
+    start_running_job(monitor, talking, 10)
+    assert wait_for(lambda: job_state(bridge, silent) is not None and job_state(bridge, talking) is not None)
+    assert metric(bridge, "progress_bridge_active_jobs") == 2
+    # The talking job's monitor keeps reporting; the silent one's went away.
+    deadline = time.time() + 15
+    i = 0
+    while time.time() < deadline and job_state(bridge, silent) is not None:
+        monitor.send(talking, event(talking, "video.completed", {"video_id": f"v{i}", "processing_ms": 5}, 1000 + i))
+        monitor.flush()
+        i += 1
+        time.sleep(1)
+    assert job_state(bridge, silent) is None, "a job silent for longer than the idle retention is forgotten"
+    assert job_state(bridge, talking) is not None, "a job still reporting stays"
+    assert metric(bridge, "progress_bridge_active_jobs") == 1
+    assert bridge.stop()[0] == 0
+    again = Bridge(*flags, kafka=mock_kafka.bootstrap).wait_ready()
+    try:
+        assert wait_for(lambda: job_state(again, talking) is not None, timeout=30)
+        assert job_state(again, silent) is None, "and it does not come back from the state topic"
+    finally:
+        assert again.stop()[0] == 0

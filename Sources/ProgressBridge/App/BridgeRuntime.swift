@@ -80,7 +80,7 @@ public enum BridgeRuntime {
         let durability = IngestService.Durability(
             changelog: StateChangelog(producer: changelogProducer, topic: configuration.stateTopic), bootstrapServers: bootstrap,
             properties: KafkaProperties(kafkaProperties.filter { !producerOnlyProperties.contains($0.key) }),
-            finishedJobRetention: .seconds(configuration.finishedJobRetention))
+            finishedJobRetention: .seconds(configuration.finishedJobRetention), idleJobRetention: .seconds(configuration.idleJobRetention))
         var services: [any Service] = [
             IngestService(
                 consumer: consumer, deadLetterProducer: deadLetterProducer, deadLetterTopic: configuration.deadLetterTopic,

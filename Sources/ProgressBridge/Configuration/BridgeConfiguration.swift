@@ -28,6 +28,8 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var historyPerJob = 1000
     /// Seconds a finished job stays in memory and in the state topic after it finished.
     public var finishedJobRetention = 86_400
+    /// Seconds a job that has not finished stays after its last change (a monitor that died mid-job).
+    public var idleJobRetention = 604_800
     public var maxConnections = 10_000
     public var maxConnectionsPerIP = 100
     public var clientMessageRate = 20
@@ -67,6 +69,7 @@ public struct ConfigurationFlags: Sendable {
     public var sendQueue: String?
     public var historyPerJob: String?
     public var finishedJobRetention: String?
+    public var idleJobRetention: String?
     public var maxConnections: String?
     public var maxConnectionsPerIP: String?
     public var clientMessageRate: String?
@@ -99,6 +102,7 @@ public enum ConfigurationEnvironment {
     public static let sendQueue = "BRIDGE_SEND_QUEUE"
     public static let historyPerJob = "BRIDGE_HISTORY_PER_JOB"
     public static let finishedJobRetention = "BRIDGE_FINISHED_JOB_RETENTION"
+    public static let idleJobRetention = "BRIDGE_IDLE_JOB_RETENTION"
     public static let maxConnections = "BRIDGE_MAX_CONNECTIONS"
     public static let maxConnectionsPerIP = "BRIDGE_MAX_CONNECTIONS_PER_IP"
     public static let clientMessageRate = "BRIDGE_CLIENT_MESSAGE_RATE"
@@ -214,6 +218,9 @@ extension BridgeConfiguration {
         }
         if let (v, src) = value(flags.finishedJobRetention, Env.finishedJobRetention) {
             c.finishedJobRetention = try positive(v, "--finished-job-retention", Env.finishedJobRetention, src)
+        }
+        if let (v, src) = value(flags.idleJobRetention, Env.idleJobRetention) {
+            c.idleJobRetention = try positive(v, "--idle-job-retention", Env.idleJobRetention, src)
         }
         if let (v, src) = value(flags.maxConnections, Env.maxConnections) {
             c.maxConnections = try positive(v, "--max-connections", Env.maxConnections, src)

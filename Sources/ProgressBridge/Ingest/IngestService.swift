@@ -19,12 +19,18 @@ public struct IngestService: Service {
         var interval: Duration = .seconds(1)
         /// Finished jobs are forgotten (memory and state topic) this long after they finished. Default 24 h.
         var finishedJobRetention: Duration
+        /// Jobs that never finish (their monitor died) are forgotten this long after their last change. Default 7 days.
+        var idleJobRetention: Duration
 
-        public init(changelog: StateChangelog, bootstrapServers: String, properties: KafkaProperties, finishedJobRetention: Duration = .seconds(86_400)) {
+        public init(
+            changelog: StateChangelog, bootstrapServers: String, properties: KafkaProperties, finishedJobRetention: Duration = .seconds(86_400),
+            idleJobRetention: Duration = .seconds(604_800)
+        ) {
             self.changelog = changelog
             self.bootstrapServers = bootstrapServers
             self.properties = properties
             self.finishedJobRetention = finishedJobRetention
+            self.idleJobRetention = idleJobRetention
         }
     }
 
@@ -99,8 +105,10 @@ public struct IngestService: Service {
                 if let changedJob { checkpoint.dirtyJobs.insert(changedJob) }
             }
             if let durability, ContinuousClock.now - lastCheckpoint >= durability.interval {
-                let retentionMs = durability.finishedJobRetention.components.seconds * 1000
-                let forgotten = store.evictFinished(before: Int64(Date().timeIntervalSince1970 * 1000) - retentionMs)
+                let now = Int64(Date().timeIntervalSince1970 * 1000)
+                let forgotten = store.evict(
+                    finishedBefore: now - durability.finishedJobRetention.components.seconds * 1000,
+                    idleBefore: now - durability.idleJobRetention.components.seconds * 1000)
                 checkpoint.forgottenJobs.formUnion(forgotten)
                 checkpoint.dirtyJobs.subtract(forgotten)
                 await write(&checkpoint, durability)

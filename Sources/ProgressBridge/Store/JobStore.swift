@@ -169,24 +169,29 @@ public final class JobStore: Sendable {
 
     static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
-    /// Forgets finished jobs that nobody watches and that this bridge last changed before `cutoffMs`
-    /// (wall clock: a replay of old events must not make a job vanish the moment it completes).
+    /// Forgets jobs that nobody watches and that this bridge last changed before a cutoff (wall clock, ms):
+    /// `finishedBefore` for finished jobs, `idleBefore` for the others (their monitor went away). Wall-clock
+    /// time, so a replay of old events does not make a job vanish the moment it completes.
     /// Returns their ids, so the state topic can forget them too.
-    public func evictFinished(before cutoffMs: Int64) -> [String] {
-        let evicted: [String] = channels.withLock { map in
-            var removed: [String] = []
+    public func evict(finishedBefore finishedCutoffMs: Int64, idleBefore idleCutoffMs: Int64) -> [String] {
+        let evicted: [(jobId: String, finished: Bool)] = channels.withLock { map in
+            var removed: [(jobId: String, finished: Bool)] = []
             for (jobId, channel) in map {
-                let expired = channel.state.withLock { s in
-                    guard s.subscribers.isEmpty, let aggregate = s.aggregate, aggregate.state?.isTerminal ?? false else { return false }
-                    return s.lastChangedAt < cutoffMs
+                let expired = channel.state.withLock { s -> Bool? in
+                    guard s.subscribers.isEmpty, let aggregate = s.aggregate else { return nil }
+                    let finished = aggregate.state?.isTerminal ?? false
+                    return s.lastChangedAt < (finished ? finishedCutoffMs : idleCutoffMs) ? finished : nil
                 }
-                if expired { removed.append(jobId) }
+                if let finished = expired { removed.append((jobId, finished)) }
             }
-            for jobId in removed { map[jobId] = nil }
+            for job in removed { map[job.jobId] = nil }
             return removed
         }
-        for _ in evicted { metrics.trackedJobs.decrement() }
-        return evicted
+        for job in evicted {
+            metrics.trackedJobs.decrement()
+            if !job.finished { metrics.activeJobs.decrement() }
+        }
+        return evicted.map(\.jobId)
     }
 
     /// The job's aggregate and the bridge's `seq` for it, as one consistent snapshot.
