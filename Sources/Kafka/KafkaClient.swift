@@ -9,6 +9,7 @@ public final class KafkaClientStatus: Sendable {
         var lastError: String?
         var errorCount = 0
         var allBrokersDown = false
+        var brokers: [KafkaBrokerStatistics] = []
     }
     private let state = Mutex(State())
     let logger: Logger
@@ -34,6 +35,14 @@ public final class KafkaClientStatus: Sendable {
         if count <= 5 || count % 100 == 0 {
             logger.warning("kafka client error", metadata: ["code": "\(code.rawValue)", "reason": "\(reason)", "errors_so_far": "\(count)"])
         }
+    }
+
+    /// The brokers as of librdkafka's latest statistics (empty unless `statistics.interval.ms` is set).
+    public var brokers: [KafkaBrokerStatistics] { state.withLock { $0.brokers } }
+
+    func recordStatistics(_ json: [UInt8]) {
+        guard let brokers = KafkaStatisticsDecoder.brokers(json) else { return }
+        state.withLock { $0.brokers = brokers }
     }
 
     func markHealthy() {
@@ -66,6 +75,12 @@ final class KafkaClientHandle: @unchecked Sendable {
             // syslog levels: 0-3 error, 4 warning, 5-6 info/notice, 7 debug.
             let logLevel: Logger.Level = level <= 3 ? .error : level == 4 ? .warning : level <= 6 ? .info : .debug
             status.logger.log(level: logLevel == .info ? .debug : logLevel, "librdkafka: \(text)", metadata: ["facility": "\(fac)"])
+        }
+        rd_kafka_conf_set_stats_cb(conf) { _, json, length, opaque in
+            guard let opaque, let json else { return 0 }
+            let status = Unmanaged<KafkaClientStatus>.fromOpaque(opaque).takeUnretainedValue()
+            status.recordStatistics(Array(UnsafeRawBufferPointer(start: json, count: length)))
+            return 0  // librdkafka frees the JSON
         }
         configure(conf)
         var errorBuffer = [CChar](repeating: 0, count: 512)

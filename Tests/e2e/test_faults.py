@@ -179,10 +179,18 @@ def test_a_failing_dead_letter_write_holds_the_offset_and_is_retried(mock_kafka)
         assert bridge.stop()[0] == 0
 
 
+def slowest_broker_round_trip(bridge):
+    """The largest `progress_bridge_kafka_broker_rtt_seconds` sample, or None before the first statistics."""
+    _, body, _ = http_get(bridge.admin_url + "/metrics")
+    samples = [float(line.split()[-1]) for line in body.decode().splitlines()
+               if line.startswith("progress_bridge_kafka_broker_rtt_seconds{")]
+    return max(samples) if samples else None
+
+
 def test_slow_brokers_leader_changes_and_request_errors_lose_nothing():
     from conftest import MockKafka
     kafka = MockKafka(brokers=3)
-    bridge = Bridge("--insecure-no-auth", kafka=kafka.bootstrap).wait_ready()
+    bridge = Bridge("--insecure-no-auth", "--kafka-config", "statistics.interval.ms=500", kafka=kafka.bootstrap).wait_ready()
     try:
         job = "job_chaos_" + uuid.uuid4().hex[:6]
         total = 200
@@ -192,8 +200,11 @@ def test_slow_brokers_leader_changes_and_request_errors_lose_nothing():
             monitor.send(job, event(job, "video.completed", {"video_id": f"v{i}", "processing_ms": 10}, 1000 + i))
             if i == 50:
                 monitor.producer.flush(10)
+                # Once the group has settled, requests are quick; the injected delay must then show.
+                assert wait_for(lambda: (slowest_broker_round_trip(bridge) or 1) < 0.3, timeout=20), slowest_broker_round_trip(bridge)
                 for broker in (1, 2, 3):
                     kafka.command(f"rtt {broker} 300")
+                assert wait_for(lambda: (slowest_broker_round_trip(bridge) or 0) >= 0.3, timeout=20), "the slow brokers show in the metrics"
             if i == 100:
                 monitor.producer.flush(30)
                 for partition in range(4):

@@ -69,7 +69,8 @@ public enum BridgeRuntime {
         let consumer = try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(
                 bootstrapServers: bootstrap, groupId: configuration.groupId, topics: configuration.topics,
-                properties: KafkaProperties(kafkaProperties), autoCommit: false),
+                // librdkafka's statistics feed the per-broker round-trip gauges.
+                properties: KafkaProperties(["statistics.interval.ms": "5000"].merging(kafkaProperties) { _, given in given }), autoCommit: false),
             logger: logger)
         let producerProperties = KafkaProperties(kafkaProperties.filter { !consumerOnlyProperties.contains($0.key) })
         let deadLetterProducer = try KafkaProducer(

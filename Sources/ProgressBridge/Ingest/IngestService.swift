@@ -120,6 +120,9 @@ public struct IngestService: Service {
                 for lag in consumer.partitionLags() {
                     if let value = lag.lag { metrics.setLag(topic: lag.topic, partition: lag.partition, lag: value) }
                 }
+                for broker in consumer.status.brokers {
+                    if let rtt = broker.meanRoundTripSeconds { metrics.setBrokerRoundTrip(broker: broker.nodeId, seconds: rtt) }
+                }
             }
         }
         readiness.ingestStopped()

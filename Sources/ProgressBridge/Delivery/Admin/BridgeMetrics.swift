@@ -72,7 +72,9 @@ public final class BridgeMetrics: Sendable {
         kafkaUp = registry.makeGauge(descriptor: .bridge("kafka_up", "1 while the consumer reaches Kafka, 0 while all brokers are down."))
     }
 
-    private let lagGauges = LagGauges()
+    private let lagGauges = GaugeFamily("consumer_lag", "Messages behind the partition's high watermark.")
+    private let brokerRoundTrips = GaugeFamily(
+        "kafka_broker_rtt_seconds", "Mean request round-trip time per broker over librdkafka's last statistics window.")
 
     /// Counts a refusal.
     func refused(_ failure: AuthFailure) {
@@ -81,7 +83,12 @@ public final class BridgeMetrics: Sendable {
 
     /// Sets the consumer lag of one partition.
     func setLag(topic: String, partition: Int32, lag: Int64) {
-        lagGauges.gauge(registry: registry, topic: topic, partition: partition).record(Double(lag))
+        lagGauges.gauge(registry, [("topic", topic), ("partition", String(partition))]).record(Double(lag))
+    }
+
+    /// Sets a broker's mean request round-trip time (from librdkafka's statistics).
+    func setBrokerRoundTrip(broker: Int32, seconds: Double) {
+        brokerRoundTrips.gauge(registry, [("broker", String(broker))]).record(seconds)
     }
 
     /// Renders the exposition text.
@@ -94,15 +101,23 @@ public final class BridgeMetrics: Sendable {
 
 import Synchronization
 
-/// Lag gauges are created per assigned partition (bounded by the topics' partition count).
-final class LagGauges: Sendable {
-    private let gauges = Mutex<[String: Gauge]>([:])
+/// Gauges of one name created on first use per label set — for labels with a bounded set of values
+/// (partitions, brokers), never for anything a client chooses.
+final class GaugeFamily: Sendable {
+    private let name: String
+    private let help: String
+    private let gauges = Mutex<[[String]: Gauge]>([:])
 
-    func gauge(registry: PrometheusCollectorRegistry, topic: String, partition: Int32) -> Gauge {
+    init(_ name: String, _ help: String) {
+        self.name = name
+        self.help = help
+    }
+
+    func gauge(_ registry: PrometheusCollectorRegistry, _ labels: [(String, String)]) -> Gauge {
         gauges.withLock { map in
-            let key = "\(topic)/\(partition)"
+            let key = labels.map(\.1)
             if let g = map[key] { return g }
-            let g = registry.makeGauge(descriptor: .bridge("consumer_lag", "Messages behind the partition's high watermark."), labels: [("topic", topic), ("partition", String(partition))])
+            let g = registry.makeGauge(descriptor: .bridge(name, help), labels: labels)
             map[key] = g
             return g
         }

@@ -1,0 +1,38 @@
+import Foundation
+import Kafka
+import Logging
+import Testing
+
+@Suite("librdkafka statistics: per-broker round trips")
+struct KafkaStatisticsTests {
+    @Test func aSlowBrokerShowsInTheRoundTripStatistics() async throws {
+        let logger = Logger(label: "test")
+        let cluster = try KafkaMockCluster(brokers: 1, logger: logger)
+        try cluster.createTopic("stats.events", partitions: 1)
+        let consumer = try KafkaConsumer(
+            configuration: .init(
+                bootstrapServers: cluster.bootstrapServers, groupId: "stats-\(UUID().uuidString)", topics: ["stats.events"],
+                properties: KafkaProperties(["statistics.interval.ms": "200", "fetch.wait.max.ms": "10"])),
+            logger: logger)
+        func brokerRoundTrip() -> Double? { consumer.status.brokers.first { $0.nodeId == 1 }?.meanRoundTripSeconds }
+
+        // Joining the group takes long requests; once assigned, the windows hold short fetches only.
+        for _ in 0..<100 where consumer.partitionLags().isEmpty { _ = await consumer.poll() }
+        var baseline = Double.infinity
+        for _ in 0..<20 {
+            _ = await consumer.poll()
+            baseline = min(baseline, brokerRoundTrip() ?? .infinity)
+        }
+        cluster.setBrokerRTT(1, ms: 250)
+        var slow = 0.0
+        for _ in 0..<100 where slow < 0.25 {
+            _ = await consumer.poll()
+            slow = brokerRoundTrip() ?? 0
+        }
+        await consumer.close()
+        #expect(baseline < 0.1, "steady round trip before the fault: \(baseline) s")
+        // The mock now delays every response by 250 ms, so no request can be faster.
+        #expect(slow >= 0.25, "round trip with the fault: \(slow) s")
+        #expect(consumer.status.brokers.allSatisfy { $0.nodeId >= 0 }, "bootstrap and coordinator pseudo-brokers are left out")
+    }
+}
