@@ -3,9 +3,10 @@ import Testing
 @testable import JSONSchema
 @testable import ProgressContract
 
-/// The validator's flat fast path against its node-walking evaluator, on the contract's schemas:
-/// thousands of mutated events (members removed, values swapped for others of every type, event
-/// types crossed with other types' data) must be judged the same by both.
+/// The validator's flat fast path against its node-walking evaluator, on the contract's schemas: every
+/// member of every event removed or swapped for values of every type, alone and together with another
+/// member's removal, and every event type crossed with every other type's data — all must be judged the
+/// same by both.
 @Suite("Flat fast path agrees with the node-walking evaluator on mutated events")
 struct FastPathAgreementTests {
     static let seeds: [String] = [
@@ -38,65 +39,69 @@ struct FastPathAgreementTests {
         let walker = try JSONSchemaValidator(registry: registry, uri: flat.schemaURI, options: options)
         #expect(flat.usesFlatProgram, "the contract's schemas must take the flat fast path")
 
-        var random = SplitMix64(seed: 0x5EED)
         let parsed = try Self.seeds.map { try JSONParser().parse(Array($0.utf8)) }
+        var mutants: [JSONValue] = []
+        for seed in parsed {
+            let paths = Self.paths(in: seed)
+            let dataPaths = paths.filter { $0.count > 1 && $0[0] == .key("data") }
+            for path in paths {
+                mutants.append(Self.replacing(seed, at: path[...], with: nil))
+                for replacement in Self.replacements {
+                    let mutant = Self.replacing(seed, at: path[...], with: replacement)
+                    mutants.append(mutant)
+                    // The same with one member of `data` (where most members are optional) gone too.
+                    for other in dataPaths where !other.starts(with: path) && !path.starts(with: other) {
+                        mutants.append(Self.replacing(mutant, at: other[...], with: nil))
+                    }
+                }
+            }
+            for other in parsed {
+                mutants.append(Self.replacing(seed, at: [.key("data")], with: other["data"]))
+            }
+        }
         var verdicts = (valid: 0, invalid: 0)
         var disagreements: [String] = []
-        for round in 0..<20_000 {
-            var mutant = parsed[round % parsed.count]
-            for _ in 0..<(1 + Int(random.next() % 3)) { mutant = mutate(mutant, &random) }
+        for mutant in mutants {
             let expected = walker.isValid(mutant)
             if expected { verdicts.valid += 1 } else { verdicts.invalid += 1 }
             if flat.isValid(mutant) != expected, disagreements.count < 5 { disagreements.append(mutant.serialized()) }
         }
+        #expect(mutants.count > 10_000)
         #expect(disagreements.isEmpty, Comment(rawValue: disagreements.joined(separator: "\n")))
         // Both outcomes must be well represented, or the comparison proves little.
         #expect(verdicts.valid > 500 && verdicts.invalid > 500, "valid \(verdicts.valid), invalid \(verdicts.invalid)")
     }
 
-    /// One random change somewhere in `value`: a member removed or replaced, or an item replaced.
-    func mutate(_ value: JSONValue, _ random: inout SplitMix64) -> JSONValue {
-        let descend = random.next() % 3 != 0
+    enum Step: Equatable {
+        case key(String)
+        case index(Int)
+    }
+
+    /// Every member and item path in `value`, outermost first.
+    static func paths(in value: JSONValue) -> [[Step]] {
         switch value {
-        case .object(var object) where !object.isEmpty:
-            let keys = object.keys
-            let key = keys[Int(random.next() % UInt64(keys.count))]
-            if descend, let member = object[key], member.isContainer {
-                object[key] = mutate(member, &random)
-            } else if random.next() % 4 == 0 {
-                object[key] = nil
-            } else {
-                object[key] = Self.replacements[Int(random.next() % UInt64(Self.replacements.count))]
-            }
+        case .object(let object): object.flatMap { key, member in [[.key(key)]] + paths(in: member).map { [.key(key)] + $0 } }
+        case .array(let items): items.indices.flatMap { i in [[.index(i)]] + paths(in: items[i]).map { [.index(i)] + $0 } }
+        default: []
+        }
+    }
+
+    /// `value` with the member or item at `path` replaced (or removed, for nil).
+    static func replacing(_ value: JSONValue, at path: ArraySlice<Step>, with replacement: JSONValue?) -> JSONValue {
+        guard let step = path.first else { return replacement ?? value }
+        switch (value, step) {
+        case (.object(var object), .key(let key)):
+            object[key] = path.count == 1 ? replacement : object[key].map { replacing($0, at: path.dropFirst(), with: replacement) }
             return .object(object)
-        case .array(var items) where !items.isEmpty:
-            let i = Int(random.next() % UInt64(items.count))
-            items[i] = descend ? mutate(items[i], &random) : Self.replacements[Int(random.next() % UInt64(Self.replacements.count))]
+        case (.array(var items), .index(let i)) where items.indices.contains(i):
+            if path.count == 1 {
+                if let replacement { items[i] = replacement } else { items.remove(at: i) }
+            } else {
+                items[i] = replacing(items[i], at: path.dropFirst(), with: replacement)
+            }
             return .array(items)
         default:
-            return Self.replacements[Int(random.next() % UInt64(Self.replacements.count))]
+            return value
         }
-    }
-}
-
-extension JSONValue {
-    fileprivate var isContainer: Bool {
-        switch self {
-        case .object, .array: true
-        default: false
-        }
-    }
-}
-
-/// A small seeded generator, so a failure reproduces.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
