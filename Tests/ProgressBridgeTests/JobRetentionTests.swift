@@ -17,7 +17,7 @@ struct JobRetentionTests {
         _ = store.apply(stateChange("job_done", to: .running, at: 1_000))
         _ = store.apply(stateChange("job_done", to: .completed, at: 2_000))
         _ = store.apply(stateChange("job_silent", to: .running, at: 1_000))
-        let now = JobStore.nowMs()
+        let now = WallClock.nowMs()
 
         // Both changed just now: a cutoff in the past forgets nothing.
         #expect(store.evict(finishedBefore: now - 60_000, idleBefore: now - 60_000).isEmpty)
@@ -37,7 +37,7 @@ struct JobRetentionTests {
         _ = store.apply(stateChange("job_watched", to: .running, at: 1_000))
         let outbox = Outbox(capacity: 8, metrics: metrics)
         store.subscribe(jobId: "job_watched", subscriber: ObjectIdentifier(outbox), outbox: outbox, lastSeq: nil, now: 0)
-        let later = JobStore.nowMs() + 60_000
+        let later = WallClock.nowMs() + 60_000
         #expect(store.evict(finishedBefore: later, idleBefore: later).isEmpty)
         #expect(store.aggregate("job_watched") != nil)
         store.unsubscribe(jobId: "job_watched", subscriber: ObjectIdentifier(outbox))

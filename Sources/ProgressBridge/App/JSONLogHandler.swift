@@ -23,7 +23,7 @@ public struct JSONLogHandler: LogHandler {
         for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { _, new in new }) {
             object[key] = .string("\(value)")
         }
-        object["ts"] = .string(RFC3339.format(milliseconds: Int64(Date().timeIntervalSince1970 * 1000)))
+        object["ts"] = .string(RFC3339.format(milliseconds: WallClock.nowMs()))
         object["level"] = .string(event.level.rawValue)
         object["logger"] = .string(label)
         object["message"] = .string("\(event.message)")

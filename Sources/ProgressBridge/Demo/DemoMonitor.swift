@@ -37,15 +37,13 @@ public struct DemoMonitor: Service {
         self.logger = logger
     }
 
-    static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
-
     public func run() async throws {
         var rng = SplitMix64(seed: settings.seed)
         var jobs: [DemoJobSimulation] = []
         var started = 0
         var tickCount = 0
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            let now = Self.nowMs()
+            let now = WallClock.nowMs()
             jobs.removeAll { $0.finished }
             while jobs.count < settings.concurrentJobs, settings.maxJobs.map({ started < $0 }) ?? true {
                 started += 1

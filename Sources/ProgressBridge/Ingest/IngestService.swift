@@ -105,7 +105,7 @@ public struct IngestService: Service {
                 if let changedJob { checkpoint.dirtyJobs.insert(changedJob) }
             }
             if let durability, ContinuousClock.now - lastCheckpoint >= durability.interval {
-                let now = Int64(Date().timeIntervalSince1970 * 1000)
+                let now = WallClock.nowMs()
                 let forgotten = store.evict(
                     finishedBefore: now - durability.finishedJobRetention.components.seconds * 1000,
                     idleBefore: now - durability.idleJobRetention.components.seconds * 1000)

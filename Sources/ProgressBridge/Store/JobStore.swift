@@ -56,7 +56,7 @@ public final class JobStore: Sendable {
             let outcome = aggregate.apply(event)
             guard case .applied = outcome else { return (outcome, false, false) }
             s.aggregate = aggregate
-            s.lastChangedAt = JobStore.nowMs()
+            s.lastChangedAt = WallClock.nowMs()
             s.seq += 1
             let data: JSONValue
             if event.type.isJobEvent {
@@ -167,8 +167,6 @@ public final class JobStore: Sendable {
         }
     }
 
-    static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
-
     /// Forgets jobs that nobody watches and that this bridge last changed before a cutoff (wall clock, ms):
     /// `finishedBefore` for finished jobs, `idleBefore` for the others (their monitor went away). Wall-clock
     /// time, so a replay of old events does not make a job vanish the moment it completes.
@@ -205,7 +203,7 @@ public final class JobStore: Sendable {
         let isNew = channel.state.withLock { s -> Bool in
             let isNew = s.aggregate == nil
             s.aggregate = aggregate
-            s.lastChangedAt = JobStore.nowMs()
+            s.lastChangedAt = WallClock.nowMs()
             s.seq = max(s.seq, seq)
             return isNew
         }

@@ -93,8 +93,6 @@ struct SubscriberSession {
     let settings: DeliverySettings
     let logger: Logger
 
-    static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
-
     func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
         let outbox = Outbox(capacity: settings.sendQueueCapacity, metrics: metrics)
         let subscriberId = ObjectIdentifier(outbox)
@@ -105,7 +103,7 @@ struct SubscriberSession {
             outbox.close(.finished)
             metrics.connections.decrement()
         }
-        let now = Self.nowMs()
+        let now = WallClock.nowMs()
         outbox.enqueue(
             .make(
                 type: "connection.ack", jobId: request.jobId, seq: 0, ts: now, occurredAt: nil,
@@ -139,7 +137,7 @@ struct SubscriberSession {
             try await outbound.write(.text(message.text))
             metrics.messagesSent.increment()
             if let occurredAt = message.occurredAt {
-                metrics.deliveryAge.record(.milliseconds(max(0, Self.nowMs() - occurredAt)))
+                metrics.deliveryAge.record(.milliseconds(max(0, WallClock.nowMs() - occurredAt)))
             }
         }
         switch outbox.closure {
@@ -165,7 +163,7 @@ struct SubscriberSession {
                 return
             }
             guard case .text(let text) = message else {
-                outbox.enqueue(.error(code: "unsupported_frame", message: "send JSON text frames", now: Self.nowMs()))
+                outbox.enqueue(.error(code: "unsupported_frame", message: "send JSON text frames", now: WallClock.nowMs()))
                 continue
             }
             handleClientMessage(text, outbox: outbox)
@@ -174,7 +172,7 @@ struct SubscriberSession {
 
     /// Client → server: `ping`, `resume`.
     func handleClientMessage(_ text: String, outbox: Outbox) {
-        let now = Self.nowMs()
+        let now = WallClock.nowMs()
         guard let value = try? JSONParser(limits: .init(maxDepth: 8, maxBytes: settings.maxClientMessageBytes)).parse(text),
             let type = value["type"]?.stringValue
         else {
