@@ -20,7 +20,8 @@ public final class KafkaClientStatus: Sendable {
 
     /// The most recent error librdkafka reported, if any.
     public var lastError: String? { state.withLock { $0.lastError } }
-    /// Whether librdkafka last said that all brokers are down (cleared once a message flows).
+    /// Whether all brokers are down: set by librdkafka's error callback, and from its statistics (when
+    /// `statistics.interval.ms` is set) whenever no broker is `UP`; cleared by a broker `UP` or a message flowing.
     public var allBrokersDown: Bool { state.withLock { $0.allBrokersDown } }
 
     func recordError(code: rd_kafka_resp_err_t, reason: String) {
@@ -40,9 +41,14 @@ public final class KafkaClientStatus: Sendable {
     /// The brokers as of librdkafka's latest statistics (empty unless `statistics.interval.ms` is set).
     public var brokers: [KafkaBrokerStatistics] { state.withLock { $0.brokers } }
 
+    /// Broker connection states from librdkafka's statistics are the source of truth for reachability: an
+    /// outage clears once a broker is `UP` again, even when no message has flowed since.
     func recordStatistics(_ json: [UInt8]) {
         guard let brokers = KafkaStatisticsDecoder.brokers(json) else { return }
-        state.withLock { $0.brokers = brokers }
+        state.withLock { s in
+            s.brokers = brokers
+            if !brokers.isEmpty { s.allBrokersDown = !brokers.contains { $0.state == "UP" } }
+        }
     }
 
     func markHealthy() {

@@ -40,6 +40,39 @@ public final class KafkaProducer: Sendable {
         client.status.markHealthy()
     }
 
+    /// Writes every record and waits until each is acknowledged (or librdkafka gave up on it); throws the
+    /// first failure. For many records at once — one delivery report each, served by one poll loop.
+    public func sendAll(_ records: [KafkaRecord]) async throws(KafkaError) {
+        var reports: [DeliveryReport] = []
+        reports.reserveCapacity(records.count)
+        for record in records {
+            let report = DeliveryReport()
+            let opaque = Unmanaged.passRetained(report).toOpaque()
+            while true {
+                do {
+                    try enqueue(topic: record.topic, key: record.key, value: record.value, headers: record.headers, opaque: opaque)
+                    break
+                } catch where error.code == RD_KAFKA_RESP_ERR__QUEUE_FULL.rawValue {
+                    await poll(timeoutMs: 10)  // librdkafka's queue is full: let deliveries drain it
+                } catch {
+                    Unmanaged<DeliveryReport>.fromOpaque(opaque).release()
+                    throw error
+                }
+            }
+            reports.append(report)
+        }
+        var next = 0
+        while next < reports.count {
+            if let err = reports[next].result {
+                if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "deliver to \(records[next].topic)") }
+                next += 1
+            } else {
+                await poll(timeoutMs: 10)
+            }
+        }
+        if !records.isEmpty { client.status.markHealthy() }
+    }
+
     /// Queues one record without waiting; call `poll` or `flush` to serve delivery reports.
     public func produce(topic: String, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader] = [], partition: Int32? = nil) throws(KafkaError) {
         try enqueue(topic: topic, key: key, value: value, headers: headers, opaque: nil, partition: partition)
@@ -101,5 +134,21 @@ final class DeliveryReport: Sendable {
 
     func complete(_ err: rd_kafka_resp_err_t) {
         state.withLock { $0 = err }
+    }
+}
+
+/// One record to write.
+public struct KafkaRecord: Sendable {
+    public let topic: String
+    public let key: [UInt8]?
+    /// `nil`: a tombstone.
+    public let value: [UInt8]?
+    public let headers: [KafkaHeader]
+
+    public init(topic: String, key: [UInt8]?, value: [UInt8]?, headers: [KafkaHeader] = []) {
+        self.topic = topic
+        self.key = key
+        self.value = value
+        self.headers = headers
     }
 }

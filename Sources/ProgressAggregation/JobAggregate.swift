@@ -10,23 +10,39 @@ public enum ApplyOutcome: Sendable, Equatable {
     case rejected(Rejection)
 }
 
+/// Bounds on what one job may hold, whatever its producer sends.
+public struct AggregateLimits: Sendable, Hashable {
+    /// Videos per job; an event about one more is rejected (`limit_exceeded`). Default 200,000.
+    public var maxVideos: Int
+    /// Event ids remembered for recognising duplicates; older ones are forgotten (their redeliveries are
+    /// still harmless, because applying is idempotent). Default 10,000.
+    public var maxEventIds: Int
+
+    public init(maxVideos: Int = 200_000, maxEventIds: Int = 10_000) {
+        self.maxVideos = max(1, maxVideos)
+        self.maxEventIds = max(1, maxEventIds)
+    }
+}
+
 /// The aggregate of one job: a pure function of its events (content and `occurred_at` only).
 ///
-/// Every field is "latest event wins" by `EventStamp`, and counts are derived from the
-/// per-video states, so applying the same set of events in any order, or twice, gives the
-/// same result. Duplicates by `event_id` are also recognised explicitly.
+/// Every field is "latest event that carried it wins" by `EventStamp`, each field on its own, and
+/// counts are derived from the per-video states, so applying the same set of events in any order, or
+/// twice, gives the same result. Duplicates by `event_id` are also recognised explicitly.
 ///
 /// `Codable`, so the bridge can keep it in a changelog topic and restore it after a restart.
-public struct JobAggregate: Sendable, Codable {
+public struct JobAggregate: Sendable {
     public let jobId: String
-    public private(set) var state: JobState?
-    private var stateStamp: EventStamp?
-    public private(set) var details = JobDetails()
-    private var detailsStamp: EventStamp?
-    private var totalStamp: EventStamp?
-    public private(set) var monitorCounts: MonitorCounts?
-    private var monitorStamp: EventStamp?
-    public private(set) var error: ErrorInfo?
+    private var stateField = Stamped<JobState>()
+    private var titleField = Stamped<String>()
+    private var totalField = Stamped<Int>()
+    private var deadlineField = Stamped<Int64>()
+    private var createdAtField = Stamped<Int64>()
+    private var priorityField = Stamped<String>()
+    private var sheetIdField = Stamped<String>()
+    private var sheetRangeField = Stamped<String>()
+    private var monitorField = Stamped<MonitorCounts>()
+    private var errorField = Stamped<ErrorInfo>()
     public private(set) var videos: [String: VideoProgress] = [:]
     /// Known videos by state (videos never mentioned are not here).
     private var stateCounts: [VideoState: Int] = [:]
@@ -34,22 +50,38 @@ public struct JobAggregate: Sendable, Codable {
     public private(set) var lastEventAt: Int64
     /// Event time of the earliest transition to `running`.
     public private(set) var startedAt: Int64?
-    /// Event time at which the job reached a terminal state.
-    public private(set) var finishedAt: Int64?
     public private(set) var eventsApplied = 0
     private var seenEventIds = Set<String>()
     private var seenOrder: [String] = []
     private var seenHead = 0
-    /// How many event ids are remembered for dedup; older ones are forgotten (their
-    /// duplicates are still harmless, because applying is idempotent).
-    public let dedupCapacity: Int
+    /// Configuration, not state: never encoded.
+    public private(set) var limits = AggregateLimits()
 
     /// Creates the empty aggregate of a job first seen at `firstEventAt`.
-    public init(jobId: String, firstEventAt: Int64, dedupCapacity: Int = 100_000) {
+    public init(jobId: String, firstEventAt: Int64, limits: AggregateLimits = .init()) {
         self.jobId = jobId
         self.firstEventAt = firstEventAt
         self.lastEventAt = firstEventAt
-        self.dedupCapacity = dedupCapacity
+        self.limits = limits
+    }
+
+    public var state: JobState? { stateField.value }
+    public var monitorCounts: MonitorCounts? { monitorField.value }
+    public var error: ErrorInfo? { errorField.value }
+    /// Event time at which the job reached a terminal state.
+    public var finishedAt: Int64? { (stateField.value?.isTerminal ?? false) ? stateField.stamp?.occurredAt : nil }
+
+    /// The job's details, each the latest that any event carried.
+    public var details: JobDetails {
+        var d = JobDetails()
+        d.title = titleField.value
+        d.totalVideos = totalField.value
+        d.processingDeadlineMs = deadlineField.value
+        d.createdAt = createdAtField.value
+        d.priority = priorityField.value
+        d.sheetId = sheetIdField.value
+        d.sheetRange = sheetRangeField.value
+        return d
     }
 
     /// Applies one event of this job.
@@ -58,6 +90,9 @@ public struct JobAggregate: Sendable, Codable {
         if seenEventIds.contains(event.eventId) { return .duplicate }
         let stamp = EventStamp(event)
         if case .rejected(let rejection) = checkTransition(event, stamp) { return .rejected(rejection) }
+        if let id = event.payload.videoId, videos[id] == nil, videos.count >= limits.maxVideos {
+            return .rejected(Rejection(.limitExceeded, "job \(jobId) already has \(videos.count) videos, the most one job may have (--max-videos-per-job)"))
+        }
         remember(event.eventId)
         eventsApplied += 1
         firstEventAt = min(firstEventAt, event.occurredAt)
@@ -68,43 +103,39 @@ public struct JobAggregate: Sendable, Codable {
             if let job { mergeDetails(job, stamp) }
             setState(to, stamp)
         case .jobProgress(let counts):
-            if monitorStamp.map({ $0 < stamp }) ?? true {
-                monitorCounts = counts
-                monitorStamp = stamp
-            }
-            setTotal(counts.totalVideos, stamp)
+            monitorField.offer(counts, stamp)
+            totalField.offer(counts.totalVideos, stamp)
         case .videoCreated(let id, let rowIndex, let title):
-            updateVideo(id, event.occurredAt) { video in
-                video.rowIndex = rowIndex ?? video.rowIndex
-                video.title = title ?? video.title
+            updateVideo(id, stamp) { video in
+                video.rowIndexField.offer(rowIndex, stamp)
+                video.titleField.offer(title, stamp)
             }
         case .videoUpdated(let id, let videoState, let percent, let stage, let attempt):
-            setVideoState(id, videoState, stamp) { video in
-                video.progressPercent = percent ?? video.progressPercent
-                video.stage = stage ?? video.stage
-                video.attempt = attempt ?? video.attempt
+            updateVideo(id, stamp) { video in
+                video.outcome.offer(.init(state: videoState), stamp)
+                video.percent.offer(percent, stamp)
+                video.stageField.offer(stage, stamp)
+                video.attemptField.offer(attempt, stamp)
             }
         case .videoCompleted(let id, let processingMs, let outputURL, let attempt):
-            setVideoState(id, .completed, stamp) { video in
-                video.progressPercent = 100
-                video.processingMs = processingMs
-                video.outputURL = outputURL ?? video.outputURL
-                video.attempt = attempt ?? video.attempt
-                video.error = nil
-                video.retryable = nil
+            updateVideo(id, stamp) { video in
+                video.outcome.offer(.init(state: .completed), stamp)
+                video.percent.offer(100, stamp)
+                video.processingField.offer(processingMs, stamp)
+                video.outputField.offer(outputURL, stamp)
+                video.attemptField.offer(attempt, stamp)
             }
         case .videoFailed(let id, let failure, let retryable, let attempt, let processingMs):
-            setVideoState(id, .failed, stamp) { video in
-                video.error = failure
-                video.retryable = retryable
-                video.attempt = attempt ?? video.attempt
-                video.processingMs = processingMs ?? video.processingMs
+            updateVideo(id, stamp) { video in
+                video.outcome.offer(.init(state: .failed, error: failure, retryable: retryable), stamp)
+                video.attemptField.offer(attempt, stamp)
+                video.processingField.offer(processingMs, stamp)
             }
         case .jobCompleted(let summary):
-            if let total = summary?.totalVideos { setTotal(total, stamp) }
+            totalField.offer(summary?.totalVideos, stamp)
             setState(.completed, stamp)
         case .jobFailed(let failure):
-            if stateStamp.map({ $0 < stamp }) ?? true { error = failure }
+            errorField.offer(failure, stamp)
             setState(.failed, stamp)
         case .jobCanceled:
             setState(.canceled, stamp)
@@ -128,7 +159,7 @@ public struct JobAggregate: Sendable, Codable {
         case .jobCanceled: target = .canceled
         default: return .applied
         }
-        if let state, state.isTerminal, let stateStamp, stateStamp < stamp, state != target {
+        if let state, state.isTerminal, let stateStamp = stateField.stamp, stateStamp < stamp, state != target {
             return .rejected(Rejection(.invalidTransition, "job \(jobId) is already \(state.rawValue); it cannot become \(target.rawValue)"))
         }
         return .applied
@@ -136,68 +167,40 @@ public struct JobAggregate: Sendable, Codable {
 
     private mutating func remember(_ eventId: String) {
         seenEventIds.insert(eventId)
-        if seenOrder.count < dedupCapacity {
+        if seenOrder.count < limits.maxEventIds {
             seenOrder.append(eventId)
         } else {
             seenEventIds.remove(seenOrder[seenHead])
             seenOrder[seenHead] = eventId
-            seenHead = (seenHead + 1) % dedupCapacity
+            seenHead = (seenHead + 1) % seenOrder.count
         }
     }
 
     private mutating func setState(_ next: JobState, _ stamp: EventStamp) {
         if next == .running { startedAt = min(startedAt ?? stamp.occurredAt, stamp.occurredAt) }
-        guard stateStamp.map({ $0 < stamp }) ?? true else { return }
-        state = next
-        stateStamp = stamp
-        finishedAt = next.isTerminal ? stamp.occurredAt : nil
-    }
-
-    private mutating func setTotal(_ total: Int, _ stamp: EventStamp) {
-        guard totalStamp.map({ $0 < stamp }) ?? true else { return }
-        details.totalVideos = total
-        totalStamp = stamp
+        stateField.offer(next, stamp)
     }
 
     private mutating func mergeDetails(_ job: JobDetails, _ stamp: EventStamp) {
-        if let total = job.totalVideos { setTotal(total, stamp) }
-        let newer = detailsStamp.map { $0 < stamp } ?? true
-        func pick<T>(_ current: T?, _ incoming: T?) -> T? { newer ? (incoming ?? current) : (current ?? incoming) }
-        details.title = pick(details.title, job.title)
-        details.processingDeadlineMs = pick(details.processingDeadlineMs, job.processingDeadlineMs)
-        details.createdAt = pick(details.createdAt, job.createdAt)
-        details.priority = pick(details.priority, job.priority)
-        details.sheetId = pick(details.sheetId, job.sheetId)
-        details.sheetRange = pick(details.sheetRange, job.sheetRange)
-        if newer { detailsStamp = stamp }
+        totalField.offer(job.totalVideos, stamp)
+        titleField.offer(job.title, stamp)
+        deadlineField.offer(job.processingDeadlineMs, stamp)
+        createdAtField.offer(job.createdAt, stamp)
+        priorityField.offer(job.priority, stamp)
+        sheetIdField.offer(job.sheetId, stamp)
+        sheetRangeField.offer(job.sheetRange, stamp)
     }
 
-    private mutating func updateVideo(_ id: String, _ at: Int64, _ change: (inout VideoProgress) -> Void) {
-        var video: VideoProgress
-        if let existing = videos[id] {
-            video = existing
-        } else {
-            stateCounts[.pending, default: 0] += 1
-            video = VideoProgress(id: id, jobId: jobId, updatedAt: at)
-        }
+    private mutating func updateVideo(_ id: String, _ stamp: EventStamp, _ change: (inout VideoProgress) -> Void) {
+        var video = videos[id] ?? VideoProgress(id: id, jobId: jobId, updatedAt: stamp.occurredAt)
+        let before = videos[id]?.state
         change(&video)
-        video.updatedAt = max(video.updatedAt, at)
+        video.updatedAt = max(video.updatedAt, stamp.occurredAt)
+        if before != video.state {
+            if let before { stateCounts[before, default: 0] -= 1 }
+            stateCounts[video.state, default: 0] += 1
+        }
         videos[id] = video
-    }
-
-    private mutating func setVideoState(_ id: String, _ next: VideoState, _ stamp: EventStamp, _ change: (inout VideoProgress) -> Void) {
-        var transition: (from: VideoState, to: VideoState)?
-        updateVideo(id, stamp.occurredAt) { video in
-            guard video.stateStamp.map({ $0 < stamp }) ?? true else { return }
-            transition = (video.state, next)
-            video.state = next
-            video.stateStamp = stamp
-            change(&video)
-        }
-        if let transition {
-            stateCounts[transition.from, default: 0] -= 1
-            stateCounts[transition.to, default: 0] += 1
-        }
     }
 
     /// A copy that remembers only the latest `keep` event ids, to keep snapshots small. Older
@@ -212,6 +215,80 @@ public struct JobAggregate: Sendable, Codable {
         return copy
     }
 
+    /// This aggregate without its videos (which the state topic keeps in records of their own).
+    public func withoutVideos() -> JobAggregate {
+        var copy = self
+        copy.videos = [:]
+        copy.stateCounts = [:]
+        return copy
+    }
+
+    /// Puts restored videos back (replacing any of the same id) and recounts them; applies `limits`.
+    public mutating func restore(videos restored: some Sequence<VideoProgress>, limits: AggregateLimits) {
+        for video in restored where video.jobId == jobId { videos[video.id] = video }
+        stateCounts = [:]
+        for video in videos.values { stateCounts[video.state, default: 0] += 1 }
+        self = compacted(keepingEventIds: limits.maxEventIds)
+        self.limits = limits
+    }
+
     /// How many known videos are in `state`.
     public func count(_ state: VideoState) -> Int { stateCounts[state, default: 0] }
+}
+
+extension JobAggregate: Codable {
+    private enum CodingKeys: String, CodingKey {
+        case jobId, stateField, titleField, totalField, deadlineField, createdAtField, priorityField, sheetIdField, sheetRangeField
+        case monitorField, errorField, videos, firstEventAt, lastEventAt, startedAt, eventsApplied, seenOrder, seenHead
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        jobId = try c.decode(String.self, forKey: .jobId)
+        stateField = try c.decode(Stamped<JobState>.self, forKey: .stateField)
+        titleField = try c.decode(Stamped<String>.self, forKey: .titleField)
+        totalField = try c.decode(Stamped<Int>.self, forKey: .totalField)
+        deadlineField = try c.decode(Stamped<Int64>.self, forKey: .deadlineField)
+        createdAtField = try c.decode(Stamped<Int64>.self, forKey: .createdAtField)
+        priorityField = try c.decode(Stamped<String>.self, forKey: .priorityField)
+        sheetIdField = try c.decode(Stamped<String>.self, forKey: .sheetIdField)
+        sheetRangeField = try c.decode(Stamped<String>.self, forKey: .sheetRangeField)
+        monitorField = try c.decode(Stamped<MonitorCounts>.self, forKey: .monitorField)
+        errorField = try c.decode(Stamped<ErrorInfo>.self, forKey: .errorField)
+        firstEventAt = try c.decode(Int64.self, forKey: .firstEventAt)
+        lastEventAt = try c.decode(Int64.self, forKey: .lastEventAt)
+        startedAt = try c.decodeIfPresent(Int64.self, forKey: .startedAt)
+        eventsApplied = max(0, try c.decode(Int.self, forKey: .eventsApplied))
+        seenOrder = try c.decode([String].self, forKey: .seenOrder)
+        let head = try c.decode(Int.self, forKey: .seenHead)
+        // A record from outside: an index out of range would trap on the next event.
+        seenHead = seenOrder.indices.contains(head) ? head : 0
+        seenEventIds = Set(seenOrder)
+        var restored: [String: VideoProgress] = [:]
+        for video in try c.decodeIfPresent([VideoProgress].self, forKey: .videos) ?? [] where video.jobId == jobId { restored[video.id] = video }
+        videos = restored
+        for video in videos.values { stateCounts[video.state, default: 0] += 1 }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(jobId, forKey: .jobId)
+        try c.encode(stateField, forKey: .stateField)
+        try c.encode(titleField, forKey: .titleField)
+        try c.encode(totalField, forKey: .totalField)
+        try c.encode(deadlineField, forKey: .deadlineField)
+        try c.encode(createdAtField, forKey: .createdAtField)
+        try c.encode(priorityField, forKey: .priorityField)
+        try c.encode(sheetIdField, forKey: .sheetIdField)
+        try c.encode(sheetRangeField, forKey: .sheetRangeField)
+        try c.encode(monitorField, forKey: .monitorField)
+        try c.encode(errorField, forKey: .errorField)
+        try c.encode(firstEventAt, forKey: .firstEventAt)
+        try c.encode(lastEventAt, forKey: .lastEventAt)
+        try c.encodeIfPresent(startedAt, forKey: .startedAt)
+        try c.encode(eventsApplied, forKey: .eventsApplied)
+        try c.encode(seenOrder, forKey: .seenOrder)
+        try c.encode(seenHead, forKey: .seenHead)
+        if !videos.isEmpty { try c.encode(Array(videos.values), forKey: .videos) }
+    }
 }

@@ -57,6 +57,8 @@ public struct ProgressPolicy: Sendable {
 extension JobAggregate {
     /// The job's `JobProgress`: a pure function of the events applied so far.
     public func progress(policy: ProgressPolicy = .init()) -> JobProgress {
+        let details = self.details
+        let finishedAt = self.finishedAt
         let useMonitor = videos.isEmpty && monitorCounts != nil
         var completed = count(.completed)
         var failed = count(.failed)
@@ -70,9 +72,10 @@ extension JobAggregate {
             processing = m.processing ?? 0
         }
         let total = details.totalVideos
-        let terminal = completed + failed + skipped + canceled
+        // Counts may come from the monitor's own numbers: every sum and difference saturates.
+        let terminal = completed.adding(saturating: failed).adding(saturating: skipped).adding(saturating: canceled)
         let knownPending = useMonitor ? 0 : count(.pending)
-        let pending = total.map { max(0, $0 - terminal - processing) } ?? knownPending
+        let pending = total.map { max(0, $0.subtracting(saturating: terminal).subtracting(saturating: processing)) } ?? knownPending
 
         let percent: Double
         if let total, total > 0 {
@@ -80,13 +83,14 @@ extension JobAggregate {
         } else {
             percent = 0
         }
-        let successRate = completed + failed > 0 ? Double(completed) / Double(completed + failed) : nil
+        let outcomes = Double(completed) + Double(failed)
+        let successRate = outcomes > 0 ? Double(completed) / outcomes : nil
 
         // Throughput over the window of event time ending at the latest event.
         let start = startedAt ?? details.createdAt ?? firstEventAt
         let end = finishedAt ?? lastEventAt
-        let windowStart = max(start, end - policy.throughputWindowMs)
-        let windowMs = end - windowStart
+        let windowStart = max(start, end.subtracting(saturating: policy.throughputWindowMs))
+        let windowMs = end.subtracting(saturating: windowStart)
         var throughput: Double?
         if !useMonitor, windowMs > 0 {
             let recent = videos.values.reduce(0) { n, v in
@@ -100,21 +104,21 @@ extension JobAggregate {
             samples.isEmpty
             ? nil
             : ProcessingTimes(
-                mean: Double(samples.reduce(0, +)) / Double(samples.count),
+                mean: samples.reduce(0.0) { $0 + Double($1) } / Double(samples.count),
                 p50: Self.percentile(samples, 0.50), p95: Self.percentile(samples, 0.95), samples: samples.count)
 
         var eta: Double?
         if let state, state.isTerminal {
             eta = state == .completed ? 0 : nil
         } else if let total {
-            let remaining = max(0, total - terminal)
+            let remaining = max(0, total.subtracting(saturating: terminal))
             if remaining == 0 {
                 eta = 0
             } else if let throughput, throughput > 0 {
                 eta = Double(remaining) / throughput * 60
             }
         }
-        let elapsed = max(0, end - start)
+        let elapsed = max(0, end.subtracting(saturating: start))
         var atRisk = false
         if let deadline = details.processingDeadlineMs, !(state?.isTerminal ?? false) {
             if let eta {

@@ -10,6 +10,10 @@ public enum RejectionReason: String, Sendable, CaseIterable {
     case schemaViolation = "schema_violation"
     /// A job state change the job state machine forbids.
     case invalidTransition = "invalid_transition"
+    /// Beyond a configured bound of the bridge (jobs tracked, videos per job).
+    case limitExceeded = "limit_exceeded"
+    /// `occurred_at` too far ahead of the Kafka record's timestamp (more than the allowed clock skew).
+    case implausibleTimestamp = "implausible_timestamp"
 }
 
 /// An event that is not applied to any job, with a precise explanation.

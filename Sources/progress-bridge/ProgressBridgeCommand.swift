@@ -79,6 +79,39 @@ struct ProgressBridgeCommand: AsyncParsableCommand {
     @Option(name: .customLong("client-message-rate"), help: "Client messages per second per connection, bursts of twice that (faster: close 1008). Env: BRIDGE_CLIENT_MESSAGE_RATE. Default: 20.")
     var clientMessageRate: String?
 
+    @Option(name: .customLong("max-connections-per-subject"), help: "Most WebSocket connections per token subject (sub claim) (more: close 1013). Env: BRIDGE_MAX_CONNECTIONS_PER_SUBJECT. Default: 100.")
+    var maxConnectionsPerSubject: String?
+
+    @Option(name: .customLong("send-queue-bytes"), help: "Bytes queued per WebSocket subscriber before it is disconnected (close code 4001). Env: BRIDGE_SEND_QUEUE_BYTES. Default: 1048576.")
+    var sendQueueBytes: String?
+
+    @Option(name: .customLong("max-jobs"), help: "Most jobs held at once; events of more jobs are dead-lettered as limit_exceeded. Env: BRIDGE_MAX_JOBS. Default: 10000.")
+    var maxJobs: String?
+
+    @Option(name: .customLong("max-videos-per-job"), help: "Most videos per job; events about more are dead-lettered as limit_exceeded. Env: BRIDGE_MAX_VIDEOS_PER_JOB. Default: 200000.")
+    var maxVideosPerJob: String?
+
+    @Option(name: .customLong("max-event-ids-per-job"), help: "Event ids remembered per job to recognise duplicates. Env: BRIDGE_MAX_EVENT_IDS_PER_JOB. Default: 10000.")
+    var maxEventIdsPerJob: String?
+
+    @Option(name: .customLong("max-clock-skew"), help: "Seconds occurred_at may be ahead of the Kafka record timestamp; more is dead-lettered as implausible_timestamp. Env: BRIDGE_MAX_CLOCK_SKEW. Default: 3600.")
+    var maxClockSkew: String?
+
+    @Option(name: .customLong("dlq-max-bytes"), help: "Largest dead-letter value in bytes; larger originals are written truncated (x-dlq-truncated). Env: KAFKA_DLQ_MAX_BYTES. Default: 900000.")
+    var deadLetterMaxBytes: String?
+
+    @Option(name: .customLong("trusted-proxy"), help: "Proxy address or CIDR whose X-Forwarded-For/Forwarded names the client; repeatable. Env: BRIDGE_TRUSTED_PROXIES (comma-separated). Default: none.")
+    var trustedProxies: [String] = []
+
+    @Option(name: .customLong("http-idle-timeout"), help: "Seconds without request activity before an HTTP connection is closed. Env: BRIDGE_HTTP_IDLE_TIMEOUT. Default: 60.")
+    var httpIdleTimeout: String?
+
+    @Option(name: .customLong("max-http-connections"), help: "Most HTTP connections open on the public port, WebSockets included. Env: BRIDGE_MAX_HTTP_CONNECTIONS. Default: 12000.")
+    var maxHTTPConnections: String?
+
+    @Option(name: .customLong("jwt-leeway"), help: "Seconds of clock skew allowed on exp and nbf. Env: JWT_LEEWAY. Default: 30.")
+    var jwtLeeway: String?
+
     @Option(name: .customLong("jwt-secret"), help: "HS256 secret for bearer tokens (≥ 32 bytes). Env: JWT_SECRET.")
     var jwtSecret: String?
 
@@ -107,6 +140,17 @@ struct ProgressBridgeCommand: AsyncParsableCommand {
         flags.maxConnections = maxConnections
         flags.maxConnectionsPerIP = maxConnectionsPerIP
         flags.clientMessageRate = clientMessageRate
+        flags.maxConnectionsPerSubject = maxConnectionsPerSubject
+        flags.sendQueueBytes = sendQueueBytes
+        flags.maxJobs = maxJobs
+        flags.maxVideosPerJob = maxVideosPerJob
+        flags.maxEventIdsPerJob = maxEventIdsPerJob
+        flags.maxClockSkew = maxClockSkew
+        flags.deadLetterMaxBytes = deadLetterMaxBytes
+        flags.trustedProxies = trustedProxies
+        flags.httpIdleTimeout = httpIdleTimeout
+        flags.maxHTTPConnections = maxHTTPConnections
+        flags.jwtLeeway = jwtLeeway
         flags.jwtSecret = jwtSecret
         flags.jwtPublicKey = jwtPublicKey
         flags.jwks = jwks

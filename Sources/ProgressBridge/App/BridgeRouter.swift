@@ -1,3 +1,4 @@
+import HTTPTypes
 import Hummingbird
 import HummingbirdWebSocket
 import Logging
@@ -9,13 +10,17 @@ public func buildApplication(
     onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }, logger: Logger
 ) -> some ApplicationProtocol {
     let refusals = UpgradeRefusals()
+    let gate = HTTPConnectionGate(maxConnections: settings.maxHTTPConnections, metrics: metrics)
+    let idle = settings.httpIdleTimeout.components
     return Application(
         router: buildRouter(store: store, metrics: metrics, authenticator: authenticator),
         server: .http1WebSocketUpgrade(
             webSocketRouter: buildWebSocketRouter(
                 store: store, metrics: metrics, settings: settings, authenticator: authenticator, refusals: refusals),
             configuration: .init(
-                http1: .init(additionalChannelHandlers: [RefusedUpgradeResponseWriter(refusals: refusals)]),
+                http1: .init(
+                    additionalChannelHandlers: [HTTPConnectionGateHandler(gate: gate), RefusedUpgradeResponseWriter(refusals: refusals)],
+                    idleTimeout: .nanoseconds(idle.seconds * 1_000_000_000 + idle.attoseconds / 1_000_000_000)),
                 ws: .init(maxFrameSize: settings.maxClientMessageBytes))),
         configuration: configuration, onServerRunning: onServerRunning, logger: logger)
 }
@@ -35,7 +40,9 @@ func buildWebSocketRouter(
     store: JobStore, metrics: BridgeMetrics, settings: DeliverySettings, authenticator: Authenticator, refusals: UpgradeRefusals
 ) -> Router<BridgeWebSocketContext> {
     let router = Router(context: BridgeWebSocketContext.self)
-    let limiter = ConnectionLimiter(maxTotal: settings.maxConnections, maxPerAddress: settings.maxConnectionsPerAddress)
+    let limiter = ConnectionLimiter(
+        maxTotal: settings.maxConnections, maxPerAddress: settings.maxConnectionsPerAddress, maxPerSubject: settings.maxConnectionsPerSubject,
+        metrics: metrics)
     for path in ["/", "/ws"] {
         router.ws(RouterPath(path)) { request, context in
             if let refusal = await upgradeRefusal(request, authenticator: authenticator, metrics: metrics) {
@@ -44,21 +51,26 @@ func buildWebSocketRouter(
             }
             return .upgrade([:])
         } onUpgrade: { inbound, outbound, context in
-            guard case .success(let subscription) = parseSubscription(context.request) else { return }
-            let address = context.requestContext.remoteAddress?.ipAddress ?? "unknown"
-            if let refusal = limiter.admit(address) {
-                metrics.connectionsRefused.increment()
-                let reason: String
-                switch refusal {
-                case .total(let n): reason = "server at its limit of \(n) connections"
-                case .perAddress(let n): reason = "more than \(n) connections from one address"
-                }
-                try await outbound.close(.unknown(1013), reason: reason)
+            let request = context.request
+            guard case .success(let subscription) = parseSubscription(request) else { return }
+            // Checked before the upgrade; again here for what the session needs of the grant (subject, expiry).
+            let token = Authenticator.token(authorization: request.headers[.authorization], query: subscription.token)
+            guard case .success(let grant) = await authenticator.authorize(token, jobId: subscription.jobId) else {
+                try await outbound.close(.unknown(BridgeCloseCode.tokenExpired), reason: "token no longer valid")
                 return
             }
-            defer { limiter.release(address) }
-            let session = SubscriberSession(request: subscription, store: store, metrics: metrics, settings: settings, logger: context.logger)
-            try await session.run(inbound: inbound, outbound: outbound)
+            let peer = context.requestContext.remoteAddress?.ipAddress ?? "unknown"
+            let address = settings.trustedProxies.clientAddress(
+                peer: peer, forwardedFor: request.headers[.xForwardedFor], forwarded: request.headers[.forwarded])
+            if let refusal = limiter.admit(address, subject: grant.subject) {
+                metrics.connectionsRefused.increment()
+                try await outbound.close(.unknown(1013), reason: refusal.reason)
+                return
+            }
+            defer { limiter.release(address, subject: grant.subject) }
+            let session = SubscriberSession(
+                request: subscription, store: store, metrics: metrics, settings: settings, logger: context.logger, expiresAt: grant.expiresAt)
+            await session.run(inbound: inbound, outbound: outbound)
         }
     }
     return router
@@ -110,4 +122,9 @@ public struct BridgeWebSocketContext: RequestContext, WebSocketRequestContext, R
         self.remoteAddress = source.channel.remoteAddress
         self.channel = source.channel
     }
+}
+
+extension HTTPField.Name {
+    static let xForwardedFor = HTTPField.Name("X-Forwarded-For")!
+    static let forwarded = HTTPField.Name("Forwarded")!
 }

@@ -3,6 +3,7 @@ import HummingbirdWebSocket
 import JSONSchema
 import Kafka
 import Logging
+import ProgressAggregation
 import ProgressContract
 import ServiceLifecycle
 
@@ -65,7 +66,9 @@ public enum BridgeRuntime {
         }
         let metrics = BridgeMetrics()
         let readiness = Readiness()
-        let store = JobStore(limits: StoreLimits(historyPerJob: configuration.historyPerJob), metrics: metrics)
+        let aggregateLimits = AggregateLimits(maxVideos: configuration.maxVideosPerJob, maxEventIds: configuration.maxEventIdsPerJob)
+        let store = JobStore(
+            limits: StoreLimits(historyPerJob: configuration.historyPerJob, maxJobs: configuration.maxJobs, aggregate: aggregateLimits), metrics: metrics)
         let consumer = try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(
                 bootstrapServers: bootstrap, groupId: configuration.groupId, topics: configuration.topics,
@@ -76,17 +79,21 @@ public enum BridgeRuntime {
         let deadLetterProducer = try KafkaProducer(
             configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap, properties: producerProperties), logger: logger)
 
+        // State records are many and alike: compress them (unless configured otherwise).
         let changelogProducer = try KafkaProducer(
-            configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap, properties: producerProperties), logger: logger)
+            configuration: KafkaProducerConfiguration(
+                bootstrapServers: bootstrap, properties: KafkaProperties(["compression.type": "lz4"].merging(producerProperties.values) { _, given in given })),
+            logger: logger)
         let durability = IngestService.Durability(
             changelog: StateChangelog(producer: changelogProducer, topic: configuration.stateTopic), bootstrapServers: bootstrap,
             properties: KafkaProperties(kafkaProperties.filter { !producerOnlyProperties.contains($0.key) }),
-            finishedJobRetention: .seconds(configuration.finishedJobRetention), idleJobRetention: .seconds(configuration.idleJobRetention))
+            finishedJobRetention: .seconds(configuration.finishedJobRetention), idleJobRetention: .seconds(configuration.idleJobRetention),
+            limits: aggregateLimits)
         var services: [any Service] = [
             IngestService(
                 consumer: consumer, deadLetterProducer: deadLetterProducer, deadLetterTopic: configuration.deadLetterTopic,
                 decoder: EventDecoder(validator: validator), store: store, metrics: metrics, readiness: readiness, logger: logger,
-                durability: durability)
+                durability: durability, maxClockSkewMs: Int64(configuration.maxClockSkew) * 1000, deadLetterMaxBytes: configuration.deadLetterMaxBytes)
         ]
         let publicURL = "ws://localhost:\(configuration.port)"
         if configuration.demoMonitor {
@@ -98,8 +105,11 @@ public enum BridgeRuntime {
         let app = buildApplication(
             store: store, metrics: metrics,
             settings: DeliverySettings(
-                sendQueueCapacity: configuration.sendQueueCapacity, clientMessagesPerSecond: Double(configuration.clientMessageRate),
-                maxConnections: configuration.maxConnections, maxConnectionsPerAddress: configuration.maxConnectionsPerIP),
+                sendQueueCapacity: configuration.sendQueueCapacity, sendQueueBytes: configuration.sendQueueBytes,
+                clientMessagesPerSecond: Double(configuration.clientMessageRate), maxConnections: configuration.maxConnections,
+                maxConnectionsPerAddress: configuration.maxConnectionsPerIP, maxConnectionsPerSubject: configuration.maxConnectionsPerSubject,
+                trustedProxies: (try? TrustedProxies.parse(configuration.trustedProxies).get()) ?? .none,
+                maxHTTPConnections: configuration.maxHTTPConnections, httpIdleTimeout: .seconds(configuration.httpIdleTimeout)),
             authenticator: authenticator,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "progress-bridge"),
             onServerRunning: { channel in

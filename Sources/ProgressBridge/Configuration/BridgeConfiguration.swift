@@ -32,7 +32,26 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var idleJobRetention = 604_800
     public var maxConnections = 10_000
     public var maxConnectionsPerIP = 100
+    public var maxConnectionsPerSubject = 100
     public var clientMessageRate = 20
+    /// Bytes queued per subscriber before it is cut off (4001).
+    public var sendQueueBytes = 1 << 20
+    /// Jobs held at once; events of more jobs are dead-lettered (`limit_exceeded`).
+    public var maxJobs = 10_000
+    /// Videos per job; events about more are dead-lettered (`limit_exceeded`).
+    public var maxVideosPerJob = 200_000
+    /// Event ids remembered per job for recognising duplicates.
+    public var maxEventIdsPerJob = 10_000
+    /// Seconds `occurred_at` may be ahead of the Kafka record's timestamp (more: `implausible_timestamp`).
+    public var maxClockSkew = 3600
+    /// Largest dead-letter record value in bytes; larger originals are truncated (and marked so).
+    public var deadLetterMaxBytes = 900_000
+    /// Peers trusted to name the client's address in X-Forwarded-For / Forwarded.
+    public var trustedProxies: [String] = []
+    /// Seconds without request activity before an HTTP connection is closed.
+    public var httpIdleTimeout = 60
+    /// HTTP connections open at once on the public port (WebSockets included).
+    public var maxHTTPConnections = 12_000
     /// Token verification; see `AuthSettings`.
     public var auth = AuthSettings()
     /// Authentication was switched off because the embedded default runs without keys.
@@ -72,7 +91,18 @@ public struct ConfigurationFlags: Sendable {
     public var idleJobRetention: String?
     public var maxConnections: String?
     public var maxConnectionsPerIP: String?
+    public var maxConnectionsPerSubject: String?
     public var clientMessageRate: String?
+    public var sendQueueBytes: String?
+    public var maxJobs: String?
+    public var maxVideosPerJob: String?
+    public var maxEventIdsPerJob: String?
+    public var maxClockSkew: String?
+    public var deadLetterMaxBytes: String?
+    public var trustedProxies: [String] = []
+    public var httpIdleTimeout: String?
+    public var maxHTTPConnections: String?
+    public var jwtLeeway: String?
     public var jwtSecret: String?
     public var jwtPublicKey: String?
     public var jwks: String?
@@ -106,6 +136,17 @@ public enum ConfigurationEnvironment {
     public static let maxConnections = "BRIDGE_MAX_CONNECTIONS"
     public static let maxConnectionsPerIP = "BRIDGE_MAX_CONNECTIONS_PER_IP"
     public static let clientMessageRate = "BRIDGE_CLIENT_MESSAGE_RATE"
+    public static let maxConnectionsPerSubject = "BRIDGE_MAX_CONNECTIONS_PER_SUBJECT"
+    public static let sendQueueBytes = "BRIDGE_SEND_QUEUE_BYTES"
+    public static let maxJobs = "BRIDGE_MAX_JOBS"
+    public static let maxVideosPerJob = "BRIDGE_MAX_VIDEOS_PER_JOB"
+    public static let maxEventIdsPerJob = "BRIDGE_MAX_EVENT_IDS_PER_JOB"
+    public static let maxClockSkew = "BRIDGE_MAX_CLOCK_SKEW"
+    public static let deadLetterMaxBytes = "KAFKA_DLQ_MAX_BYTES"
+    public static let trustedProxies = "BRIDGE_TRUSTED_PROXIES"
+    public static let httpIdleTimeout = "BRIDGE_HTTP_IDLE_TIMEOUT"
+    public static let maxHTTPConnections = "BRIDGE_MAX_HTTP_CONNECTIONS"
+    public static let jwtLeeway = "JWT_LEEWAY"
     public static let jwtSecret = "JWT_SECRET"
     public static let jwtPublicKey = "JWT_PUBLIC_KEY_FILE"
     public static let jwks = "JWT_JWKS_FILE"
@@ -139,11 +180,16 @@ extension BridgeConfiguration {
             }
             return p
         }
-        func positive(_ text: String, _ flag: String, _ variable: String, _ source: String) throws(ConfigurationError) -> Int {
-            guard let n = Int(text.trimmingWhitespace()), n > 0 else {
-                throw ConfigurationError("\(describe(flag, variable, source)) must be a positive integer, got \"\(text)\"")
+        // Every number has an upper bound too, so nothing derived from it (milliseconds, sums) can overflow.
+        func positive(_ text: String, _ flag: String, _ variable: String, _ source: String, max: Int = 1_000_000_000) throws(ConfigurationError) -> Int {
+            guard let n = Int(text.trimmingWhitespace()), n > 0, n <= max else {
+                throw ConfigurationError("\(describe(flag, variable, source)) must be an integer from 1 to \(max), got \"\(text.prefix(40))\"")
             }
             return n
+        }
+        func integer(_ flag: String, _ variable: String, _ text: String?, max: Int = 1_000_000_000) throws(ConfigurationError) -> Int? {
+            guard let (v, src) = value(text, variable) else { return nil }
+            return try positive(v, flag, variable, src, max: max)
         }
 
         if let (v, src) = value(flags.kafkaBootstrap, Env.kafkaBootstrap) {
@@ -212,15 +258,15 @@ extension BridgeConfiguration {
         } else {
             c.demoMonitor = c.isEmbedded
         }
-        if let (v, src) = value(flags.sendQueue, Env.sendQueue) { c.sendQueueCapacity = try positive(v, "--send-queue", Env.sendQueue, src) }
+        if let (v, src) = value(flags.sendQueue, Env.sendQueue) { c.sendQueueCapacity = try positive(v, "--send-queue", Env.sendQueue, src, max: 1_000_000) }
         if let (v, src) = value(flags.historyPerJob, Env.historyPerJob) {
-            c.historyPerJob = try positive(v, "--history-per-job", Env.historyPerJob, src)
+            c.historyPerJob = try positive(v, "--history-per-job", Env.historyPerJob, src, max: 1_000_000)
         }
         if let (v, src) = value(flags.finishedJobRetention, Env.finishedJobRetention) {
-            c.finishedJobRetention = try positive(v, "--finished-job-retention", Env.finishedJobRetention, src)
+            c.finishedJobRetention = try positive(v, "--finished-job-retention", Env.finishedJobRetention, src, max: 315_360_000)
         }
         if let (v, src) = value(flags.idleJobRetention, Env.idleJobRetention) {
-            c.idleJobRetention = try positive(v, "--idle-job-retention", Env.idleJobRetention, src)
+            c.idleJobRetention = try positive(v, "--idle-job-retention", Env.idleJobRetention, src, max: 315_360_000)
         }
         if let (v, src) = value(flags.maxConnections, Env.maxConnections) {
             c.maxConnections = try positive(v, "--max-connections", Env.maxConnections, src)
@@ -229,8 +275,31 @@ extension BridgeConfiguration {
             c.maxConnectionsPerIP = try positive(v, "--max-connections-per-ip", Env.maxConnectionsPerIP, src)
         }
         if let (v, src) = value(flags.clientMessageRate, Env.clientMessageRate) {
-            c.clientMessageRate = try positive(v, "--client-message-rate", Env.clientMessageRate, src)
+            c.clientMessageRate = try positive(v, "--client-message-rate", Env.clientMessageRate, src, max: 1_000_000)
         }
+        if let n = try integer("--max-connections-per-subject", Env.maxConnectionsPerSubject, flags.maxConnectionsPerSubject) { c.maxConnectionsPerSubject = n }
+        if let n = try integer("--send-queue-bytes", Env.sendQueueBytes, flags.sendQueueBytes, max: 1 << 30) { c.sendQueueBytes = n }
+        if let n = try integer("--max-jobs", Env.maxJobs, flags.maxJobs) { c.maxJobs = n }
+        if let n = try integer("--max-videos-per-job", Env.maxVideosPerJob, flags.maxVideosPerJob) { c.maxVideosPerJob = n }
+        if let n = try integer("--max-event-ids-per-job", Env.maxEventIdsPerJob, flags.maxEventIdsPerJob) { c.maxEventIdsPerJob = n }
+        if let n = try integer("--max-clock-skew", Env.maxClockSkew, flags.maxClockSkew, max: 315_360_000) { c.maxClockSkew = n }
+        if let n = try integer("--dlq-max-bytes", Env.deadLetterMaxBytes, flags.deadLetterMaxBytes, max: 1 << 30) {
+            guard n >= 4096 else { throw ConfigurationError("--dlq-max-bytes must be at least 4096 (room for the headers), got \(n)") }
+            c.deadLetterMaxBytes = n
+        }
+        if let n = try integer("--http-idle-timeout", Env.httpIdleTimeout, flags.httpIdleTimeout, max: 86_400) { c.httpIdleTimeout = n }
+        if let n = try integer("--max-http-connections", Env.maxHTTPConnections, flags.maxHTTPConnections) { c.maxHTTPConnections = n }
+        if let (v, src) = value(flags.jwtLeeway, Env.jwtLeeway) {
+            guard let n = Int(v.trimmingWhitespace()), (0...3600).contains(n) else {
+                throw ConfigurationError("\(describe("--jwt-leeway", Env.jwtLeeway, src)) must be an integer from 0 to 3600 seconds, got \"\(v.prefix(40))\"")
+            }
+            c.auth.leewaySeconds = n
+        }
+        c.trustedProxies =
+            flags.trustedProxies.isEmpty
+            ? (environment[Env.trustedProxies]?.split(separator: ",").map { $0.trimmingWhitespace() }.filter { !$0.isEmpty } ?? [])
+            : flags.trustedProxies
+        if case .failure(let error) = TrustedProxies.parse(c.trustedProxies) { throw error }
         if let (v, src) = value(flags.jwtSecret, Env.jwtSecret) { c.auth.jwtSecret = try nonEmpty(v, "--jwt-secret", Env.jwtSecret, src) }
         if let (v, src) = value(flags.jwtPublicKey, Env.jwtPublicKey) {
             c.auth.publicKeyFile = try nonEmpty(v, "--jwt-public-key", Env.jwtPublicKey, src)

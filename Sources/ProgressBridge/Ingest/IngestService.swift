@@ -21,11 +21,14 @@ public struct IngestService: Service {
         var finishedJobRetention: Duration
         /// Jobs that never finish (their monitor died) are forgotten this long after their last change. Default 7 days.
         var idleJobRetention: Duration
+        /// Bounds applied to restored jobs.
+        var limits: AggregateLimits
 
         public init(
             changelog: StateChangelog, bootstrapServers: String, properties: KafkaProperties, finishedJobRetention: Duration = .seconds(86_400),
-            idleJobRetention: Duration = .seconds(604_800)
+            idleJobRetention: Duration = .seconds(604_800), limits: AggregateLimits = .init()
         ) {
+            self.limits = limits
             self.changelog = changelog
             self.bootstrapServers = bootstrapServers
             self.properties = properties
@@ -43,11 +46,18 @@ public struct IngestService: Service {
     let readiness: Readiness
     let logger: Logger
     let durability: Durability?
+    /// How far `occurred_at` may be ahead of the record's timestamp, in ms (further: `implausible_timestamp`).
+    let maxClockSkewMs: Int64
+    /// The largest dead-letter record (key, value and headers), in bytes; larger originals are truncated.
+    let deadLetterMaxBytes: Int
 
     public init(
         consumer: KafkaConsumer, deadLetterProducer: KafkaProducer, deadLetterTopic: String, decoder: EventDecoder,
-        store: JobStore, metrics: BridgeMetrics, readiness: Readiness, logger: Logger, durability: Durability? = nil
+        store: JobStore, metrics: BridgeMetrics, readiness: Readiness, logger: Logger, durability: Durability? = nil,
+        maxClockSkewMs: Int64 = 3_600_000, deadLetterMaxBytes: Int = 900_000
     ) {
+        self.maxClockSkewMs = maxClockSkewMs
+        self.deadLetterMaxBytes = deadLetterMaxBytes
         self.consumer = consumer
         self.deadLetterProducer = deadLetterProducer
         self.deadLetterTopic = deadLetterTopic
@@ -71,7 +81,7 @@ public struct IngestService: Service {
     struct Checkpoint {
         var offsets: [String: TopicPartitionOffset] = [:]
         var dirtyJobs = Set<String>()
-        var forgottenJobs = Set<String>()
+        var forgottenJobs: [(jobId: String, videoIds: [String])] = []
         var failures = 0
     }
 
@@ -82,7 +92,7 @@ public struct IngestService: Service {
                 do {
                     _ = try await StateChangelog.restore(
                         into: store, bootstrapServers: durability.bootstrapServers, topic: durability.changelog.topic,
-                        properties: durability.properties, logger: logger)
+                        properties: durability.properties, limits: durability.limits, logger: logger)
                     break
                 } catch {
                     logger.error("state restore failed; retrying", metadata: ["error": "\(error)"])
@@ -107,10 +117,10 @@ public struct IngestService: Service {
             if let durability, ContinuousClock.now - lastCheckpoint >= durability.interval {
                 let now = WallClock.nowMs()
                 let forgotten = store.evict(
-                    finishedBefore: now - durability.finishedJobRetention.components.seconds * 1000,
-                    idleBefore: now - durability.idleJobRetention.components.seconds * 1000)
-                checkpoint.forgottenJobs.formUnion(forgotten)
-                checkpoint.dirtyJobs.subtract(forgotten)
+                    finishedBefore: now.subtracting(saturating: durability.finishedJobRetention.components.seconds.multipliedReportingOverflow(by: 1000).partialValue),
+                    idleBefore: now.subtracting(saturating: durability.idleJobRetention.components.seconds.multipliedReportingOverflow(by: 1000).partialValue))
+                checkpoint.forgottenJobs += forgotten
+                checkpoint.dirtyJobs.subtract(forgotten.map(\.jobId))
                 await write(&checkpoint, durability)
                 lastCheckpoint = .now
             }
@@ -150,6 +160,7 @@ public struct IngestService: Service {
             try await consumer.commit(Array(checkpoint.offsets.values))
             checkpoint.offsets.removeAll()
             checkpoint.failures = 0
+            metrics.lastCommit.set(Double(WallClock.nowMs()) / 1000)
         } catch {
             metrics.checkpointFailures.increment()
             checkpoint.failures += 1
@@ -169,6 +180,16 @@ public struct IngestService: Service {
             guard await deadLetter(message, rejection) else { return .interrupted }
         case .success(let event):
             metrics.eventsConsumed[event.type]?.increment()
+            // An event from the far future would win "latest event wins" for ever; the record's own timestamp is
+            // the reference (the wall clock when it has none).
+            let reference = message.timestampMs ?? WallClock.nowMs()
+            if event.occurredAt > reference.adding(saturating: maxClockSkewMs) {
+                let rejection = Rejection(
+                    .implausibleTimestamp,
+                    "occurred_at is \((event.occurredAt - reference) / 1000) s ahead of the record's timestamp; at most \(maxClockSkewMs / 1000) s (--max-clock-skew)")
+                guard await deadLetter(message, rejection) else { return .interrupted }
+                return finish(message, changedJob: nil)
+            }
             switch store.apply(event) {
             case .applied:
                 changedJob = event.jobId
@@ -178,6 +199,10 @@ public struct IngestService: Service {
                 guard await deadLetter(message, rejection) else { return .interrupted }
             }
         }
+        return finish(message, changedJob: changedJob)
+    }
+
+    private func finish(_ message: KafkaMessage, changedJob: String?) -> Handled {
         if durability == nil {
             do {
                 try consumer.storeOffset(of: message)
@@ -189,8 +214,10 @@ public struct IngestService: Service {
         return .done(changedJob: changedJob)
     }
 
-    /// Writes the rejected event to the dead-letter topic, retrying until the broker
-    /// acknowledges it. Returns false only if shutdown interrupted the retries.
+    /// Writes the rejected event to the dead-letter topic, retrying until the broker acknowledges it.
+    /// Returns false only if shutdown interrupted the retries. A value too large for a record is written
+    /// truncated (and marked so). An error Kafka will keep giving (not authorised, too large, no such topic)
+    /// marks the bridge not ready and is counted; ingest holds — nothing is skipped — until it is fixed.
     func deadLetter(_ message: KafkaMessage, _ rejection: Rejection) async -> Bool {
         metrics.eventsInvalid[rejection.reason]?.increment()
         logger.notice(
@@ -199,17 +226,33 @@ public struct IngestService: Service {
                 "reason": "\(rejection.reason.rawValue)", "detail": "\(rejection.detail.prefix(300))",
                 "topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)",
             ])
+        let record = DeadLetter.record(for: message, rejection: rejection, topic: deadLetterTopic, maxBytes: deadLetterMaxBytes)
+        if record.truncated { metrics.deadLettersTruncated.increment() }
         var backoff = Duration.milliseconds(100)
+        var blocked = false
         while true {
             do {
-                try await deadLetterProducer.send(
-                    topic: deadLetterTopic, key: message.key, value: message.value,
-                    headers: DeadLetter.headers(for: message, rejection: rejection))
+                try await deadLetterProducer.sendAll([record.record])
                 metrics.eventsDeadLettered.increment()
+                if blocked {
+                    readiness.deadLettersBlocked(nil)
+                    logger.notice("dead-letter topic accepts writes again; ingest continues")
+                }
                 return true
             } catch {
                 metrics.deadLetterFailures.increment()
-                logger.error("dead-letter write failed; retrying, offset not stored", metadata: ["error": "\(error)", "retry_in": "\(backoff)"])
+                if error.isPermanentForProduce {
+                    metrics.deadLetterPermanentFailures.increment()
+                    if !blocked {
+                        readiness.deadLettersBlocked(error.message)
+                        blocked = true
+                    }
+                    logger.error(
+                        "dead-letter topic refuses the record; ingest holds and the bridge is not ready until this is fixed",
+                        metadata: ["error": "\(error)", "topic": "\(deadLetterTopic)", "source_offset": "\(message.offset)", "retry_in": "\(backoff)"])
+                } else {
+                    logger.error("dead-letter write failed; retrying, offset not stored", metadata: ["error": "\(error)", "retry_in": "\(backoff)"])
+                }
             }
             if Task.isShuttingDownGracefully || Task.isCancelled { return false }
             try? await Task.sleep(for: backoff)

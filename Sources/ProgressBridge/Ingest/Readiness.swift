@@ -5,12 +5,18 @@ import Synchronization
 public final class Readiness: Sendable {
     private let ingestRunning = Atomic<Bool>(false)
     private let kafkaStatus = Mutex<KafkaClientStatus?>(nil)
+    private let deadLetterProblem = Mutex<String?>(nil)
 
     public init() {}
 
     func ingestStarted(status: KafkaClientStatus) {
         kafkaStatus.withLock { $0 = status }
         ingestRunning.store(true, ordering: .releasing)
+    }
+
+    /// A dead-letter write Kafka refuses for good: ingest holds (nothing is skipped) until it is fixed.
+    func deadLettersBlocked(_ reason: String?) {
+        deadLetterProblem.withLock { $0 = reason }
     }
 
     func ingestStopped() {
@@ -22,9 +28,11 @@ public final class Readiness: Sendable {
         let running = ingestRunning.load(ordering: .acquiring)
         let status = kafkaStatus.withLock { $0 }
         let kafkaOK = status.map { !$0.allBrokersDown } ?? false
+        let blocked = deadLetterProblem.withLock { $0 }
         return [
             ("ingest", running, running ? nil : "the Kafka consumer is not running yet"),
             ("kafka", kafkaOK, kafkaOK ? nil : (status?.lastError ?? "not connected yet")),
+            ("dead_letters", blocked == nil, blocked.map { "ingest holds: the dead-letter topic refuses writes: \($0)" }),
         ]
     }
 

@@ -3,68 +3,124 @@ import Kafka
 import Logging
 import ProgressAggregation
 
-/// Job state kept in Kafka itself: one record per job (key = job id, value = a snapshot of its
-/// aggregate and the bridge's `seq`), meant for a compacted topic. Snapshots of the jobs an
-/// interval changed are written — and acknowledged — before that interval's offsets are
-/// committed, so after a crash the bridge restores the snapshots and re-reads only events the
-/// snapshots may lack; duplicates among those are recognised by `event_id`.
+/// Job state kept in Kafka itself, meant for a compacted topic, in records small enough for any job size:
+///
+/// - key `JOB_ID`: the job's header — its aggregate without videos (details, state, counts from the monitor,
+///   the latest event ids) and the bridge's `seq`;
+/// - key `JOB_ID/v/VIDEO_ID`: one video.
+///
+/// A checkpoint writes the header of each job that changed and only the videos that changed, and waits for
+/// every acknowledgement before the interval's offsets are committed; so after a crash the bridge restores
+/// the records and re-reads only events they may lack (applying is idempotent). A job of 100,000 videos, or
+/// of many maximum-size error messages, is 100,000 small records, never one record over Kafka's message size.
+/// Forgetting a job writes tombstones for its header and every video. (Job ids cannot contain `/`.)
 public struct StateChangelog: Sendable {
-    /// The snapshot format.
-    struct Snapshot: Codable {
-        var version = 1
+    /// The header record's value.
+    struct Header: Codable {
+        var version = 2
         var seq: Int64
         var aggregate: JobAggregate
     }
 
     let producer: KafkaProducer
     public let topic: String
-    /// Event ids kept per job in a snapshot (redeliveries beyond them are idempotent anyway).
-    var eventIdsPerSnapshot = 2_000
+    /// Event ids kept per job in a header (redeliveries beyond them are idempotent anyway).
+    var eventIdsPerHeader = 2_000
 
     public init(producer: KafkaProducer, topic: String) {
         self.producer = producer
         self.topic = topic
     }
 
-    /// Writes the snapshots of `jobs` and tombstones for `forgotten`, and waits for every acknowledgement.
-    func write(_ jobs: Set<String>, forgotten: Set<String> = [], from store: JobStore) async throws {
+    static func videoKey(_ jobId: String, _ videoId: String) -> [UInt8] { Array("\(jobId)/v/\(videoId)".utf8) }
+
+    /// What a checkpoint took from the store, so that a failed write can give the change marks back.
+    struct Taken {
+        var videosByJob: [String: [String]] = [:]
+    }
+
+    /// Writes the changes of `jobs` and tombstones for `forgotten`, and waits for every acknowledgement.
+    /// On failure the change marks of `jobs` are given back to the store, so the next checkpoint writes them again.
+    func write(_ jobs: Set<String>, forgotten: [(jobId: String, videoIds: [String])] = [], from store: JobStore) async throws {
         let encoder = JSONEncoder()
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for jobId in forgotten {
-                group.addTask { try await producer.send(topic: topic, key: Array(jobId.utf8), value: nil) }
-            }
+        var records: [KafkaRecord] = []
+        var taken = Taken()
+        for job in forgotten {
+            records.append(KafkaRecord(topic: topic, key: Array(job.jobId.utf8), value: nil))
+            for videoId in job.videoIds { records.append(KafkaRecord(topic: topic, key: Self.videoKey(job.jobId, videoId), value: nil)) }
+        }
+        do {
             for jobId in jobs {
-                guard let (aggregate, seq) = store.checkpoint(jobId) else { continue }
-                let value = try encoder.encode(Snapshot(seq: seq, aggregate: aggregate.compacted(keepingEventIds: eventIdsPerSnapshot)))
-                group.addTask {
-                    try await producer.send(topic: topic, key: Array(jobId.utf8), value: Array(value))
+                guard let checkpoint = store.takeCheckpoint(jobId, keepingEventIds: eventIdsPerHeader) else { continue }
+                taken.videosByJob[jobId] = checkpoint.changedVideos.map(\.id)
+                for video in checkpoint.changedVideos {
+                    records.append(KafkaRecord(topic: topic, key: Self.videoKey(jobId, video.id), value: Array(try encoder.encode(video))))
                 }
+                let header = try encoder.encode(Header(seq: checkpoint.seq, aggregate: checkpoint.header))
+                records.append(KafkaRecord(topic: topic, key: Array(jobId.utf8), value: Array(header)))
             }
-            try await group.waitForAll()
+            try await producer.sendAll(records)
+        } catch {
+            for (jobId, videoIds) in taken.videosByJob { store.markChanged(jobId, videoIds: videoIds) }
+            throw error
         }
     }
 
-    /// Reads the whole changelog into `store`; the latest snapshot of each job wins.
-    static func restore(into store: JobStore, bootstrapServers: String, topic: String, properties: KafkaProperties, logger: Logger) async throws -> Int {
+    /// Reads the whole changelog into `store`; the latest record of each key wins, a tombstone deletes.
+    /// Returns how many jobs were restored.
+    static func restore(
+        into store: JobStore, bootstrapServers: String, topic: String, properties: KafkaProperties, limits: AggregateLimits, logger: Logger
+    ) async throws -> Int {
         let reader = try KafkaTopicReader(bootstrapServers: bootstrapServers, topic: topic, properties: properties, logger: logger)
         let decoder = JSONDecoder()
-        var latest: [String: Snapshot] = [:]
+        var headers: [String: Header] = [:]
+        var videos: [String: [String: VideoProgress]] = [:]
         var records = 0
+        var unreadable = 0
         try await reader.readAll { message in
             records += 1
             guard let key = message.key.map({ String(decoding: $0, as: UTF8.self) }) else { return }
-            if message.isTombstone {
-                latest[key] = nil  // the job was forgotten on purpose (retention)
-                return
-            }
+            let parts = key.split(separator: "/", maxSplits: 2, omittingEmptySubsequences: false)
+            let jobId = String(parts[0])
             do {
-                latest[key] = try decoder.decode(Snapshot.self, from: Data(message.value))
+                if parts.count == 3, parts[1] == "v" {
+                    let videoId = String(parts[2])
+                    if message.isTombstone {
+                        videos[jobId]?[videoId] = nil
+                    } else {
+                        let video = try decoder.decode(VideoProgress.self, from: Data(message.value))
+                        guard video.jobId == jobId, video.id == videoId else { throw StateRecordError.keyMismatch }
+                        videos[jobId, default: [:]][videoId] = video
+                    }
+                } else if parts.count == 1 {
+                    if message.isTombstone {
+                        headers[jobId] = nil  // the job was forgotten on purpose (retention)
+                    } else {
+                        let header = try decoder.decode(Header.self, from: Data(message.value))
+                        guard header.version == 2, header.aggregate.jobId == jobId else { throw StateRecordError.keyMismatch }
+                        headers[jobId] = header
+                    }
+                } else {
+                    throw StateRecordError.keyMismatch
+                }
             } catch {
-                logger.error("unreadable state snapshot skipped", metadata: ["job_id": "\(key.prefix(130))", "offset": "\(message.offset)", "error": "\(error)"])
+                unreadable += 1
+                if unreadable <= 5 {
+                    logger.error("unreadable state record skipped", metadata: ["key": "\(key.prefix(260))", "offset": "\(message.offset)", "error": "\(error)"])
+                }
             }
         }
-        for snapshot in latest.values { store.restore(snapshot.aggregate, seq: snapshot.seq) }
-        logger.info("state restored", metadata: ["topic": "\(topic)", "records": "\(records)", "jobs": "\(latest.count)"])
-        return latest.count
+        for (jobId, header) in headers {
+            var aggregate = header.aggregate
+            aggregate.restore(videos: videos[jobId]?.values.map { $0 } ?? [], limits: limits)
+            store.restore(aggregate, seq: header.seq)
+        }
+        logger.info("state restored", metadata: ["topic": "\(topic)", "records": "\(records)", "jobs": "\(headers.count)", "unreadable": "\(unreadable)"])
+        return headers.count
     }
+}
+
+/// A state record whose key and content disagree.
+enum StateRecordError: Error {
+    case keyMismatch
 }

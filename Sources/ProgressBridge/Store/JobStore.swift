@@ -9,21 +9,51 @@ import Synchronization
 public struct StoreLimits: Sendable {
     /// Messages kept per job for `resume`. Default 1000.
     public var historyPerJob: Int
+    /// Bytes of messages kept per job for `resume` (the oldest go first). Default 1 MiB.
+    public var historyBytesPerJob: Int
     /// Most videos included in a `job.snapshot` (the most recently updated). Default 2000.
     public var snapshotVideos: Int
+    /// Jobs held at once; an event of one more job is rejected (`limit_exceeded`). Default 10,000.
+    public var maxJobs: Int
+    /// Bounds on each job (videos, remembered event ids).
+    public var aggregate: AggregateLimits
 
-    public init(historyPerJob: Int = 1000, snapshotVideos: Int = 2000) {
+    public init(
+        historyPerJob: Int = 1000, historyBytesPerJob: Int = 1 << 20, snapshotVideos: Int = 2000, maxJobs: Int = 10_000,
+        aggregate: AggregateLimits = .init()
+    ) {
         self.historyPerJob = historyPerJob
+        self.historyBytesPerJob = historyBytesPerJob
         self.snapshotVideos = snapshotVideos
+        self.maxJobs = maxJobs
+        self.aggregate = aggregate
     }
 }
+
+/// What the state topic needs of one job: its aggregate without videos, the bridge's `seq`, and the
+/// videos that changed since the last checkpoint.
+public struct JobCheckpoint: Sendable {
+    public let header: JobAggregate
+    public let seq: Int64
+    public let changedVideos: [VideoProgress]
+}
+
+/// The largest `last_seq` (and job `seq`) the bridge accepts: JSON's safe-integer range, so `seq + 1`
+/// can never overflow and every client language reads it exactly.
+public let maxSequenceNumber: Int64 = 9_007_199_254_740_991
 
 /// All jobs: their aggregates, the bridge's per-job `seq`, a bounded history for `resume`,
 /// and their subscribers. Each job has its own lock, so jobs never wait for each other, and
 /// applying an event, assigning its `seq` and fanning it out happen atomically per job
 /// (a subscriber never sees a gap or a reordering between its snapshot and live events).
+///
+/// A job's channel can be dropped (nobody watches and nothing is known, or retention), concurrently
+/// with an event or a subscriber arriving; a dropped channel is marked `removed` under its own lock,
+/// and whoever finds that mark starts over with the channel now in the map — so no event is applied
+/// to, and no subscriber attached to, a channel that is gone.
 public final class JobStore: Sendable {
     private let channels = Mutex<[String: JobChannel]>([:])
+    private let tracked = Atomic<Int>(0)
     let limits: StoreLimits
     let metrics: BridgeMetrics
 
@@ -45,23 +75,39 @@ public final class JobStore: Sendable {
         channels.withLock { $0[jobId] }
     }
 
+    /// Jobs with at least one applied event.
+    public var trackedJobs: Int { tracked.load(ordering: .relaxed) }
+
     /// Applies a decoded event and, when it changed the job, delivers it to the job's subscribers.
     public func apply(_ event: ProgressEvent) -> ApplyOutcome {
-        let channel = self.channel(event.jobId)
-        let historyLimit = limits.historyPerJob
-        let (outcome, becameTerminal, wasNew) = channel.state.withLock { s -> (ApplyOutcome, Bool, Bool) in
+        while true {
+            if let outcome = apply(event, to: self.channel(event.jobId)) { return outcome }
+        }
+    }
+
+    /// `nil`: the channel was dropped meanwhile; try again with the current one.
+    private func apply(_ event: ProgressEvent, to channel: JobChannel) -> ApplyOutcome? {
+        let limits = self.limits
+        let result = channel.state.withLock { s -> (ApplyOutcome, becameTerminal: Bool, wasNew: Bool)? in
+            if s.removed { return nil }
             let wasNew = s.aggregate == nil
-            var aggregate = s.aggregate ?? JobAggregate(jobId: event.jobId, firstEventAt: event.occurredAt)
+            if wasNew, self.tracked.load(ordering: .relaxed) >= limits.maxJobs {
+                return (.rejected(Rejection(.limitExceeded, "the bridge already tracks \(limits.maxJobs) jobs (--max-jobs)")), false, false)
+            }
+            var aggregate = s.aggregate ?? JobAggregate(jobId: event.jobId, firstEventAt: event.occurredAt, limits: limits.aggregate)
             let wasTerminal = aggregate.state?.isTerminal ?? false
             let outcome = aggregate.apply(event)
             guard case .applied = outcome else { return (outcome, false, false) }
+            if wasNew { self.tracked.add(1, ordering: .relaxed) }
             s.aggregate = aggregate
             s.lastChangedAt = WallClock.nowMs()
-            s.seq += 1
+            s.seq = s.seq.adding(saturating: 1)
+            s.headerDirty = true
             let data: JSONValue
             if event.type.isJobEvent {
                 data = aggregate.progress().json
             } else if let id = event.payload.videoId, let video = aggregate.videos[id] {
+                s.dirtyVideos.insert(id)
                 data = video.json
             } else {
                 data = .null
@@ -69,12 +115,12 @@ public final class JobStore: Sendable {
             let message = OutboundMessage.make(
                 type: event.type.rawValue, jobId: event.jobId, seq: s.seq, ts: event.occurredAt, occurredAt: event.occurredAt,
                 data: data, extra: ["event_id": .string(event.eventId)])
-            s.history.append(message)
-            if s.history.count > historyLimit { s.history.removeFirst() }
+            s.remember(message, limit: limits.historyPerJob, byteLimit: limits.historyBytesPerJob)
             for outbox in s.subscribers.values { outbox.enqueue(message) }
             let isTerminal = aggregate.state?.isTerminal ?? false
             return (outcome, !wasTerminal && isTerminal, wasNew)
         }
+        guard let (outcome, becameTerminal, wasNew) = result else { return nil }
         if case .applied = outcome {
             metrics.eventsApplied.increment()
             if wasNew {
@@ -89,58 +135,88 @@ public final class JobStore: Sendable {
     /// Registers `outbox` as a subscriber of `jobId` and queues, atomically with respect to
     /// live events, either a replay of what followed `lastSeq` or a `job.snapshot`.
     public func subscribe(jobId: String, subscriber: ObjectIdentifier, outbox: Outbox, lastSeq: Int64?, now: Int64) {
-        let channel = self.channel(jobId)
+        attach(jobId: jobId, subscriber: subscriber, outbox: outbox, lastSeq: lastSeq, now: now)
+    }
+
+    /// Answers a `resume` request of a subscriber: the messages after `lastSeq`, or an error and a fresh snapshot.
+    public func resume(jobId: String, subscriber: ObjectIdentifier, outbox: Outbox, lastSeq: Int64, now: Int64) {
+        attach(jobId: jobId, subscriber: subscriber, outbox: outbox, lastSeq: lastSeq, now: now)
+    }
+
+    /// Replays from the history when it covers `lastSeq`; otherwise builds a snapshot *outside* the job's lock
+    /// (sorting and serialising a big job takes a while) from a copy of the aggregate, then attaches the
+    /// subscriber under the lock with the snapshot followed by whatever was applied meanwhile (from the history).
+    private func attach(jobId: String, subscriber: ObjectIdentifier, outbox: Outbox, lastSeq: Int64?, now: Int64) {
         let snapshotVideos = limits.snapshotVideos
+        for _ in 0..<4 {
+            let channel = self.channel(jobId)
+            enum Plan {
+                case retry, done
+                case snapshot(JobAggregate?, seq: Int64)
+            }
+            let plan = channel.state.withLock { s -> Plan in
+                if s.removed { return .retry }
+                if let lastSeq, let replay = s.replay(after: lastSeq) {
+                    s.subscribers[subscriber] = outbox
+                    outbox.enqueue(Self.resumeMessage(jobId: jobId, from: lastSeq.adding(saturating: 1), to: s.seq, now: now))
+                    outbox.enqueue(contentsOf: replay)
+                    return .done
+                }
+                // Detached while its snapshot is built: meanwhile events land in the history, replayed below.
+                s.subscribers[subscriber] = nil
+                return .snapshot(s.aggregate, seq: s.seq)
+            }
+            let aggregate: JobAggregate?
+            let seq: Int64
+            switch plan {
+            case .done: return
+            case .retry: continue
+            case .snapshot(let a, let q): (aggregate, seq) = (a, q)
+            }
+            let snapshot = Self.snapshot(aggregate, jobId: jobId, seq: seq, now: now, videoLimit: snapshotVideos)
+            let attached = channel.state.withLock { s -> Bool in
+                guard !s.removed, let since = s.replay(after: seq) else { return false }
+                s.subscribers[subscriber] = outbox
+                if let lastSeq { outbox.enqueue(Self.resumeUnavailable(jobId: jobId, lastSeq: lastSeq, seq: s.seq, now: now)) }
+                outbox.enqueue(snapshot)
+                outbox.enqueue(contentsOf: since)
+                return true
+            }
+            if attached { return }
+        }
+        // Pathological churn (the history turned over while four snapshots were built): build it under the lock.
+        let channel = self.channel(jobId)
         channel.state.withLock { s in
             s.subscribers[subscriber] = outbox
-            Self.catchUp(&s, jobId: jobId, outbox: outbox, lastSeq: lastSeq, now: now, snapshotVideos: snapshotVideos)
+            if let lastSeq { outbox.enqueue(Self.resumeUnavailable(jobId: jobId, lastSeq: lastSeq, seq: s.seq, now: now)) }
+            outbox.enqueue(Self.snapshot(s.aggregate, jobId: jobId, seq: s.seq, now: now, videoLimit: snapshotVideos))
         }
     }
 
-    /// Answers a `resume` request: the messages after `lastSeq`, or an error and a fresh snapshot.
-    public func resume(jobId: String, outbox: Outbox, lastSeq: Int64, now: Int64) {
-        let channel = self.channel(jobId)
-        let snapshotVideos = limits.snapshotVideos
-        channel.state.withLock { s in
-            Self.catchUp(&s, jobId: jobId, outbox: outbox, lastSeq: lastSeq, now: now, snapshotVideos: snapshotVideos)
-        }
-    }
-
-    private static func catchUp(_ s: inout JobChannel.State, jobId: String, outbox: Outbox, lastSeq: Int64?, now: Int64, snapshotVideos: Int) {
-        if let lastSeq {
-            let oldest = s.history.first?.seq ?? (s.seq + 1)
-            if lastSeq >= s.seq {
-                outbox.enqueue(resumeMessage(jobId: jobId, from: lastSeq + 1, to: s.seq, now: now))
-                return
-            }
-            if lastSeq >= 0, lastSeq + 1 >= oldest {
-                outbox.enqueue(resumeMessage(jobId: jobId, from: lastSeq + 1, to: s.seq, now: now))
-                outbox.enqueue(contentsOf: s.history.lazy.filter { $0.seq > lastSeq })
-                return
-            }
-            outbox.enqueue(
-                .error(
-                    code: "resume_unavailable",
-                    message: "messages after seq \(lastSeq) are no longer kept (oldest kept: \(oldest)); a fresh job.snapshot follows",
-                    jobId: jobId, now: now))
-        }
-        outbox.enqueue(snapshot(s, jobId: jobId, now: now, videoLimit: snapshotVideos))
-    }
-
+    /// `resume.ok` is a control message: its `seq` is 0 like every control message's, so that a client which drops
+    /// messages with a `seq` it has seen does not drop the replay that follows. The range is in `data`.
     private static func resumeMessage(jobId: String, from: Int64, to: Int64, now: Int64) -> OutboundMessage {
         .make(
-            type: "resume.ok", jobId: jobId, seq: to, ts: now, occurredAt: nil,
+            type: "resume.ok", jobId: jobId, seq: 0, ts: now, occurredAt: nil,
             data: .object(["from_seq": .number(JSONNumber(from)), "to_seq": .number(JSONNumber(to))]))
     }
 
-    private static func snapshot(_ s: JobChannel.State, jobId: String, now: Int64, videoLimit: Int) -> OutboundMessage {
+    private static func resumeUnavailable(jobId: String, lastSeq: Int64, seq: Int64, now: Int64) -> OutboundMessage {
+        let why =
+            lastSeq > seq
+            ? "last_seq \(lastSeq) is ahead of this job's seq \(seq) (the job was forgotten and started afresh, or the client is confused)"
+            : "messages after seq \(lastSeq) are no longer kept"
+        return .error(code: "resume_unavailable", message: "\(why); a fresh job.snapshot follows", jobId: jobId, now: now)
+    }
+
+    private static func snapshot(_ aggregate: JobAggregate?, jobId: String, seq: Int64, now: Int64, videoLimit: Int) -> OutboundMessage {
         var data: JSONObject = [:]
-        if let aggregate = s.aggregate {
-            let videos = aggregate.videos.values.sorted { ($0.updatedAt, $0.id) > ($1.updatedAt, $1.id) }
+        if let aggregate {
+            let recent = aggregate.videos.values.sorted { ($0.updatedAt, $0.id) > ($1.updatedAt, $1.id) }.prefix(videoLimit)
             data["job"] = aggregate.progress().json
-            data["videos"] = .array(videos.prefix(videoLimit).map(\.json))
-            data["videos_total"] = .number(JSONNumber(Int64(videos.count)))
-            data["videos_truncated"] = .bool(videos.count > videoLimit)
+            data["videos"] = .array(recent.map(\.json))
+            data["videos_total"] = .number(JSONNumber(Int64(aggregate.videos.count)))
+            data["videos_truncated"] = .bool(aggregate.videos.count > videoLimit)
         } else {
             // Not seen yet: the subscriber hears about it as soon as the first event arrives.
             data["job"] = .null
@@ -148,19 +224,17 @@ public final class JobStore: Sendable {
             data["videos_total"] = .number(JSONNumber(Int64(0)))
             data["videos_truncated"] = .bool(false)
         }
-        return .make(type: "job.snapshot", jobId: jobId, seq: s.seq, ts: now, occurredAt: nil, data: .object(data))
+        return .make(type: "job.snapshot", jobId: jobId, seq: seq, ts: now, occurredAt: nil, data: .object(data))
     }
 
     /// Removes a subscriber; forgets a job nobody watches and no event has reached.
     public func unsubscribe(jobId: String, subscriber: ObjectIdentifier) {
         guard let channel = existingChannel(jobId) else { return }
-        let empty = channel.state.withLock { s -> Bool in
-            s.subscribers[subscriber] = nil
-            return s.subscribers.isEmpty && s.aggregate == nil
-        }
-        if empty {
-            channels.withLock { map in
-                if let current = map[jobId], current === channel, current.state.withLock({ $0.subscribers.isEmpty && $0.aggregate == nil }) {
+        channels.withLock { map in
+            channel.state.withLock { s in
+                s.subscribers[subscriber] = nil
+                if s.subscribers.isEmpty, s.aggregate == nil, !s.removed, map[jobId] === channel {
+                    s.removed = true
                     map[jobId] = nil
                 }
             }
@@ -171,30 +245,55 @@ public final class JobStore: Sendable {
     /// `finishedBefore` for finished jobs, `idleBefore` for the others (their monitor went away). Wall-clock
     /// time, so a replay of old events does not make a job vanish the moment it completes.
     /// Returns their ids, so the state topic can forget them too.
-    public func evict(finishedBefore finishedCutoffMs: Int64, idleBefore idleCutoffMs: Int64) -> [String] {
-        let evicted: [(jobId: String, finished: Bool)] = channels.withLock { map in
-            var removed: [(jobId: String, finished: Bool)] = []
+    public func evict(finishedBefore finishedCutoffMs: Int64, idleBefore idleCutoffMs: Int64) -> [(jobId: String, videoIds: [String])] {
+        let evicted: [(jobId: String, finished: Bool, videoIds: [String])] = channels.withLock { map in
+            var removed: [(jobId: String, finished: Bool, videoIds: [String])] = []
             for (jobId, channel) in map {
-                let expired = channel.state.withLock { s -> Bool? in
+                let expired = channel.state.withLock { s -> (Bool, [String])? in
                     guard s.subscribers.isEmpty, let aggregate = s.aggregate else { return nil }
                     let finished = aggregate.state?.isTerminal ?? false
-                    return s.lastChangedAt < (finished ? finishedCutoffMs : idleCutoffMs) ? finished : nil
+                    guard s.lastChangedAt < (finished ? finishedCutoffMs : idleCutoffMs) else { return nil }
+                    s.removed = true
+                    return (finished, Array(aggregate.videos.keys))
                 }
-                if let finished = expired { removed.append((jobId, finished)) }
+                if let (finished, videoIds) = expired { removed.append((jobId, finished, videoIds)) }
             }
             for job in removed { map[job.jobId] = nil }
             return removed
         }
         for job in evicted {
+            tracked.subtract(1, ordering: .relaxed)
             metrics.trackedJobs.decrement()
             if !job.finished { metrics.activeJobs.decrement() }
         }
-        return evicted.map(\.jobId)
+        return evicted.map { ($0.jobId, $0.videoIds) }
     }
 
-    /// The job's aggregate and the bridge's `seq` for it, as one consistent snapshot.
-    public func checkpoint(_ jobId: String) -> (aggregate: JobAggregate, seq: Int64)? {
-        existingChannel(jobId)?.state.withLock { s in s.aggregate.map { ($0, s.seq) } }
+    /// What changed in a job since its last checkpoint, as one consistent snapshot; clears the change marks.
+    /// If writing it fails, give the marks back with `markChanged`.
+    public func takeCheckpoint(_ jobId: String, keepingEventIds: Int) -> JobCheckpoint? {
+        guard let channel = existingChannel(jobId) else { return nil }
+        let taken = channel.state.withLock { s -> (JobAggregate, Int64, Set<String>)? in
+            guard !s.removed, let aggregate = s.aggregate else { return nil }
+            defer {
+                s.dirtyVideos = []
+                s.headerDirty = false
+            }
+            return (aggregate, s.seq, s.dirtyVideos)
+        }
+        guard let (aggregate, seq, dirty) = taken else { return nil }
+        // Encoding happens outside the lock, on the copy.
+        return JobCheckpoint(
+            header: aggregate.withoutVideos().compacted(keepingEventIds: keepingEventIds), seq: seq,
+            changedVideos: dirty.compactMap { aggregate.videos[$0] })
+    }
+
+    /// Marks videos of a job as changed again (their checkpoint was not written).
+    public func markChanged(_ jobId: String, videoIds: some Sequence<String>) {
+        existingChannel(jobId)?.state.withLock { s in
+            s.headerDirty = true
+            s.dirtyVideos.formUnion(videoIds)
+        }
     }
 
     /// Installs a restored job (before consumption starts).
@@ -204,10 +303,11 @@ public final class JobStore: Sendable {
             let isNew = s.aggregate == nil
             s.aggregate = aggregate
             s.lastChangedAt = WallClock.nowMs()
-            s.seq = max(s.seq, seq)
+            s.seq = max(s.seq, min(max(0, seq), maxSequenceNumber))
             return isNew
         }
         if isNew {
+            tracked.add(1, ordering: .relaxed)
             metrics.trackedJobs.increment()
             if !(aggregate.state?.isTerminal ?? false) { metrics.activeJobs.increment() }
         }
@@ -227,6 +327,9 @@ public final class JobStore: Sendable {
         return all.reduce(0) { $0 + $1.state.withLock { $0.subscribers.count } }
     }
 
+    /// Channels held, including those of jobs that only have subscribers (for tests: they must not leak).
+    var channelCount: Int { channels.withLock { $0.count } }
+
     /// The aggregate of a job, if any event of it was applied.
     public func aggregate(_ jobId: String) -> JobAggregate? {
         existingChannel(jobId)?.state.withLock { $0.aggregate }
@@ -245,9 +348,31 @@ final class JobChannel: Sendable {
         var aggregate: JobAggregate?
         var seq: Int64 = 0
         var history = Deque<OutboundMessage>()
+        var historyBytes = 0
         var subscribers: [ObjectIdentifier: Outbox] = [:]
         /// Wall-clock time (ms) this bridge last changed the job — for retention only, never for metrics.
         var lastChangedAt: Int64 = 0
+        /// Dropped from the store: whoever finds this starts over with the current channel.
+        var removed = false
+        /// Changed since the last checkpoint.
+        var headerDirty = false
+        var dirtyVideos = Set<String>()
+
+        mutating func remember(_ message: OutboundMessage, limit: Int, byteLimit: Int) {
+            history.append(message)
+            historyBytes += message.byteCount
+            while history.count > limit || (historyBytes > byteLimit && history.count > 1) {
+                historyBytes -= history.removeFirst().byteCount
+            }
+        }
+
+        /// The messages after `lastSeq` when the history still has all of them (or none are missing); `nil` when
+        /// it does not, or when `lastSeq` is ahead of the job (then only a snapshot helps).
+        func replay(after lastSeq: Int64) -> [OutboundMessage]? {
+            if lastSeq == seq { return [] }
+            guard lastSeq >= 0, lastSeq < seq, let oldest = history.first?.seq, oldest <= lastSeq + 1 else { return nil }
+            return Array(history.reversed().prefix { $0.seq > lastSeq }.reversed())
+        }
     }
 
     let jobId: String

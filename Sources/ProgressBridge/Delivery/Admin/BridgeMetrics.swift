@@ -28,6 +28,15 @@ public final class BridgeMetrics: Sendable {
     let policyCloses: Counter
     let connectionsRefused: Counter
     let refusals: [AuthFailure.Kind: Counter]
+    let queuedBytes: Gauge
+    let deadLetterPermanentFailures: Counter
+    let deadLettersTruncated: Counter
+    let httpConnections: Gauge
+    let httpConnectionsRefused: Counter
+    let tokenExpiredCloses: Counter
+    let limiterSlots: Gauge
+    let resumesRateLimited: Counter
+    let lastCommit: Gauge
 
     /// Creates every metric up front so a scrape shows them all from the start.
     public init() {
@@ -69,6 +78,22 @@ public final class BridgeMetrics: Sendable {
                 labels: [("reason", kind.rawValue)])
         }
         self.refusals = refusals
+        queuedBytes = registry.makeGauge(descriptor: .bridge("send_queue_bytes", "Bytes queued for WebSocket subscribers, over all of them."))
+        deadLetterPermanentFailures = registry.makeCounter(
+            descriptor: .bridge("dead_letter_permanent_failures_total", "Dead-letter writes Kafka refused for good (not authorised, too large, …); ingest holds until fixed."))
+        deadLettersTruncated = registry.makeCounter(
+            descriptor: .bridge("dead_letters_truncated_total", "Dead letters written with a truncated value because the original was too large."))
+        httpConnections = registry.makeGauge(descriptor: .bridge("http_connections", "Open HTTP connections on the public port (WebSockets included)."))
+        httpConnectionsRefused = registry.makeCounter(
+            descriptor: .bridge("http_connections_refused_total", "HTTP connections closed at once because --max-http-connections were open."))
+        tokenExpiredCloses = registry.makeCounter(
+            descriptor: .bridge("websocket_token_expired_closes_total", "Subscribers closed because their token expired (4401)."))
+        limiterSlots = registry.makeGauge(
+            descriptor: .bridge("websocket_limiter_slots", "WebSocket connection slots held in the connection limiter (per address and subject)."))
+        resumesRateLimited = registry.makeCounter(
+            descriptor: .bridge("resumes_rate_limited_total", "resume requests refused because the client resumed too often."))
+        lastCommit = registry.makeGauge(
+            descriptor: .bridge("last_commit_timestamp_seconds", "Unix time of the last successful checkpoint (state written, offsets committed)."))
         kafkaUp = registry.makeGauge(descriptor: .bridge("kafka_up", "1 while the consumer reaches Kafka, 0 while all brokers are down."))
     }
 

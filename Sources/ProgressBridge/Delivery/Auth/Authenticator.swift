@@ -19,6 +19,8 @@ public struct AuthSettings: Sendable, Equatable {
     public var insecureNoAuth = false
     /// Browser `Origin`s allowed to open WebSockets; empty: any.
     public var allowedOrigins: [String] = []
+    /// Seconds of clock skew tolerated on `exp` and `nbf`. Default 30.
+    public var leewaySeconds = 30
 
     public init() {}
 
@@ -31,6 +33,10 @@ public struct Grant: Sendable, Equatable {
     /// Every job (`"jobs": ["*"]`, or authentication is off).
     public let allJobs: Bool
     public let jobs: Set<String>
+    /// The token's `sub`, if it has one (for the per-subject connection limit).
+    public var subject: String? = nil
+    /// When the grant ends (`exp` plus the allowed clock skew); `nil` with authentication off.
+    public var expiresAt: Date? = nil
 
     public static let everything = Grant(allJobs: true, jobs: [])
 
@@ -61,10 +67,8 @@ struct BridgeClaims: JWTPayload {
     var sub: SubjectClaim?
     var jobs: [String]
 
-    func verify(using algorithm: some JWTAlgorithm) throws {
-        try exp.verifyNotExpired()
-        try nbf?.verifyNotBefore()
-    }
+    /// `exp` and `nbf` are checked by `Authenticator` itself, with the configured leeway for clock skew.
+    func verify(using algorithm: some JWTAlgorithm) throws {}
 }
 
 /// Verifies bearer tokens (JWT) against the configured keys.
@@ -73,6 +77,8 @@ public struct Authenticator: Sendable {
     private let settings: AuthSettings
     /// Header `alg`s accepted: only those of the configured keys, never `none`.
     private let allowedAlgorithms: Set<String>
+    /// The one algorithm of each JWKS key, by `kid`: a token's header may not choose another.
+    private let keyAlgorithms: [String: String]
 
     /// No verification: every request is granted everything (`--insecure-no-auth`, tests).
     public static let disabled = Authenticator(allowedOrigins: [])
@@ -84,6 +90,7 @@ public struct Authenticator: Sendable {
         settings.allowedOrigins = allowedOrigins
         self.settings = settings
         allowedAlgorithms = []
+        keyAlgorithms = [:]
     }
 
     /// Loads the keys; a missing or unreadable key file is a start-up error naming its flag.
@@ -92,8 +99,10 @@ public struct Authenticator: Sendable {
         guard settings.hasKeys else {
             keys = nil
             allowedAlgorithms = []
+            keyAlgorithms = [:]
             return
         }
+        var pinned: [String: String] = [:]
         let collection = JWTKeyCollection()
         var algorithms = Set<String>()
         if let secret = settings.jwtSecret {
@@ -122,14 +131,19 @@ public struct Authenticator: Sendable {
                 throw StartupError("--jwks \(file) cannot be read")
             }
             do {
-                _ = try await collection.add(jwksJSON: json)
+                let keySet = try JWKSAlgorithms.pin(json)
+                _ = try await collection.add(jwksJSON: keySet.json)
+                pinned = keySet.algorithms
+                algorithms.formUnion(keySet.algorithms.values)
+            } catch let error as StartupError {
+                throw StartupError("--jwks \(file): \(error.message)")
             } catch {
                 throw StartupError("--jwks \(file) is not a valid JWKS: \(error)")
             }
-            algorithms.formUnion(["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"])
         }
         keys = collection
         allowedAlgorithms = algorithms
+        keyAlgorithms = pinned
     }
 
     /// Whether requests are accepted without a token.
@@ -140,17 +154,24 @@ public struct Authenticator: Sendable {
         guard let keys else { return .success(.everything) }
         guard let token, !token.isEmpty else { return .failure(.unauthorized("a bearer token is required")) }
         guard token.utf8.count <= 8192 else { return .failure(.unauthorized("the token is too long")) }
-        guard let alg = Self.headerAlgorithm(token) else { return .failure(.unauthorized("the token is not a JWT")) }
+        guard let header = Self.header(token) else { return .failure(.unauthorized("the token is not a JWT")) }
+        let alg = header.alg
         guard allowedAlgorithms.contains(alg) else {
             return .failure(.unauthorized("tokens signed with \(alg.prefix(16)) are not accepted"))
+        }
+        if let kid = header.kid, let pinned = keyAlgorithms[kid], pinned != alg {
+            return .failure(.unauthorized("key \(kid.prefix(64)) is used with \(pinned) only"))
         }
         let claims: BridgeClaims
         do {
             claims = try await keys.verify(token, as: BridgeClaims.self)
-        } catch let error as JWTError where error.errorType == .claimVerificationFailure {
-            return .failure(.unauthorized("the token is expired or not yet valid"))
         } catch {
             return .failure(.unauthorized("the token's signature or claims are invalid"))
+        }
+        let now = Date()
+        let leeway = TimeInterval(settings.leewaySeconds)
+        guard claims.exp.value.addingTimeInterval(leeway) > now, (claims.nbf?.value.addingTimeInterval(-leeway) ?? now) <= now else {
+            return .failure(.unauthorized("the token is expired or not yet valid"))
         }
         if let issuer = settings.issuer, claims.iss?.value != issuer {
             return .failure(.unauthorized("the token's issuer is not accepted"))
@@ -158,8 +179,9 @@ public struct Authenticator: Sendable {
         if let audience = settings.audience, !(claims.aud?.value.contains(audience) ?? false) {
             return .failure(.unauthorized("the token is not meant for this audience"))
         }
-        if claims.jobs.contains("*") { return .success(.everything) }
-        return .success(Grant(allJobs: false, jobs: Set(claims.jobs)))
+        let all = claims.jobs.contains("*")
+        return .success(
+            Grant(allJobs: all, jobs: all ? [] : Set(claims.jobs), subject: claims.sub?.value, expiresAt: claims.exp.value.addingTimeInterval(leeway)))
     }
 
     /// Authenticates and checks access to one job.
@@ -186,13 +208,57 @@ public struct Authenticator: Sendable {
     }
 
     /// The `alg` of a compact JWS header, without trusting anything else in it.
-    static func headerAlgorithm(_ token: String) -> String? {
+    static func headerAlgorithm(_ token: String) -> String? { header(token)?.alg }
+
+    /// The `alg` and `kid` of a compact JWS header.
+    static func header(_ token: String) -> (alg: String, kid: String?)? {
         guard let dot = token.firstIndex(of: "."), token[token.index(after: dot)...].contains(".") else { return nil }
         var encoded = String(token[..<dot]).replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         while encoded.count % 4 != 0 { encoded += "=" }
         guard encoded.count <= 4096, let data = Data(base64Encoded: encoded),
             let header = try? JSONParser(limits: .init(maxDepth: 8, maxBytes: 4096)).parse(data)
         else { return nil }
-        return header["alg"]?.stringValue
+        guard let alg = header["alg"]?.stringValue else { return nil }
+        return (alg, header["kid"]?.stringValue)
+    }
+}
+
+/// Gives every key of a JWKS exactly one algorithm before the keys are loaded. A key without `alg` would
+/// otherwise take the algorithm of the first token that names it, and keep it: one token with `PS512` in its
+/// header would lock every `RS256` user out. The algorithm is derived from the key type: RSA → RS256,
+/// EC P-256/P-384/P-521 → ES256/ES384/ES512, OKP Ed25519 → EdDSA; another is used only when the key says so.
+enum JWKSAlgorithms {
+    static let supported: Set<String> = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
+
+    /// The JWKS with `alg` set on every key, and each key's algorithm by `kid`.
+    static func pin(_ json: String) throws(StartupError) -> (json: String, algorithms: [String: String]) {
+        guard let document = try? JSONParser(limits: .init(maxDepth: 16, maxBytes: 1 << 20)).parse(Array(json.utf8)),
+            case .array(let keys)? = document["keys"]
+        else { throw StartupError("is not a JSON object with a \"keys\" array") }
+        var pinned: [String: String] = [:]
+        var rewritten: [JSONValue] = []
+        for (index, key) in keys.enumerated() {
+            guard case .object(var members) = key else { throw StartupError("key \(index) is not an object") }
+            let alg: String
+            if let given = members["alg"]?.stringValue {
+                alg = given
+            } else {
+                switch (members["kty"]?.stringValue, members["crv"]?.stringValue) {
+                case ("RSA", _): alg = "RS256"
+                case ("EC", "P-256"): alg = "ES256"
+                case ("EC", "P-384"): alg = "ES384"
+                case ("EC", "P-521"): alg = "ES512"
+                case ("OKP", "Ed25519"): alg = "EdDSA"
+                default: throw StartupError("key \(index) has no alg and its type does not imply one; set alg")
+                }
+                members["alg"] = .string(alg)
+            }
+            guard supported.contains(alg) else { throw StartupError("key \(index) has alg \(alg.prefix(16)), which is not accepted") }
+            if let kid = members["kid"]?.stringValue { pinned[kid] = alg }
+            rewritten.append(.object(members))
+        }
+        guard case .object(var root) = document else { throw StartupError("is not a JSON object") }
+        root["keys"] = .array(rewritten)
+        return (JSONValue.object(root).serialized(), pinned)
     }
 }

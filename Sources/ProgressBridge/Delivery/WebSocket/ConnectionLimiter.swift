@@ -1,47 +1,76 @@
 import Synchronization
 
-/// Caps WebSocket connections in total and per client address, so one host cannot take them all.
+/// Caps WebSocket connections in total, per client address and per token subject (`sub`), so neither one
+/// host nor one user — nor everyone behind one ingress — can take them all.
 public final class ConnectionLimiter: Sendable {
     /// Why a connection was not admitted.
     public enum Refusal: Sendable, Equatable {
         case total(Int)
         case perAddress(Int)
+        case perSubject(Int)
+
+        /// For the close frame's reason.
+        var reason: String {
+            switch self {
+            case .total(let n): "server at its limit of \(n) connections"
+            case .perAddress(let n): "more than \(n) connections from one address"
+            case .perSubject(let n): "more than \(n) connections for one token subject"
+            }
+        }
     }
 
     private struct State {
         var total = 0
         var perAddress: [String: Int] = [:]
+        var perSubject: [String: Int] = [:]
     }
 
     private let state = Mutex(State())
     let maxTotal: Int
     let maxPerAddress: Int
+    let maxPerSubject: Int
+    private let metrics: BridgeMetrics?
 
-    public init(maxTotal: Int, maxPerAddress: Int) {
+    public init(maxTotal: Int, maxPerAddress: Int, maxPerSubject: Int = .max, metrics: BridgeMetrics? = nil) {
         self.maxTotal = maxTotal
         self.maxPerAddress = maxPerAddress
+        self.maxPerSubject = maxPerSubject
+        self.metrics = metrics
     }
 
-    /// Admits a connection from `address`, or says why not. Pair every admission with `release`.
-    public func admit(_ address: String) -> Refusal? {
-        state.withLock { s in
+    /// Admits a connection from `address` (and for `subject`, when the token has one), or says why not.
+    /// Pair every admission with `release` with the same arguments.
+    public func admit(_ address: String, subject: String? = nil) -> Refusal? {
+        let refusal = state.withLock { s -> Refusal? in
             if s.total >= maxTotal { return .total(maxTotal) }
-            let current = s.perAddress[address, default: 0]
-            if current >= maxPerAddress { return .perAddress(maxPerAddress) }
+            let fromAddress = s.perAddress[address, default: 0]
+            if fromAddress >= maxPerAddress { return .perAddress(maxPerAddress) }
+            if let subject, s.perSubject[subject, default: 0] >= maxPerSubject { return .perSubject(maxPerSubject) }
             s.total += 1
-            s.perAddress[address] = current + 1
+            s.perAddress[address] = fromAddress + 1
+            if let subject { s.perSubject[subject, default: 0] += 1 }
             return nil
         }
+        if refusal == nil { metrics?.limiterSlots.increment() }
+        return refusal
     }
 
     /// Ends an admitted connection.
-    public func release(_ address: String) {
+    public func release(_ address: String, subject: String? = nil) {
         state.withLock { s in
             s.total -= 1
             let remaining = s.perAddress[address, default: 1] - 1
             s.perAddress[address] = remaining > 0 ? remaining : nil
+            if let subject {
+                let left = s.perSubject[subject, default: 1] - 1
+                s.perSubject[subject] = left > 0 ? left : nil
+            }
         }
+        metrics?.limiterSlots.decrement()
     }
+
+    /// Connections admitted and not yet released.
+    public var admitted: Int { state.withLock { $0.total } }
 }
 
 /// A token bucket for client → server messages: `rate` per second, bursts up to `burst`.

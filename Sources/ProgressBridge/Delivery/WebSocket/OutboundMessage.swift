@@ -13,6 +13,9 @@ public struct OutboundMessage: Sendable {
     /// The JSON text frame.
     public let text: String
 
+    /// Bytes of the frame's text, what it costs to hold it.
+    public var byteCount: Int { text.utf8.count }
+
     /// Whether a newer message of the same job may replace this one before it is sent
     /// (only `job.progress`; terminal events and failures are never conflated).
     public var isConflatable: Bool { type == EventType.jobProgress.rawValue }

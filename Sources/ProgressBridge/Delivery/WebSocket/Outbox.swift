@@ -5,43 +5,67 @@ import Synchronization
 public enum OutboxClosure: Sendable, Equatable {
     /// The subscriber went away or the session ended normally.
     case finished
-    /// The subscriber read too slowly and its queue overflowed.
+    /// The subscriber read too slowly and its queue overflowed (in messages or in bytes).
     case overflowed
     /// The bridge is shutting down.
     case shuttingDown
     /// The client broke a limit (message rate).
     case policyViolation
+    /// The subscriber's token expired.
+    case tokenExpired
+    /// The client closed, reset or broke the protocol: nothing more can be sent.
+    case clientGone
 }
 
 /// A subscriber's bounded send queue. Producers never wait: a newer `job.progress` replaces an
-/// unsent one of the same job (conflation), and a full queue closes the outbox (`.overflowed`),
-/// so one slow browser can neither stall ingest nor grow memory without bound.
+/// unsent one of the same job (conflation), and a queue over its message or byte capacity closes the
+/// outbox (`.overflowed`), so one slow browser can neither stall ingest nor grow memory without bound.
+/// One message is always accepted into an empty queue, so a large snapshot still reaches a client that reads.
 public final class Outbox: Sendable {
     private struct State {
         var queue = Deque<OutboundMessage>()
+        var bytes = 0
         var waiter: CheckedContinuation<OutboundMessage?, Never>?
         var closure: OutboxClosure?
+
+        mutating func popFirst() -> OutboundMessage? {
+            guard let first = queue.popFirst() else { return nil }
+            bytes -= first.byteCount
+            return first
+        }
     }
 
     private let state = Mutex(State())
     /// The most messages held for this subscriber.
     public let capacity: Int
+    /// The most bytes held for this subscriber.
+    public let byteCapacity: Int
     private let metrics: BridgeMetrics
 
-    /// Creates an outbox holding at most `capacity` messages.
-    public init(capacity: Int, metrics: BridgeMetrics) {
+    /// Creates an outbox holding at most `capacity` messages and `byteCapacity` bytes.
+    public init(capacity: Int, byteCapacity: Int = .max, metrics: BridgeMetrics) {
         self.capacity = capacity
+        self.byteCapacity = byteCapacity
         self.metrics = metrics
+    }
+
+    deinit {
+        let held = state.withLock { $0.bytes }
+        if held != 0 { metrics.queuedBytes.decrement(by: Double(held)) }
     }
 
     /// Why the outbox closed, if it did.
     public var closure: OutboxClosure? { state.withLock { $0.closure } }
+
+    /// Bytes queued now.
+    public var queuedBytes: Int { state.withLock { $0.bytes } }
 
     /// Queues a message; never blocks.
     public func enqueue(_ message: OutboundMessage) {
         var conflated = false
         var dropped = 0
         var overflowed = false
+        var byteChange = 0
         let waiter: CheckedContinuation<OutboundMessage?, Never>? = state.withLock { s in
             guard s.closure == nil else { return nil }
             if let waiter = s.waiter {
@@ -51,20 +75,28 @@ public final class Outbox: Sendable {
             if message.isConflatable,
                 let index = s.queue.firstIndex(where: { $0.isConflatable && $0.jobId == message.jobId })
             {
-                s.queue.remove(at: index)
+                let replaced = s.queue.remove(at: index)
+                s.bytes -= replaced.byteCount
+                byteChange -= replaced.byteCount
                 conflated = true
             }
-            if s.queue.count >= capacity {
+            let size = message.byteCount
+            if s.queue.count >= capacity || (!s.queue.isEmpty && s.bytes > byteCapacity - size) {
                 dropped = s.queue.count + 1
+                byteChange -= s.bytes
                 s.queue.removeAll()
+                s.bytes = 0
                 s.closure = .overflowed
                 overflowed = true
                 return nil
             }
             s.queue.append(message)
+            s.bytes += size
+            byteChange += size
             return nil
         }
         if let waiter { waiter.resume(returning: message) }
+        if byteChange != 0 { metrics.queuedBytes.increment(by: Double(byteChange)) }
         if conflated { metrics.messagesConflated.increment() }
         if overflowed {
             metrics.sendQueueOverflows.increment()
@@ -77,27 +109,41 @@ public final class Outbox: Sendable {
         for message in messages { enqueue(message) }
     }
 
-    /// The next message to send, waiting for one; `nil` once the outbox is closed.
+    /// The next message to send, waiting for one; `nil` once the outbox is closed or the waiting task is
+    /// cancelled (a session whose reader failed must not leave its writer waiting for ever).
     public func next() async -> OutboundMessage? {
-        await withCheckedContinuation { (continuation: CheckedContinuation<OutboundMessage?, Never>) in
-            let ready: OutboundMessage?? = state.withLock { s in
-                if let first = s.queue.popFirst() { return .some(first) }
-                if s.closure != nil { return .some(nil) }
-                s.waiter = continuation
-                return nil
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<OutboundMessage?, Never>) in
+                let ready: OutboundMessage?? = state.withLock { s in
+                    if let first = s.popFirst() { return .some(first) }
+                    if s.closure != nil { return .some(nil) }
+                    s.waiter = continuation
+                    return nil
+                }
+                if let ready {
+                    if let message = ready { metrics.queuedBytes.decrement(by: Double(message.byteCount)) }
+                    continuation.resume(returning: ready)
+                }
             }
-            if let ready { continuation.resume(returning: ready) }
+        } onCancel: {
+            close(.finished)
         }
     }
 
     /// Stops delivery; a waiting `next()` returns `nil`. The first reason given wins.
     public func close(_ reason: OutboxClosure) {
+        var released = 0
         let waiter = state.withLock { s -> CheckedContinuation<OutboundMessage?, Never>? in
             if s.closure == nil { s.closure = reason }
-            if reason != .finished { s.queue.removeAll() }
+            if reason != .finished {  // nobody will send what is queued
+                released = s.bytes
+                s.queue.removeAll()
+                s.bytes = 0
+            }
             defer { s.waiter = nil }
             return s.waiter
         }
         waiter?.resume(returning: nil)
+        if released != 0 { metrics.queuedBytes.decrement(by: Double(released)) }
     }
 }

@@ -8,29 +8,50 @@ import ServiceLifecycle
 public enum BridgeCloseCode {
     /// The subscriber read too slowly; its send queue overflowed. Reconnect with `last_seq`.
     public static let sendQueueOverflow: UInt16 = 4001
+    /// The subscriber's token expired. Reconnect with a fresh token and `last_seq`.
+    public static let tokenExpired: UInt16 = 4401
 }
 
 /// Settings of WebSocket delivery.
 public struct DeliverySettings: Sendable {
     /// Messages queued per subscriber before it is cut off. Default 1024.
     public var sendQueueCapacity: Int
+    /// Bytes queued per subscriber before it is cut off (4001). Default 1 MiB.
+    public var sendQueueBytes: Int
     /// Largest client frame accepted, in bytes (bigger: close 1009). Default 64 KiB.
     public var maxClientMessageBytes: Int
     /// Client → server messages per second per connection (faster: close 1008). Default 20, bursts of 40.
     public var clientMessagesPerSecond: Double
-    /// Open WebSocket connections, in total and per client address (more: close 1013). Defaults 10,000 and 100.
+    /// `resume` requests per second per connection (each may cost a snapshot), bursts of 3. Default 1.
+    public var resumesPerSecond: Double
+    /// Open WebSocket connections, in total, per client address and per token subject (more: close 1013).
+    /// Defaults 10,000, 100 and 100.
     public var maxConnections: Int
     public var maxConnectionsPerAddress: Int
+    public var maxConnectionsPerSubject: Int
+    /// Peers whose `X-Forwarded-For`/`Forwarded` name the client's address. Default none.
+    public var trustedProxies: TrustedProxies
+    /// HTTP connections open at once on the public port, WebSockets included. Default 12,000.
+    public var maxHTTPConnections: Int
+    /// An HTTP connection with no request activity for this long is closed. Default 60 s.
+    public var httpIdleTimeout: Duration
 
     public init(
-        sendQueueCapacity: Int = 1024, maxClientMessageBytes: Int = 64 * 1024, clientMessagesPerSecond: Double = 20,
-        maxConnections: Int = 10_000, maxConnectionsPerAddress: Int = 100
+        sendQueueCapacity: Int = 1024, sendQueueBytes: Int = 1 << 20, maxClientMessageBytes: Int = 64 * 1024, clientMessagesPerSecond: Double = 20,
+        resumesPerSecond: Double = 1, maxConnections: Int = 10_000, maxConnectionsPerAddress: Int = 100, maxConnectionsPerSubject: Int = 100,
+        trustedProxies: TrustedProxies = .none, maxHTTPConnections: Int = 12_000, httpIdleTimeout: Duration = .seconds(60)
     ) {
         self.sendQueueCapacity = sendQueueCapacity
+        self.sendQueueBytes = sendQueueBytes
         self.maxClientMessageBytes = maxClientMessageBytes
         self.clientMessagesPerSecond = clientMessagesPerSecond
+        self.resumesPerSecond = resumesPerSecond
         self.maxConnections = maxConnections
         self.maxConnectionsPerAddress = maxConnectionsPerAddress
+        self.maxConnectionsPerSubject = maxConnectionsPerSubject
+        self.trustedProxies = trustedProxies
+        self.maxHTTPConnections = maxHTTPConnections
+        self.httpIdleTimeout = httpIdleTimeout
     }
 }
 
@@ -51,8 +72,8 @@ public struct SubscriptionRequest: Sendable, Equatable {
         }
         var resumeAfter: Int64?
         if let lastSeq {
-            guard let value = Int64(lastSeq), value >= 0 else {
-                return .failure(SubscriptionError("query parameter last_seq must be a non-negative integer"))
+            guard let value = Int64(lastSeq), value >= 0, value <= maxSequenceNumber else {
+                return .failure(SubscriptionError("query parameter last_seq must be an integer from 0 to \(maxSequenceNumber)"))
             }
             resumeAfter = value
         }
@@ -85,16 +106,23 @@ enum JobIdentifier {
 }
 
 /// One subscriber connection: acknowledge, snapshot (or replay), then live events, while
-/// answering `ping` and `resume`.
+/// answering `ping` and `resume`. The session ends when either side ends, whatever ends it: the
+/// reader finishing or failing (invalid UTF-8, protocol errors, resets) closes the outbox, so the
+/// writer never waits for messages nobody will send, and a writer stuck on a dead socket is cancelled.
 struct SubscriberSession {
     let request: SubscriptionRequest
     let store: JobStore
     let metrics: BridgeMetrics
     let settings: DeliverySettings
     let logger: Logger
+    /// When the token stops being valid (`exp` + leeway); the session is closed with 4401 then.
+    var expiresAt: Date? = nil
 
-    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
-        let outbox = Outbox(capacity: settings.sendQueueCapacity, metrics: metrics)
+    /// Which task of the session ended.
+    private enum Ended { case writer, reader, expiry, grace }
+
+    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
+        let outbox = Outbox(capacity: settings.sendQueueCapacity, byteCapacity: settings.sendQueueBytes, metrics: metrics)
         let subscriberId = ObjectIdentifier(outbox)
         metrics.connections.increment()
         metrics.connectionsTotal.increment()
@@ -115,17 +143,51 @@ struct SubscriberSession {
         store.subscribe(jobId: request.jobId, subscriber: subscriberId, outbox: outbox, lastSeq: request.lastSeq, now: now)
         logger.debug("subscriber connected", metadata: ["job_id": "\(request.jobId)", "connection_id": "\(request.connectionId)"])
 
-        try await withGracefulShutdownHandler {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await writeLoop(outbox: outbox, outbound: outbound) }
-                group.addTask { try await readLoop(inbound: inbound, outbox: outbox) }
-                // The writer ends the session (it sends the close frame); the reader ends it when the client leaves.
-                _ = try await group.next()
-                if outbox.closure == .policyViolation {
-                    _ = try await group.next()  // let the writer send the close frame
+        await withGracefulShutdownHandler {
+            await withTaskGroup(of: Ended.self) { group in
+                group.addTask {
+                    do {
+                        try await writeLoop(outbox: outbox, outbound: outbound)
+                    } catch {
+                        logger.debug("subscriber write failed", metadata: ["connection_id": "\(request.connectionId)", "error": "\(error)"])
+                    }
+                    return .writer
                 }
-                outbox.close(.finished)
-                group.cancelAll()
+                group.addTask {
+                    do {
+                        try await readLoop(inbound: inbound, outbox: outbox)
+                    } catch {
+                        logger.debug("subscriber read failed", metadata: ["connection_id": "\(request.connectionId)", "error": "\(error)"])
+                    }
+                    return .reader
+                }
+                if let expiresAt {
+                    group.addTask {
+                        let seconds = max(0, expiresAt.timeIntervalSinceNow)
+                        guard (try? await Task.sleep(for: .milliseconds(Int64(min(seconds, 1e9) * 1000)))) != nil else { return .expiry }
+                        outbox.close(.tokenExpired)
+                        return .expiry
+                    }
+                }
+                while let ended = await group.next() {
+                    switch ended {
+                    case .writer:
+                        group.cancelAll()  // the reader, the expiry timer
+                        return
+                    case .reader:
+                        // The client is gone or broke the protocol. A close frame decided by the reader (rate limit)
+                        // still goes out; otherwise there is nobody to write to. Either way the writer gets a moment.
+                        outbox.close(.clientGone)
+                        group.addTask {
+                            try? await Task.sleep(for: .seconds(2))
+                            return .grace
+                        }
+                    case .grace:
+                        group.cancelAll()  // a writer still blocked on a dead socket
+                    case .expiry:
+                        continue
+                    }
+                }
             }
         } onGracefulShutdown: {
             outbox.close(.shuttingDown)
@@ -137,7 +199,7 @@ struct SubscriberSession {
             try await outbound.write(.text(message.text))
             metrics.messagesSent.increment()
             if let occurredAt = message.occurredAt {
-                metrics.deliveryAge.record(.milliseconds(max(0, WallClock.nowMs() - occurredAt)))
+                metrics.deliveryAge.record(.milliseconds(max(0, WallClock.nowMs().subtracting(saturating: occurredAt))))
             }
         }
         switch outbox.closure {
@@ -148,13 +210,17 @@ struct SubscriberSession {
             try await outbound.close(.goingAway, reason: "server shutting down")
         case .policyViolation:
             try await outbound.close(.policyViolation, reason: "client message rate exceeded")
-        case .finished, nil:
+        case .tokenExpired:
+            metrics.tokenExpiredCloses.increment()
+            try await outbound.close(.unknown(BridgeCloseCode.tokenExpired), reason: "token expired; reconnect with a fresh token and last_seq")
+        case .finished, .clientGone, nil:
             break
         }
     }
 
     private func readLoop(inbound: WebSocketInboundStream, outbox: Outbox) async throws {
         var limit = MessageRateLimit(rate: settings.clientMessagesPerSecond, burst: settings.clientMessagesPerSecond * 2)
+        var resumes = MessageRateLimit(rate: settings.resumesPerSecond, burst: 3)
         for try await message in inbound.messages(maxSize: settings.maxClientMessageBytes) {
             guard limit.allow() else {
                 metrics.policyCloses.increment()
@@ -166,12 +232,15 @@ struct SubscriberSession {
                 outbox.enqueue(.error(code: "unsupported_frame", message: "send JSON text frames", now: WallClock.nowMs()))
                 continue
             }
-            handleClientMessage(text, outbox: outbox)
+            handleClientMessage(text, outbox: outbox, resumes: &resumes)
         }
     }
 
+    /// The largest `ping` id echoed back, in bytes of its JSON.
+    static let maxPingIdBytes = 128
+
     /// Client → server: `ping`, `resume`.
-    func handleClientMessage(_ text: String, outbox: Outbox) {
+    func handleClientMessage(_ text: String, outbox: Outbox, resumes: inout MessageRateLimit) {
         let now = WallClock.nowMs()
         guard let value = try? JSONParser(limits: .init(maxDepth: 8, maxBytes: settings.maxClientMessageBytes)).parse(text),
             let type = value["type"]?.stringValue
@@ -182,16 +251,38 @@ struct SubscriberSession {
         switch type {
         case "ping":
             var data: JSONObject = [:]
-            if let id = value["id"] { data["id"] = id }
+            if let id = value["id"] {
+                // Echoed back: bounded, so a client cannot make the bridge hold large copies of its own input.
+                guard id.isScalar, id.serialized().utf8.count <= Self.maxPingIdBytes else {
+                    outbox.enqueue(.error(code: "invalid_message", message: "ping id must be a string or number of at most \(Self.maxPingIdBytes) bytes", now: now))
+                    return
+                }
+                data["id"] = id
+            }
             outbox.enqueue(.make(type: "pong", jobId: request.jobId, seq: 0, ts: now, occurredAt: nil, data: .object(data)))
         case "resume":
-            guard let lastSeq = value["last_seq"]?.int64Value, lastSeq >= 0 else {
-                outbox.enqueue(.error(code: "invalid_message", message: "resume needs a non-negative integer last_seq", now: now))
+            guard let lastSeq = value["last_seq"]?.int64Value, lastSeq >= 0, lastSeq <= maxSequenceNumber else {
+                outbox.enqueue(.error(code: "invalid_message", message: "resume needs an integer last_seq from 0 to \(maxSequenceNumber)", now: now))
                 return
             }
-            store.resume(jobId: request.jobId, outbox: outbox, lastSeq: lastSeq, now: now)
+            guard resumes.allow() else {
+                metrics.resumesRateLimited.increment()
+                outbox.enqueue(.error(code: "resume_rate_limited", message: "resume at most \(settings.resumesPerSecond) times a second", jobId: request.jobId, now: now))
+                return
+            }
+            store.resume(jobId: request.jobId, subscriber: ObjectIdentifier(outbox), outbox: outbox, lastSeq: lastSeq, now: now)
         default:
             outbox.enqueue(.error(code: "unknown_message_type", message: "unknown message type \"\(type.prefix(64))\"; use ping or resume", now: now))
+        }
+    }
+}
+
+extension JSONValue {
+    /// A string, number, boolean or null.
+    var isScalar: Bool {
+        switch self {
+        case .array, .object: false
+        default: true
         }
     }
 }
