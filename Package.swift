@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "progress-bridge", targets: ["progress-bridge"]),
         .library(name: "JSONSchema", targets: ["JSONSchema"]),
         .library(name: "ProgressContract", targets: ["ProgressContract"]),
+        .library(name: "SubscriberProtocol", targets: ["SubscriberProtocol"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -46,6 +47,8 @@ let package = Package(
         .target(name: "ProgressContract", dependencies: ["JSONSchema"]),
         // Aggregation: per-job and per-video state. Pure, no I/O.
         .target(name: "ProgressAggregation", dependencies: ["ProgressContract", "JSONSchema"]),
+        // What subscribers and REST clients send (URL query, client messages, list queries), parsed and bounded. Pure, no I/O.
+        .target(name: "SubscriberProtocol", dependencies: ["JSONSchema", "ProgressContract"]),
         // The service: ingest, delivery (WebSocket, REST, metrics), configuration, demo monitor.
         .target(
             name: "ProgressBridge",
@@ -54,6 +57,7 @@ let package = Package(
                 "JSONSchema",
                 "ProgressContract",
                 "ProgressAggregation",
+                "SubscriberProtocol",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -88,6 +92,7 @@ let package = Package(
             name: "ProgressBridgeTests",
             dependencies: [
                 "ProgressBridge",
+                "SubscriberProtocol",
                 "Kafka",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HummingbirdWSTesting", package: "hummingbird-websocket"),

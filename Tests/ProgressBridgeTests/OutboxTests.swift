@@ -1,3 +1,4 @@
+import SubscriberProtocol
 import Testing
 
 @testable import ProgressBridge

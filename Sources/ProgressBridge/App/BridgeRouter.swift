@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdWebSocket
 import Logging
 import NIOCore
+import SubscriberProtocol
 
 /// Builds the public application: WebSocket subscriptions on `/` and `/ws`, the REST API beside them.
 public func buildApplication(

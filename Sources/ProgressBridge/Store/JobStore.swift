@@ -3,6 +3,7 @@ import Foundation
 import JSONSchema
 import ProgressAggregation
 import ProgressContract
+import SubscriberProtocol
 import Synchronization
 
 /// Limits of the in-memory store.
@@ -37,10 +38,6 @@ public struct JobCheckpoint: Sendable {
     public let seq: Int64
     public let changedVideos: [VideoProgress]
 }
-
-/// The largest `last_seq` (and job `seq`) the bridge accepts: JSON's safe-integer range, so `seq + 1`
-/// can never overflow and every client language reads it exactly.
-public let maxSequenceNumber: Int64 = 9_007_199_254_740_991
 
 /// All jobs: their aggregates, the bridge's per-job `seq`, a bounded history for `resume`,
 /// and their subscribers. Each job has its own lock, so jobs never wait for each other, and

@@ -3,6 +3,7 @@ import HummingbirdWebSocket
 import JSONSchema
 import Logging
 import ServiceLifecycle
+import SubscriberProtocol
 
 /// WebSocket close codes the bridge uses beyond the standard ones.
 public enum BridgeCloseCode {
@@ -52,56 +53,6 @@ public struct DeliverySettings: Sendable {
         self.trustedProxies = trustedProxies
         self.maxHTTPConnections = maxHTTPConnections
         self.httpIdleTimeout = httpIdleTimeout
-    }
-}
-
-/// What a subscriber asked for in its connection URL.
-public struct SubscriptionRequest: Sendable, Equatable {
-    public let jobId: String
-    public let connectionId: String
-    /// `token` — checked by authentication (a later stage); never logged.
-    public let token: String?
-    /// Resume after this bridge `seq` instead of starting with a snapshot.
-    public let lastSeq: Int64?
-
-    /// Parses and checks the query parameters; the error message names the parameter.
-    public static func parse(jobId: String?, connectionId: String?, token: String?, lastSeq: String?) -> Result<SubscriptionRequest, SubscriptionError> {
-        guard let jobId, !jobId.isEmpty else { return .failure(SubscriptionError("query parameter job_id is required")) }
-        guard JobIdentifier.isValid(jobId) else {
-            return .failure(SubscriptionError("query parameter job_id must match ^job_[A-Za-z0-9_-]{1,120}$"))
-        }
-        var resumeAfter: Int64?
-        if let lastSeq {
-            guard let value = Int64(lastSeq), value >= 0, value <= maxSequenceNumber else {
-                return .failure(SubscriptionError("query parameter last_seq must be an integer from 0 to \(maxSequenceNumber)"))
-            }
-            resumeAfter = value
-        }
-        let connection: String
-        if let connectionId, !connectionId.isEmpty {
-            guard connectionId.utf8.count <= 128 else { return .failure(SubscriptionError("query parameter connection_id is longer than 128 bytes")) }
-            connection = connectionId
-        } else {
-            connection = "conn_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16)
-        }
-        return .success(SubscriptionRequest(jobId: jobId, connectionId: connection, token: token, lastSeq: resumeAfter))
-    }
-}
-
-/// A subscription request that cannot be served.
-public struct SubscriptionError: Error, Sendable, Equatable {
-    public let message: String
-    init(_ message: String) { self.message = message }
-}
-
-/// Job ids as the contract defines them.
-enum JobIdentifier {
-    static func isValid(_ id: String) -> Bool {
-        let bytes = Array(id.utf8)
-        guard bytes.count >= 5, bytes.count <= 124, bytes.starts(with: Array("job_".utf8)) else { return false }
-        return bytes.dropFirst(4).allSatisfy { b in
-            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x5F || b == 0x2D
-        }
     }
 }
 
@@ -236,53 +187,22 @@ struct SubscriberSession {
         }
     }
 
-    /// The largest `ping` id echoed back, in bytes of its JSON.
-    static let maxPingIdBytes = 128
-
-    /// Client → server: `ping`, `resume`.
+    /// Client → server: `ping`, `resume` (parsed by `ClientMessage`, the wire protocol's home).
     func handleClientMessage(_ text: String, outbox: Outbox, resumes: inout MessageRateLimit) {
         let now = WallClock.nowMs()
-        guard let value = try? JSONParser(limits: .init(maxDepth: 8, maxBytes: settings.maxClientMessageBytes)).parse(text),
-            let type = value["type"]?.stringValue
-        else {
-            outbox.enqueue(.error(code: "invalid_message", message: "expected a JSON object with a string \"type\"", now: now))
-            return
-        }
-        switch type {
-        case "ping":
-            var data: JSONObject = [:]
-            if let id = value["id"] {
-                // Echoed back: bounded, so a client cannot make the bridge hold large copies of its own input.
-                guard id.isScalar, id.serialized().utf8.count <= Self.maxPingIdBytes else {
-                    outbox.enqueue(.error(code: "invalid_message", message: "ping id must be a string or number of at most \(Self.maxPingIdBytes) bytes", now: now))
-                    return
-                }
-                data["id"] = id
-            }
-            outbox.enqueue(.make(type: "pong", jobId: request.jobId, seq: 0, ts: now, occurredAt: nil, data: .object(data)))
-        case "resume":
-            guard let lastSeq = value["last_seq"]?.int64Value, lastSeq >= 0, lastSeq <= maxSequenceNumber else {
-                outbox.enqueue(.error(code: "invalid_message", message: "resume needs an integer last_seq from 0 to \(maxSequenceNumber)", now: now))
-                return
-            }
+        switch ClientMessage.parse(text, maxBytes: settings.maxClientMessageBytes) {
+        case .failure(let refusal):
+            outbox.enqueue(.error(code: refusal.code, message: refusal.message, now: now))
+        case .success(.ping(let id)):
+            outbox.enqueue(.make(type: "pong", jobId: request.jobId, seq: 0, ts: now, occurredAt: nil, data: .object(id.map { ["id": $0] } ?? [:])))
+        case .success(.resume(let lastSeq)):
             guard resumes.allow() else {
                 metrics.resumesRateLimited.increment()
-                outbox.enqueue(.error(code: "resume_rate_limited", message: "resume at most \(settings.resumesPerSecond) times a second", jobId: request.jobId, now: now))
+                outbox.enqueue(
+                    .error(code: "resume_rate_limited", message: "resume at most \(settings.resumesPerSecond) times a second", jobId: request.jobId, now: now))
                 return
             }
             store.resume(jobId: request.jobId, subscriber: ObjectIdentifier(outbox), outbox: outbox, lastSeq: lastSeq, now: now)
-        default:
-            outbox.enqueue(.error(code: "unknown_message_type", message: "unknown message type \"\(type.prefix(64))\"; use ping or resume", now: now))
-        }
-    }
-}
-
-extension JSONValue {
-    /// A string, number, boolean or null.
-    var isScalar: Bool {
-        switch self {
-        case .array, .object: false
-        default: true
         }
     }
 }
