@@ -160,3 +160,217 @@ def mock_kafka():
     kafka = MockKafka()
     yield kafka
     kafka.stop()
+
+
+# --- Shared helpers of the adversarial suites (test_adversarial*.py) ---------------------------------------------
+
+GAUGES = ("progress_bridge_websocket_connections", "progress_bridge_websocket_limiter_slots",
+          "progress_bridge_send_queue_bytes", "progress_bridge_http_connections")
+
+
+def metrics_text(bridge) -> str:
+    return http_get(bridge.admin_url + "/metrics")[1].decode()
+
+
+def metric_sample(bridge, name, **labels):
+    """The one sample of `name` whose labels include `labels` (0 when absent)."""
+    wanted = [f'{k}="{v}"' for k, v in labels.items()]
+    for line in metrics_text(bridge).splitlines():
+        if line.startswith(name + "{") and all(w in line.split("}")[0] for w in wanted):
+            return float(line.split()[-1])
+        if not labels and line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def gauges(bridge) -> dict:
+    """The four resource gauges from one /metrics read."""
+    values = {}
+    for line in metrics_text(bridge).splitlines():
+        name = line.split(" ")[0]
+        if name in GAUGES:
+            values[name] = float(line.split()[-1])
+    assert set(values) == set(GAUGES), f"missing gauges: {set(GAUGES) - set(values)}"
+    return values
+
+
+def baseline_gauges(bridge, timeout=5.0) -> dict:
+    """The gauges once two reads 0.3 s apart agree (connections of earlier requests have closed)."""
+    previous = gauges(bridge)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(0.3)
+        current = gauges(bridge)
+        if current == previous:
+            return current
+        previous = current
+    return previous
+
+
+def assert_gauges_back(bridge, baseline, timeout=15.0):
+    """Polls until every resource gauge is back at its baseline value."""
+    seen = {}
+
+    def back():
+        seen.clear()
+        seen.update(gauges(bridge))
+        return seen == baseline
+    assert wait_for(back, timeout=timeout, interval=0.25), \
+        f"gauges did not return to their baseline within {timeout}s: baseline {baseline}, now {seen}"
+
+
+def assert_alive(bridge):
+    assert bridge.process.poll() is None, "the bridge died:\n" + "".join(bridge.lines[-40:])
+    status, body, _ = http_get(bridge.admin_url + "/healthz")
+    assert status == 200, body
+
+
+REFERENCE_VIDEOS, REFERENCE_FAILED = 3, {2}
+
+
+def publish_reference_job(bridge, job=None, token=None, bootstrap=None):
+    """Publishes a small complete job (3 videos, one failed) and waits until it is applied; returns its id."""
+    import uuid
+    from monitor import Monitor, a_job
+    job = job or "job_ref_" + uuid.uuid4().hex[:8]
+    monitor = Monitor(bootstrap or bridge.bootstrap)
+    for e in a_job(job, videos=REFERENCE_VIDEOS, fail=REFERENCE_FAILED):
+        monitor.send(job, e)
+    monitor.flush()
+    assert wait_for(lambda: (job_state(bridge, job, token=token) or {}).get("state") == "completed", timeout=20), \
+        job_state(bridge, job, token=token)
+    return job
+
+
+def assert_serves(bridge, job, token=None):
+    """A fresh, well-behaved subscriber of `job` (a reference job) gets connection.ack then a job.snapshot with its
+    numbers, and REST gives the same numbers."""
+    import asyncio
+    import uuid
+    import websockets
+    connection = "conn_ok_" + uuid.uuid4().hex[:6]
+    url = f"{bridge.ws_url}/?job_id={job}&connection_id={connection}" + (f"&token={token}" if token else "")
+
+    async def subscribe():
+        async with websockets.connect(url, open_timeout=10, ping_interval=None, max_size=None) as ws:
+            return [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(2)]
+    ack, snapshot = asyncio.run(subscribe())
+    assert ack["type"] == "connection.ack" and ack["seq"] == 0 and ack["data"]["connection_id"] == connection, ack
+    assert snapshot["type"] == "job.snapshot", snapshot
+    expected = {"state": "completed", "total_videos": REFERENCE_VIDEOS, "completed": REFERENCE_VIDEOS - len(REFERENCE_FAILED),
+                "failed": len(REFERENCE_FAILED), "pending": 0, "processing": 0, "percent_complete": 100}
+    got = {k: snapshot["data"]["job"][k] for k in expected}
+    assert got == expected, f"snapshot numbers {got} != {expected}"
+    assert snapshot["data"]["videos_total"] == REFERENCE_VIDEOS
+    rest = job_state(bridge, job, token=token)
+    assert rest is not None and {k: rest[k] for k in expected} == expected, rest
+
+
+def read_dead_letters(bootstrap, key: str, count=1, timeout=20.0, topic="progress.events.dlq"):
+    """The dead letters with this key (as (value, headers dict, message)), once `count` have been read or at the timeout."""
+    import uuid
+    from confluent_kafka import Consumer
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": "dlq-adv-" + uuid.uuid4().hex,
+                       "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10, "enable.auto.commit": False})
+    reader.subscribe([topic])
+    found = []
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline and len(found) < count:
+            message = reader.poll(0.3)
+            if message is None or message.error():
+                continue
+            if message.key() == key.encode():
+                headers = {k: (v.decode() if v is not None else None) for k, v in (message.headers() or [])}
+                found.append((message.value(), headers, message))
+    finally:
+        reader.close()
+    return found
+
+
+# Raw WebSocket frames, for clients no library would be.
+
+def ws_frame(opcode, payload=b"", fin=True, mask=True, rsv=0):
+    """One client frame; `mask=False` and `rsv` make protocol violations."""
+    head = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
+    n = len(payload)
+    bit = 0x80 if mask else 0
+    if n < 126:
+        head += bytes([bit | n])
+    elif n < 65536:
+        head += bytes([bit | 126]) + n.to_bytes(2, "big")
+    else:
+        head += bytes([bit | 127]) + n.to_bytes(8, "big")
+    if mask:
+        key = os.urandom(4)
+        repeated = (key * (n // 4 + 1))[:n]
+        payload = (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(n, "big") if n else b""
+        head += key
+    return head + payload
+
+
+def read_frames(sock, timeout=10.0, until=lambda opcode, payload: False):
+    """Reads server frames until a close frame, `until(opcode, payload)`, the end of the connection, or the timeout.
+    Returns (frames as (opcode, payload), how it ended: "close", "until", "eof", "reset" or "timeout")."""
+    buffer = bytearray()
+    position = 0
+    frames = []
+    deadline = time.monotonic() + timeout
+    while True:
+        while len(buffer) - position >= 2:
+            b0, b1 = buffer[position], buffer[position + 1]
+            n, offset = b1 & 0x7F, position + 2
+            if n == 126:
+                if len(buffer) - offset < 2:
+                    break
+                n, offset = int.from_bytes(buffer[offset:offset + 2], "big"), offset + 2
+            elif n == 127:
+                if len(buffer) - offset < 8:
+                    break
+                n, offset = int.from_bytes(buffer[offset:offset + 8], "big"), offset + 8
+            if b1 & 0x80:
+                offset += 4
+            if len(buffer) - offset < n:
+                break
+            payload = bytes(buffer[offset:offset + n])
+            position = offset + n
+            frames.append((b0 & 0x0F, payload))
+            if b0 & 0x0F == 8:
+                return frames, "close"
+            if until(b0 & 0x0F, payload):
+                return frames, "until"
+        if position > (1 << 20):
+            del buffer[:position]
+            position = 0
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return frames, "timeout"
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(262144)
+        except socket.timeout:
+            return frames, "timeout"
+        except (ConnectionResetError, BrokenPipeError):
+            return frames, "reset"
+        if not chunk:
+            return frames, "eof"
+        buffer += chunk
+
+
+def frame_close_code(frames):
+    """The code of the close frame among `frames`, or None."""
+    for opcode, payload in frames:
+        if opcode == 8:
+            return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+    return None
+
+
+def text_messages(frames):
+    return [json.loads(payload) for opcode, payload in frames if opcode == 1]
+
+
+def abort(sock):
+    """Closes with a TCP reset (SO_LINGER 0)."""
+    import struct
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
