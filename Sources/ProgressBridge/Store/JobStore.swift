@@ -91,10 +91,15 @@ public final class JobStore: Sendable {
             if wasNew, self.tracked.load(ordering: .relaxed) >= limits.maxJobs {
                 return (.rejected(Rejection(.limitExceeded, "the bridge already tracks \(limits.maxJobs) jobs (--max-jobs)")), false, false)
             }
-            var aggregate = s.aggregate ?? JobAggregate(jobId: event.jobId, firstEventAt: event.occurredAt, limits: limits.aggregate)
+            // Taken out while it changes, so the change happens in place: a second reference would make every event
+            // copy the job's whole video table (quadratic in the job's size).
+            var aggregate = s.aggregate.take() ?? JobAggregate(jobId: event.jobId, firstEventAt: event.occurredAt, limits: limits.aggregate)
             let wasTerminal = aggregate.state?.isTerminal ?? false
             let outcome = aggregate.apply(event)
-            guard case .applied = outcome else { return (outcome, false, false) }
+            guard case .applied = outcome else {
+                if !wasNew { s.aggregate = aggregate }
+                return (outcome, false, false)
+            }
             if wasNew { self.tracked.add(1, ordering: .relaxed) }
             s.aggregate = aggregate
             s.lastChangedAt = WallClock.nowMs()
