@@ -2,7 +2,7 @@
 import Foundation
 import PackageDescription
 
-// libFuzzer target for the decode + validate path. Build and run with ../scripts/fuzz.sh.
+// libFuzzer targets: the decode + validate path, and what subscribers send. Build and run with ../scripts/fuzz.sh.
 // A path dependency's identity is its directory name, which depends on where the repository is cloned.
 let root = URL(fileURLWithPath: Context.packageDirectory).deletingLastPathComponent()
 
@@ -16,6 +16,14 @@ let package = Package(
                 .product(name: "JSONSchema", package: root.lastPathComponent),
                 .product(name: "ProgressContract", package: root.lastPathComponent),
             ]
-        )
+        ),
+        // What subscribers and REST clients send: URL queries, client messages, list queries.
+        .executableTarget(
+            name: "SubscriberFuzzer",
+            dependencies: [
+                .product(name: "JSONSchema", package: root.lastPathComponent),
+                .product(name: "SubscriberProtocol", package: root.lastPathComponent),
+            ]
+        ),
     ]
 )

@@ -1,11 +1,23 @@
 #!/usr/bin/env bash
-# Fuzzes the decode + validate path (JSON parser, schema validator, typed decoding) with libFuzzer.
-# Usage: scripts/fuzz.sh [seconds]   (default 60; CI runs 60). Crashes are written to Fuzz/artifacts/.
+# Fuzzes with libFuzzer, each target for the given time:
+#   EventFuzzer       the decode + validate path (JSON parser, schema validator, typed decoding);
+#   SubscriberFuzzer  what subscribers and REST clients send (URL query, client messages, list queries).
+# Usage: scripts/fuzz.sh [seconds per target]   (default 60; the test command runs 45). Crashes go to Fuzz/artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/../Fuzz"
 seconds="${1:-60}"
-swift build -c debug -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library --product EventFuzzer
-mkdir -p artifacts corpus-run
+for target in EventFuzzer SubscriberFuzzer; do
+  swift build -c debug -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library --product "$target"
+done
+bin="$(swift build -c debug --show-bin-path)"
+mkdir -p artifacts corpus-run corpus-subscriber-run
 cp -n corpus/* corpus-run/ 2>/dev/null || true
-FUZZ_SCHEMAS=../schemas "$(swift build -c debug --show-bin-path)/EventFuzzer" corpus-run \
-  -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 -timeout=10 -artifact_prefix=artifacts/ -print_final_stats=1
+cp -n corpus-subscriber/* corpus-subscriber-run/ 2>/dev/null || true
+run() {
+  local target="$1" corpus="$2"
+  echo "== $target"
+  FUZZ_SCHEMAS=../schemas "$bin/$target" "$corpus" \
+    -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 -timeout=10 -artifact_prefix="artifacts/$target-" -print_final_stats=1
+}
+run EventFuzzer corpus-run
+run SubscriberFuzzer corpus-subscriber-run

@@ -12,6 +12,11 @@ public struct JobListQuery: Sendable, Equatable {
     public var limit = 100
     public var offset = 0
 
+    /// Parses a query's parameters.
+    public static func parse(_ query: QueryString) -> Result<JobListQuery, QueryError> {
+        parse { query[$0] }
+    }
+
     /// Parses the parameters that `parameter(name)` returns (the first value of each).
     public static func parse(_ parameter: (String) -> String?) -> Result<JobListQuery, QueryError> {
         var query = JobListQuery()
@@ -42,6 +47,12 @@ public struct VideoListQuery: Sendable, Equatable {
     public var limit = 100
     public var offset = 0
 
+    /// Parses a query's parameters.
+    public static func parse(_ query: QueryString) -> Result<VideoListQuery, QueryError> {
+        parse { query[$0] }
+    }
+
+    /// Parses the parameters that `parameter(name)` returns (the first value of each).
     public static func parse(_ parameter: (String) -> String?) -> Result<VideoListQuery, QueryError> {
         var query = VideoListQuery()
         switch Paging.parse(parameter) {

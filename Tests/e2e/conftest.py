@@ -56,7 +56,10 @@ def metric(bridge, name):
 class Bridge:
     """A running bridge process and what it logged."""
 
+    started = []  # every bridge of this test run, newest last (for log excerpts of failures)
+
     def __init__(self, *extra_args, env=None, kafka=None):
+        Bridge.started.append(self)
         self.port = free_port()
         self.admin_port = free_port()
         self.lines = []
@@ -269,13 +272,19 @@ def assert_serves(bridge, job, token=None):
 def read_dead_letters(bootstrap, key: str, count=1, timeout=20.0, topic="progress.events.dlq"):
     """The dead letters with this key (as (value, headers dict, message)), once `count` have been read or at the timeout."""
     import uuid
-    from confluent_kafka import Consumer
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
     reader = Consumer({"bootstrap.servers": bootstrap, "group.id": "dlq-adv-" + uuid.uuid4().hex,
                        "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10, "enable.auto.commit": False})
-    reader.subscribe([topic])
     found = []
     deadline = time.time() + timeout
     try:
+        # Assigned, not subscribed: no group join to wait for. The topic appears with its first dead letter.
+        partitions = {}
+        while time.time() < deadline and not partitions:
+            partitions = reader.list_topics(topic, timeout=5).topics[topic].partitions or {}
+            if not partitions:
+                time.sleep(0.2)
+        reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(partitions)])
         while time.time() < deadline and len(found) < count:
             message = reader.poll(0.3)
             if message is None or message.error():
@@ -374,3 +383,31 @@ def abort(sock):
     import struct
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keeps each phase's report on the item (`item.rep_call`), so a fixture can tell whether its test failed."""
+    outcome = yield
+    setattr(item, "rep_" + outcome.get_result().when, outcome.get_result())
+
+
+def log_excerpt(bridge, since=0, limit=40):
+    """The bridge's log lines from index `since`, without librdkafka's connection chatter, at most `limit` (the last)."""
+    noise = ("Connect to ipv4", "ignoring leader", "Connection refused")
+    lines = [line.rstrip() for line in bridge.lines[since:] if not any(n in line for n in noise)]
+    return lines[-limit:]
+
+
+@pytest.fixture
+def bridge_logs_on_failure(request):
+    """Prints what every running bridge logged during a test that failed."""
+    marks = {id(b): len(b.lines) for b in Bridge.started}
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        for b in Bridge.started:
+            excerpt = log_excerpt(b, marks.get(id(b), 0))
+            if excerpt:
+                print(f"--- bridge :{b.port} log during the test ---")
+                print("\n".join(excerpt))

@@ -97,9 +97,7 @@ private func upgradeRefusal(_ request: Request, authenticator: Authenticator, me
 }
 
 private func parseSubscription(_ request: Request) -> Result<SubscriptionRequest, SubscriptionError> {
-    let query = request.uri.queryParameters
-    return SubscriptionRequest.parse(
-        jobId: query.get("job_id"), connectionId: query.get("connection_id"), token: query.get("token"), lastSeq: query.get("last_seq"))
+    SubscriptionRequest.parse(query: QueryString(request.uri.query))
 }
 
 /// Builds the admin router: `/metrics`, `/healthz`, `/readyz`.

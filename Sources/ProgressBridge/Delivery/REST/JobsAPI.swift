@@ -34,7 +34,7 @@ struct JobsAPI<Context: RequestContext> {
     }
 
     private func token(_ request: Request) -> String? {
-        Authenticator.token(authorization: request.headers[.authorization], query: request.uri.queryParameters.get("token"))
+        Authenticator.token(authorization: request.headers[.authorization], query: QueryString(request.uri.query)["token"])
     }
 
     private func refused(_ failure: AuthFailure) -> Response {
@@ -52,7 +52,7 @@ struct JobsAPI<Context: RequestContext> {
 
     private func listJobs(_ request: Request, grant: Grant) -> Response {
         let query: JobListQuery
-        switch JobListQuery.parse({ request.uri.queryParameters.get($0) }) {
+        switch JobListQuery.parse(QueryString(request.uri.query)) {
         case .success(let q): query = q
         case .failure(let e): return badParameter(e)
         }
@@ -72,7 +72,7 @@ struct JobsAPI<Context: RequestContext> {
 
     private func listVideos(_ aggregate: JobAggregate, _ request: Request) -> Response {
         let query: VideoListQuery
-        switch VideoListQuery.parse({ request.uri.queryParameters.get($0) }) {
+        switch VideoListQuery.parse(QueryString(request.uri.query)) {
         case .success(let q): query = q
         case .failure(let e): return badParameter(e)
         }

@@ -1,0 +1,54 @@
+import JSONSchema
+import SubscriberProtocol
+
+/// What subscribers and REST clients send, fuzzed: the first byte chooses what the rest is —
+/// a subscription URL's query, a WebSocket client message, or a REST list query. Every input must end
+/// as a bounded request or a refusal — never a crash, a hang, or a value outside its documented range.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    guard size > 0 else { return 0 }
+    let bytes = UnsafeBufferPointer(start: data + 1, count: size - 1)
+    let text = String(decoding: bytes, as: UTF8.self)
+    switch data[0] % 4 {
+    case 0:
+        if case .success(let request) = SubscriptionRequest.parse(query: QueryString(text)) {
+            precondition(JobIdentifier.isValid(request.jobId), "an accepted job_id must match the contract")
+            precondition(request.connectionId.utf8.count <= 128, "connection ids are bounded")
+            if let lastSeq = request.lastSeq { precondition((0...maxSequenceNumber).contains(lastSeq), "last_seq is bounded") }
+        }
+    case 1:
+        switch ClientMessage.parse(text, maxBytes: 64 * 1024) {
+        case .success(.ping(let id)):
+            if let id { precondition(id.serialized().utf8.count <= ClientMessage.maxPingIdBytes, "ping ids are bounded") }
+        case .success(.resume(let lastSeq)):
+            precondition((0...maxSequenceNumber).contains(lastSeq), "last_seq is bounded")
+        case .failure(let refusal):
+            precondition(!refusal.code.isEmpty && !refusal.message.isEmpty, "a refusal says why")
+        }
+    case 2:
+        if case .success(let query) = JobListQuery.parse(QueryString(text)) {
+            precondition((1...1000).contains(query.limit) && (0...1_000_000_000).contains(query.offset), "paging is bounded")
+        }
+    default:
+        if case .success(let query) = VideoListQuery.parse(QueryString(text)) {
+            precondition((1...1000).contains(query.limit) && (0...1_000_000_000).contains(query.offset), "paging is bounded")
+            precondition((query.search?.count ?? 0) <= 256 * 3, "the search text is bounded")
+        }
+    }
+    return 0
+}
+
+// See EventFuzzer: libFuzzer supplies the driver, SwiftPM the `<Target>_main` entry point.
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(
+    _ argc: UnsafeMutablePointer<CInt>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt
+) -> CInt
+
+@_cdecl("SubscriberFuzzer_main")
+func entryPoint(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    var count = argc
+    var arguments = argv
+    return LLVMFuzzerRunDriver(&count, &arguments) { data, size in fuzz(data, size) }
+}
