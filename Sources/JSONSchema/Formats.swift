@@ -91,7 +91,9 @@ public enum RFC3339 {
     }
 
     /// Formats epoch milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-    public static func format(milliseconds: Int64) -> String {
+    /// Instants outside years 0000–9999 (which RFC 3339 cannot write) are clamped to that range.
+    public static func format(milliseconds unclamped: Int64) -> String {
+        let milliseconds = min(max(unclamped, -62_167_219_200_000), 253_402_300_799_999)
         let days = floorDiv(milliseconds, 86_400_000)
         let msOfDay = milliseconds - days * 86_400_000
         let (y, m, d) = civilFromDays(days)
@@ -119,7 +121,8 @@ public enum RFC3339 {
 
     private static func digits(_ s: Substring) -> Int64? { digits(s.utf8) }
 
-    private static func floorDiv(_ a: Int64, _ b: Int64) -> Int64 { a >= 0 ? a / b : -((-a + b - 1) / b) }
+    /// Rounds towards −∞ (`b > 0`); no negation, so `Int64.min` (from a corrupt state record) cannot trap.
+    private static func floorDiv(_ a: Int64, _ b: Int64) -> Int64 { a >= 0 ? a / b : (a + 1) / b - 1 }
 
     static func daysInMonth(_ y: Int64, _ m: Int64) -> Int64 {
         switch m {

@@ -289,3 +289,21 @@ struct JWKSAlgorithmTests {
         #expect(throws: StartupError.self) { try JWKSAlgorithms.pin(#"{"keys":[{"kty":"RSA","alg":"none","n":"AQAB","e":"AQAB"}]}"#) }
     }
 }
+
+@Suite("Corrupt state records")
+struct CorruptStateTests {
+    /// A state record is input too: extreme numbers in it must not trap when the job is served.
+    @Test func extremeTimesInARestoredJobAreServedWithoutTrapping() throws {
+        for extreme: Int64 in [.min, .max, -1, 0] {
+            let json = #"{"jobId":"job_corrupt","stateField":{},"titleField":{},"totalField":{"value":9223372036854775807,"stamp":[0,0,"e"]},"deadlineField":{},"createdAtField":{"value":\#(extreme),"stamp":[0,0,"e"]},"priorityField":{},"sheetIdField":{},"sheetRangeField":{},"monitorField":{},"errorField":{},"firstEventAt":\#(extreme),"lastEventAt":\#(extreme),"startedAt":\#(extreme),"eventsApplied":-5,"seenOrder":["a"],"seenHead":99}"#
+            let aggregate = try JSONDecoder().decode(JobAggregate.self, from: Data(json.utf8))
+            let store = JobStore(metrics: BridgeMetrics())
+            store.restore(aggregate, seq: .max)
+            let outbox = Outbox(capacity: 8, metrics: BridgeMetrics())
+            store.subscribe(jobId: "job_corrupt", subscriber: ObjectIdentifier(outbox), outbox: outbox, lastSeq: nil, now: 0)
+            _ = store.aggregate("job_corrupt")?.progress().json.serialized()
+            var e = StoreEvents("job_corrupt")
+            #expect(store.apply(e.completed("v1", at: 1)) == .applied, "the seq was clamped on restore, so it can still grow")
+        }
+    }
+}
