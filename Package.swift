@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "progress-bridge", targets: ["progress-bridge"]),
         .library(name: "JSONSchema", targets: ["JSONSchema"]),
         .library(name: "ProgressContract", targets: ["ProgressContract"]),
+        .library(name: "ProgressAggregation", targets: ["ProgressAggregation"]),
         .library(name: "SubscriberProtocol", targets: ["SubscriberProtocol"]),
     ],
     dependencies: [

@@ -2,7 +2,7 @@
 import Foundation
 import PackageDescription
 
-// libFuzzer targets: the decode + validate path, and what subscribers send. Build and run with ../scripts/fuzz.sh.
+// libFuzzer targets: the decode + validate path, what subscribers send, and state records. Build and run with ../scripts/fuzz.sh.
 // A path dependency's identity is its directory name, which depends on where the repository is cloned.
 let root = URL(fileURLWithPath: Context.packageDirectory).deletingLastPathComponent()
 
@@ -24,6 +24,11 @@ let package = Package(
                 .product(name: "JSONSchema", package: root.lastPathComponent),
                 .product(name: "SubscriberProtocol", package: root.lastPathComponent),
             ]
+        ),
+        // State records as restored from the state topic.
+        .executableTarget(
+            name: "StateRecordFuzzer",
+            dependencies: [.product(name: "ProgressAggregation", package: root.lastPathComponent)]
         ),
     ]
 )

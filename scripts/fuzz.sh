@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Fuzzes with libFuzzer, each target for the given time:
 #   EventFuzzer       the decode + validate path (JSON parser, schema validator, typed decoding);
-#   SubscriberFuzzer  what subscribers and REST clients send (URL query, client messages, list queries).
+#   SubscriberFuzzer  what subscribers and REST clients send (URL query, client messages, list queries);
+#   StateRecordFuzzer records of the state topic (job headers, videos) as the bridge restores and serves them.
 # Usage: scripts/fuzz.sh [seconds per target]   (default 60; the test command runs 45). Crashes go to Fuzz/artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/../Fuzz"
 seconds="${1:-60}"
-for target in EventFuzzer SubscriberFuzzer; do
+for target in EventFuzzer SubscriberFuzzer StateRecordFuzzer; do
   swift build -c debug -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library --product "$target"
 done
 bin="$(swift build -c debug --show-bin-path)"
-mkdir -p artifacts corpus-run corpus-subscriber-run
+mkdir -p artifacts corpus-run corpus-subscriber-run corpus-state-run
 cp -n corpus/* corpus-run/ 2>/dev/null || true
 cp -n corpus-subscriber/* corpus-subscriber-run/ 2>/dev/null || true
+cp -n corpus-state/* corpus-state-run/ 2>/dev/null || true
 run() {
   local target="$1" corpus="$2"
   echo "== $target"
@@ -21,3 +23,4 @@ run() {
 }
 run EventFuzzer corpus-run
 run SubscriberFuzzer corpus-subscriber-run
+run StateRecordFuzzer corpus-state-run
