@@ -42,7 +42,10 @@ public final class KafkaProducer: Sendable {
 
     /// Writes every record and waits until each is acknowledged (or librdkafka gave up on it); throws the
     /// first failure. For many records at once — one delivery report each, served by one poll loop.
-    public func sendAll(_ records: [KafkaRecord]) async throws(KafkaError) {
+    ///
+    /// `abandonIf` is asked while waiting; when it says so (shutdown), waiting ends with `_DESTROY` — the records
+    /// may still be delivered later by librdkafka (at-least-once).
+    public func sendAll(_ records: [KafkaRecord], abandonIf: () -> Bool = { false }) async throws(KafkaError) {
         var reports: [DeliveryReport] = []
         reports.reserveCapacity(records.count)
         for record in records {
@@ -67,10 +70,28 @@ public final class KafkaProducer: Sendable {
                 if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "deliver to \(records[next].topic)") }
                 next += 1
             } else {
+                if abandonIf() { throw KafkaError(code: RD_KAFKA_RESP_ERR__DESTROY.rawValue, message: "stopped waiting for delivery to \(records[next].topic)") }
                 await poll(timeoutMs: 10)
             }
         }
         if !records.isEmpty { client.status.markHealthy() }
+    }
+
+    /// The error the cluster reports for `topic` in its metadata (not authorised, unknown, …), if any. For telling a
+    /// refusal that retrying cannot cure from a delivery that merely timed out.
+    public func topicError(_ topic: String, timeoutMs: Int32 = 5000) async -> KafkaError? {
+        let client = self.client
+        return await blocking { () -> KafkaError? in
+            var metadata: UnsafePointer<rd_kafka_metadata>?
+            let handle = rd_kafka_topic_new(client.pointer, topic, nil)
+            defer { if let handle { rd_kafka_topic_destroy(handle) } }
+            let err = rd_kafka_metadata(client.pointer, 0, handle, &metadata, timeoutMs)
+            guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { return nil }
+            defer { rd_kafka_metadata_destroy(metadata) }
+            guard metadata.pointee.topic_cnt > 0 else { return nil }
+            let entry = metadata.pointee.topics[0]
+            return entry.err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError(entry.err, context: "metadata of \(topic)")
+        }
     }
 
     /// Queues one record without waiting; call `poll` or `flush` to serve delivery reports.

@@ -1,28 +1,36 @@
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import HummingbirdWebSocket
 import Logging
 import NIOCore
 import SubscriberProtocol
 
-/// Builds the public application: WebSocket subscriptions on `/` and `/ws`, the REST API beside them.
+/// Builds the public application: WebSocket subscriptions on `/` and `/ws`, the REST API beside them, every
+/// connection behind the `gate` (connection cap, request-head deadline).
 public func buildApplication(
     store: JobStore, metrics: BridgeMetrics, settings: DeliverySettings, authenticator: Authenticator, configuration: ApplicationConfiguration,
-    onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }, logger: Logger
+    gate: HTTPConnectionGate? = nil, onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }, logger: Logger
 ) -> some ApplicationProtocol {
     let refusals = UpgradeRefusals()
-    let gate = HTTPConnectionGate(maxConnections: settings.maxHTTPConnections, metrics: metrics)
+    let gate = gate ?? HTTPConnectionGate(maxConnections: settings.maxHTTPConnections, headTimeout: settings.httpIdleTimeout, metrics: metrics)
     let idle = settings.httpIdleTimeout.components
+    let webSocketResponder = buildWebSocketRouter(
+        store: store, metrics: metrics, settings: settings, authenticator: authenticator, refusals: refusals
+    ).buildResponder()
+    let channelConfiguration = HTTP1WebSocketUpgradeChannel.Configuration(
+        http1: .init(
+            additionalChannelHandlers: [HeadReceivedReporter(), RefusedUpgradeResponseWriter(refusals: refusals)],
+            idleTimeout: .nanoseconds(idle.seconds * 1_000_000_000 + idle.attoseconds / 1_000_000_000)),
+        // Text must be UTF-8 (else 1007); a client that does not answer our close frame is dropped after 3 s.
+        ws: .init(maxFrameSize: settings.maxClientMessageBytes, closeTimeout: .seconds(3), validateUTF8: true))
     return Application(
         router: buildRouter(store: store, metrics: metrics, authenticator: authenticator),
-        server: .http1WebSocketUpgrade(
-            webSocketRouter: buildWebSocketRouter(
-                store: store, metrics: metrics, settings: settings, authenticator: authenticator, refusals: refusals),
-            configuration: .init(
-                http1: .init(
-                    additionalChannelHandlers: [HTTPConnectionGateHandler(gate: gate), RefusedUpgradeResponseWriter(refusals: refusals)],
-                    idleTimeout: .nanoseconds(idle.seconds * 1_000_000_000 + idle.attoseconds / 1_000_000_000)),
-                ws: .init(maxFrameSize: settings.maxClientMessageBytes))),
+        server: HTTPServerBuilder { responder in
+            GatedChildChannel(
+                inner: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: webSocketResponder, configuration: channelConfiguration),
+                gate: gate)
+        },
         configuration: configuration, onServerRunning: onServerRunning, logger: logger)
 }
 
@@ -46,6 +54,7 @@ func buildWebSocketRouter(
         metrics: metrics)
     for path in ["/", "/ws"] {
         router.ws(RouterPath(path)) { request, context in
+            HTTPConnectionGate.headReceived(on: context.channel)
             if let refusal = await upgradeRefusal(request, authenticator: authenticator, metrics: metrics) {
                 refusals.hold(refusal, for: context.channel)
                 return .dontUpgrade
@@ -71,7 +80,7 @@ func buildWebSocketRouter(
             defer { limiter.release(address, subject: grant.subject) }
             let session = SubscriberSession(
                 request: subscription, store: store, metrics: metrics, settings: settings, logger: context.logger, expiresAt: grant.expiresAt)
-            await session.run(inbound: inbound, outbound: outbound)
+            try await session.run(inbound: inbound, outbound: outbound)
         }
     }
     return router

@@ -76,8 +76,12 @@ public enum BridgeRuntime {
                 properties: KafkaProperties(["statistics.interval.ms": "5000"].merging(kafkaProperties) { _, given in given }), autoCommit: false),
             logger: logger)
         let producerProperties = KafkaProperties(kafkaProperties.filter { !consumerOnlyProperties.contains($0.key) })
+        // A dead-letter write that cannot succeed should say so within half a minute, not librdkafka's default 5.
         let deadLetterProducer = try KafkaProducer(
-            configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap, properties: producerProperties), logger: logger)
+            configuration: KafkaProducerConfiguration(
+                bootstrapServers: bootstrap,
+                properties: KafkaProperties(["message.timeout.ms": "30000"].merging(producerProperties.values) { _, given in given })),
+            logger: logger)
 
         // State records are many and alike: compress them (unless configured otherwise).
         let changelogProducer = try KafkaProducer(
@@ -102,16 +106,16 @@ public enum BridgeRuntime {
             services.append(DemoMonitor(producer: demoProducer, topic: configuration.topics[0], publicURL: publicURL, logger: logger))
         }
 
+        let settings = DeliverySettings(
+            sendQueueCapacity: configuration.sendQueueCapacity, sendQueueBytes: configuration.sendQueueBytes,
+            clientMessagesPerSecond: Double(configuration.clientMessageRate), maxConnections: configuration.maxConnections,
+            maxConnectionsPerAddress: configuration.maxConnectionsPerIP, maxConnectionsPerSubject: configuration.maxConnectionsPerSubject,
+            trustedProxies: (try? TrustedProxies.parse(configuration.trustedProxies).get()) ?? .none,
+            maxHTTPConnections: configuration.maxHTTPConnections, httpIdleTimeout: .seconds(configuration.httpIdleTimeout))
+        let gate = HTTPConnectionGate(maxConnections: settings.maxHTTPConnections, headTimeout: settings.httpIdleTimeout, metrics: metrics)
         let app = buildApplication(
-            store: store, metrics: metrics,
-            settings: DeliverySettings(
-                sendQueueCapacity: configuration.sendQueueCapacity, sendQueueBytes: configuration.sendQueueBytes,
-                clientMessagesPerSecond: Double(configuration.clientMessageRate), maxConnections: configuration.maxConnections,
-                maxConnectionsPerAddress: configuration.maxConnectionsPerIP, maxConnectionsPerSubject: configuration.maxConnectionsPerSubject,
-                trustedProxies: (try? TrustedProxies.parse(configuration.trustedProxies).get()) ?? .none,
-                maxHTTPConnections: configuration.maxHTTPConnections, httpIdleTimeout: .seconds(configuration.httpIdleTimeout)),
-            authenticator: authenticator,
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "progress-bridge"),
+            store: store, metrics: metrics, settings: settings, authenticator: authenticator,
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "progress-bridge"), gate: gate,
             onServerRunning: { channel in
                 logger.notice(
                     "serving WebSocket and REST",
@@ -129,7 +133,7 @@ public enum BridgeRuntime {
             },
             logger: logger)
         services.append(app)
-        services.append(SubscriberDrain(store: store, logger: logger))  // shut down before `app`
+        services.append(SubscriberDrain(store: store, gate: gate, logger: logger))  // shut down before `app`
         services.append(admin)
 
         let group = ServiceGroup(

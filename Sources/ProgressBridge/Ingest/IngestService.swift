@@ -46,6 +46,9 @@ public struct IngestService: Service {
     let readiness: Readiness
     let logger: Logger
     let durability: Durability?
+    /// How long failing dead-letter writes may hold ingest before the bridge says it is not ready.
+    static let deadLetterStallLimit = Duration.seconds(60)
+
     /// How far `occurred_at` may be ahead of the record's timestamp, in ms (further: `implausible_timestamp`).
     let maxClockSkewMs: Int64
     /// The largest dead-letter record (key, value and headers), in bytes; larger originals are truncated.
@@ -230,9 +233,10 @@ public struct IngestService: Service {
         if record.truncated { metrics.deadLettersTruncated.increment() }
         var backoff = Duration.milliseconds(100)
         var blocked = false
+        let firstAttempt = ContinuousClock.now
         while true {
             do {
-                try await deadLetterProducer.sendAll([record.record])
+                try await deadLetterProducer.sendAll([record.record], abandonIf: { Task.isShuttingDownGracefully })
                 metrics.eventsDeadLettered.increment()
                 if blocked {
                     readiness.deadLettersBlocked(nil)
@@ -241,17 +245,22 @@ public struct IngestService: Service {
                 return true
             } catch {
                 metrics.deadLetterFailures.increment()
-                if error.isPermanentForProduce {
+                // A delivery that timed out may hide a refusal the cluster only states in its metadata.
+                var cause = error
+                if !error.isPermanentForProduce, let topicError = await deadLetterProducer.topicError(deadLetterTopic) { cause = topicError }
+                let heldFor = ContinuousClock.now - firstAttempt
+                if cause.isPermanentForProduce {
                     metrics.deadLetterPermanentFailures.increment()
-                    if !blocked {
-                        readiness.deadLettersBlocked(error.message)
-                        blocked = true
-                    }
                     logger.error(
                         "dead-letter topic refuses the record; ingest holds and the bridge is not ready until this is fixed",
-                        metadata: ["error": "\(error)", "topic": "\(deadLetterTopic)", "source_offset": "\(message.offset)", "retry_in": "\(backoff)"])
+                        metadata: ["error": "\(cause)", "topic": "\(deadLetterTopic)", "source_offset": "\(message.offset)", "retry_in": "\(backoff)"])
                 } else {
                     logger.error("dead-letter write failed; retrying, offset not stored", metadata: ["error": "\(error)", "retry_in": "\(backoff)"])
+                }
+                // Not ready while ingest is held: at once for a refusal, after a while for anything else.
+                if !blocked, cause.isPermanentForProduce || heldFor >= Self.deadLetterStallLimit {
+                    readiness.deadLettersBlocked(cause.message)
+                    blocked = true
                 }
             }
             if Task.isShuttingDownGracefully || Task.isCancelled { return false }

@@ -7,6 +7,8 @@ import ServiceLifecycle
 /// is shut down first.
 struct SubscriberDrain: Service {
     let store: JobStore
+    /// Connections still waiting for a request head are closed too: they would hold the server's shutdown open.
+    var gate: HTTPConnectionGate? = nil
     let logger: Logger
     /// How long to wait for sessions to end.
     var timeout: Duration = .seconds(3)
@@ -19,6 +21,9 @@ struct SubscriberDrain: Service {
         }
         let open = store.subscriberCount
         store.closeAllSubscribers(.shuttingDown)
+        if let closed = gate?.closeWaitingForHead(), closed > 0 {
+            logger.info("closed connections that never sent a request", metadata: ["count": "\(closed)"])
+        }
         let deadline = ContinuousClock.now + timeout
         while store.subscriberCount > 0, ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(20))

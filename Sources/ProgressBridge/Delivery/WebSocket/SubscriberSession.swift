@@ -69,10 +69,16 @@ struct SubscriberSession {
     /// When the token stops being valid (`exp` + leeway); the session is closed with 4401 then.
     var expiresAt: Date? = nil
 
-    /// Which task of the session ended.
-    private enum Ended { case writer, reader, expiry, grace }
+    /// Which task of the session ended (the reader with what ended it).
+    private enum Ended {
+        case writer, expiry, grace
+        case reader((any Error)?)
+    }
 
-    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
+    /// Runs the session. Rethrows, after everything is cleaned up, what ended the client's side (invalid UTF-8,
+    /// a message over the size limit, a protocol error), so that the WebSocket layer closes with its code
+    /// (1007, 1009, 1002).
+    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
         let outbox = Outbox(capacity: settings.sendQueueCapacity, byteCapacity: settings.sendQueueBytes, metrics: metrics)
         let subscriberId = ObjectIdentifier(outbox)
         metrics.connections.increment()
@@ -94,8 +100,8 @@ struct SubscriberSession {
         store.subscribe(jobId: request.jobId, subscriber: subscriberId, outbox: outbox, lastSeq: request.lastSeq, now: now)
         logger.debug("subscriber connected", metadata: ["job_id": "\(request.jobId)", "connection_id": "\(request.connectionId)"])
 
-        await withGracefulShutdownHandler {
-            await withTaskGroup(of: Ended.self) { group in
+        let clientError = await withGracefulShutdownHandler {
+            await withTaskGroup(of: Ended.self, returning: (any Error)?.self) { group in
                 group.addTask {
                     do {
                         try await writeLoop(outbox: outbox, outbound: outbound)
@@ -107,10 +113,11 @@ struct SubscriberSession {
                 group.addTask {
                     do {
                         try await readLoop(inbound: inbound, outbox: outbox)
+                        return .reader(nil)
                     } catch {
                         logger.debug("subscriber read failed", metadata: ["connection_id": "\(request.connectionId)", "error": "\(error)"])
+                        return .reader(error)
                     }
-                    return .reader
                 }
                 if let expiresAt {
                     group.addTask {
@@ -120,12 +127,14 @@ struct SubscriberSession {
                         return .expiry
                     }
                 }
+                var clientError: (any Error)?
                 while let ended = await group.next() {
                     switch ended {
                     case .writer:
                         group.cancelAll()  // the reader, the expiry timer
-                        return
-                    case .reader:
+                        return clientError
+                    case .reader(let error):
+                        clientError = error
                         // The client is gone or broke the protocol. A close frame decided by the reader (rate limit)
                         // still goes out; otherwise there is nobody to write to. Either way the writer gets a moment.
                         outbox.close(.clientGone)
@@ -139,10 +148,12 @@ struct SubscriberSession {
                         continue
                     }
                 }
+                return clientError
             }
         } onGracefulShutdown: {
             outbox.close(.shuttingDown)
         }
+        if let clientError, !(clientError is CancellationError) { throw clientError }
     }
 
     private func writeLoop(outbox: Outbox, outbound: WebSocketOutboundWriter) async throws {
