@@ -10,7 +10,7 @@ import uuid
 import pytest
 import websockets
 
-from conftest import Bridge, http_get, job_state, metric, wait_for
+from conftest import Bridge, assert_gauges_back, baseline_gauges, http_get, job_state, metric, wait_for
 from monitor import Monitor, a_job, event
 
 
@@ -30,15 +30,20 @@ async def closed_code(ws, timeout=10):
 
 
 def test_an_oversized_frame_is_refused_with_1009(strict):
+    baseline = baseline_gauges(strict)
+
     async def scenario():
         async with websockets.connect(f"{strict.ws_url}/?job_id=job_big", max_size=None) as ws:
             await ws.recv()
             await ws.send("x" * (70 * 1024))
             return await closed_code(ws)
     assert asyncio.run(scenario()) == 1009
+    assert_gauges_back(strict, baseline)
 
 
 def test_a_flooding_client_is_closed_with_1008(strict):
+    baseline = baseline_gauges(strict)
+
     async def scenario():
         async with websockets.connect(f"{strict.ws_url}/?job_id=job_flood") as ws:
             try:
@@ -50,6 +55,7 @@ def test_a_flooding_client_is_closed_with_1008(strict):
             await ws.wait_closed()
             return ws.close_code
     assert asyncio.run(scenario()) == 1008
+    assert_gauges_back(strict, baseline)
 
 
 def test_connections_per_address_are_capped_with_1013_and_others_keep_working():
@@ -61,6 +67,8 @@ def test_connections_per_address_are_capped_with_1013_and_others_keep_working():
 
 
 def _connections_are_capped(strict):
+    baseline = baseline_gauges(strict)
+
     async def scenario():
         held = [await websockets.connect(f"{strict.ws_url}/?job_id=job_many") for _ in range(3)]
         try:
@@ -77,6 +85,7 @@ def _connections_are_capped(strict):
     assert asyncio.run(scenario()) == 1013
     status, body, _ = http_get(strict.admin_url + "/metrics")
     assert "progress_bridge_websocket_connections_refused_total 1" in body.decode()
+    assert_gauges_back(strict, baseline)
 
 
 def raw_upgrade(port, path, receive_buffer=None):
@@ -95,6 +104,7 @@ def raw_upgrade(port, path, receive_buffer=None):
 
 
 def test_a_reader_that_stops_reading_is_cut_with_4001_and_can_resume(strict):
+    baseline = baseline_gauges(strict)
     job = "job_slow_" + uuid.uuid4().hex[:6]
     s = raw_upgrade(strict.port, f"/?job_id={job}", receive_buffer=2048)
     monitor = Monitor(strict.bootstrap)
@@ -115,9 +125,11 @@ def test_a_reader_that_stops_reading_is_cut_with_4001_and_can_resume(strict):
             return seen
     seen = asyncio.run(resume())
     assert [m["seq"] for m in seen if m["type"] == "video.failed"] == list(range(1191, 1201))
+    assert_gauges_back(strict, baseline)
 
 
 def test_garbage_after_the_handshake_closes_only_that_connection(strict):
+    baseline = baseline_gauges(strict)
     s = raw_upgrade(strict.port, "/?job_id=job_garbage")
     s.sendall(b"\xff\xff\xff\xff\xff\xff\xff\xff" * 8)
     s.settimeout(10)
@@ -138,3 +150,4 @@ def test_garbage_after_the_handshake_closes_only_that_connection(strict):
         async with websockets.connect(f"{strict.ws_url}/?job_id=job_after") as ws:
             return json.loads(await ws.recv())["type"]
     assert asyncio.run(still_serving()) == "connection.ack"
+    assert_gauges_back(strict, baseline)
