@@ -125,6 +125,19 @@ public final class KafkaConsumer: Sendable {
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "commit offsets") }
     }
 
+    /// The partitions assigned to this member now (empty while the group rebalances).
+    public func assignedPartitions() -> Set<TopicPartition> {
+        var assignment: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+        guard rd_kafka_assignment(client.pointer, &assignment) == RD_KAFKA_RESP_ERR_NO_ERROR, let assignment else { return [] }
+        defer { rd_kafka_topic_partition_list_destroy(assignment) }
+        var result = Set<TopicPartition>()
+        for i in 0..<Int(assignment.pointee.cnt) {
+            let entry = assignment.pointee.elems[i]
+            result.insert(TopicPartition(topic: String(cString: entry.topic), partition: entry.partition))
+        }
+        return result
+    }
+
     /// Lag per assigned partition: high watermark − current position, from librdkafka's cached watermarks.
     public func partitionLags() -> [PartitionLag] {
         var assignment: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?

@@ -63,3 +63,14 @@ public struct TopicPartitionOffset: Sendable, Hashable {
         self.offset = offset
     }
 }
+
+/// One partition of a topic.
+public struct TopicPartition: Sendable, Hashable {
+    public let topic: String
+    public let partition: Int32
+
+    public init(topic: String, partition: Int32) {
+        self.topic = topic
+        self.partition = partition
+    }
+}

@@ -160,8 +160,16 @@ public struct IngestService: Service {
                 checkpoint.dirtyJobs.removeAll()
                 checkpoint.forgottenJobs.removeAll()
             }
-            try await consumer.commit(Array(checkpoint.offsets.values))
-            checkpoint.offsets.removeAll()
+            // Only offsets of partitions this member owns now: committing others fails with "unknown member", and
+            // librdkafka answers that by restarting the group join — every second, a join that never completes.
+            // While the group rebalances (nothing assigned) they wait; once it is done, those of partitions that went
+            // to another member are dropped (it reads their events again: at-least-once).
+            let owned = consumer.assignedPartitions()
+            if !owned.isEmpty {
+                checkpoint.offsets = checkpoint.offsets.filter { owned.contains(TopicPartition(topic: $0.value.topic, partition: $0.value.partition)) }
+                try await consumer.commit(Array(checkpoint.offsets.values))
+                checkpoint.offsets.removeAll()
+            }
             checkpoint.failures = 0
             metrics.lastCommit.set(Double(WallClock.nowMs()) / 1000)
         } catch {
