@@ -265,6 +265,7 @@ struct TrustedProxyTests {
         #expect(proxies.clientAddress(peer: "127.0.0.1", forwardedFor: nil, forwarded: #"for="[2001:db8::1]:4711";proto=https"#) == "2001:db8::1")
         #expect(proxies.clientAddress(peer: "127.0.0.1", forwardedFor: "not an address", forwarded: nil) == "127.0.0.1")
         #expect(proxies.clientAddress(peer: "fd12::1", forwardedFor: "192.0.2.44:5555", forwarded: nil) == "192.0.2.44")
+        #expect(proxies.clientAddress(peer: "::ffff:127.0.0.1", forwardedFor: "198.51.100.7", forwarded: nil) == "198.51.100.7")
     }
 
     @Test func badEntriesAreRefused() {
