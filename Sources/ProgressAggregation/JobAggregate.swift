@@ -94,7 +94,7 @@ public struct JobAggregate: Sendable {
             return .rejected(Rejection(.limitExceeded, "job \(jobId) already has \(videos.count) videos, the most one job may have (--max-videos-per-job)"))
         }
         remember(event.eventId)
-        eventsApplied += 1
+        eventsApplied = eventsApplied.adding(saturating: 1)
         firstEventAt = min(firstEventAt, event.occurredAt)
         lastEventAt = max(lastEventAt, event.occurredAt)
 
@@ -258,7 +258,7 @@ extension JobAggregate: Codable {
         firstEventAt = try c.decode(Int64.self, forKey: .firstEventAt)
         lastEventAt = try c.decode(Int64.self, forKey: .lastEventAt)
         startedAt = try c.decodeIfPresent(Int64.self, forKey: .startedAt)
-        eventsApplied = max(0, try c.decode(Int.self, forKey: .eventsApplied))
+        eventsApplied = min(max(0, try c.decode(Int.self, forKey: .eventsApplied)), 9_007_199_254_740_991)
         seenOrder = try c.decode([String].self, forKey: .seenOrder)
         let head = try c.decode(Int.self, forKey: .seenHead)
         // A record from outside: an index out of range would trap on the next event.

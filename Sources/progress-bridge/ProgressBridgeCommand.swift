@@ -109,6 +109,9 @@ struct ProgressBridgeCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-http-connections"), help: "Most HTTP connections open on the public port, WebSockets included. Env: BRIDGE_MAX_HTTP_CONNECTIONS. Default: 12000.")
     var maxHTTPConnections: String?
 
+    @Option(name: .customLong("max-http-connections-per-ip"), help: "Most HTTP connections open from one peer address (IPv6: one /64; trusted proxies exempt). Env: BRIDGE_MAX_HTTP_CONNECTIONS_PER_IP. Default: 256.")
+    var maxHTTPConnectionsPerIP: String?
+
     @Option(name: .customLong("jwt-leeway"), help: "Seconds of clock skew allowed on exp and nbf. Env: JWT_LEEWAY. Default: 30.")
     var jwtLeeway: String?
 
@@ -150,6 +153,7 @@ struct ProgressBridgeCommand: AsyncParsableCommand {
         flags.trustedProxies = trustedProxies
         flags.httpIdleTimeout = httpIdleTimeout
         flags.maxHTTPConnections = maxHTTPConnections
+        flags.maxHTTPConnectionsPerIP = maxHTTPConnectionsPerIP
         flags.jwtLeeway = jwtLeeway
         flags.jwtSecret = jwtSecret
         flags.jwtPublicKey = jwtPublicKey

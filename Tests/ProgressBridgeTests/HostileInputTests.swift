@@ -134,6 +134,26 @@ struct StoreRaceTests {
         #expect(rejection.reason == .limitExceeded)
         #expect(store.apply(a.completed("v1", at: 1)) == .applied)
         #expect(store.trackedJobs == 2)
+        // Endless fresh job ids past the cap leave nothing behind.
+        for i in 0..<500 {
+            var fresh = StoreEvents("job_fresh_\(i)")
+            _ = store.apply(fresh.running())
+        }
+        #expect(store.channelCount == 2)
+    }
+
+    @Test func snapshotsAreBoundedInBytes() async {
+        let store = JobStore(limits: StoreLimits(snapshotBytes: 64 * 1024), metrics: BridgeMetrics())
+        var e = StoreEvents("job_wide")
+        let big = String(repeating: "\u{1}", count: 2000)  // escaped six-fold in JSON
+        for i in 0..<200 { _ = store.apply(e.completed("v\(i)", at: Int64(i), message: big)) }
+        let outbox = Outbox(capacity: 10, metrics: BridgeMetrics())
+        store.subscribe(jobId: "job_wide", subscriber: ObjectIdentifier(outbox), outbox: outbox, lastSeq: nil, now: 0)
+        let snapshot = try! #require(await drain(outbox).first)
+        #expect(snapshot.byteCount < 64 * 1024 + 16 * 1024, "videos capped at 64 KiB, plus the job")
+        let data = decoded(snapshot)["data"]
+        #expect(data?["videos_truncated"]?.boolValue == true)
+        #expect((data?["videos"]?.arrayValue?.count ?? 0) >= 1)
     }
 
     @Test func historyIsBoundedInBytes() async {
@@ -170,6 +190,15 @@ struct OutboxBoundTests {
         outbox.enqueue(Self.message(bytes: 5000))
         #expect(outbox.closure == nil)
         #expect(await outbox.next()?.byteCount ?? 0 > 5000)
+    }
+
+    @Test func anOverflowWakesWhoeverWaitsForTheClose() async {
+        let outbox = Outbox(capacity: 2, metrics: BridgeMetrics())
+        let watchdog = Task { await outbox.closed() }
+        try? await Task.sleep(for: .milliseconds(50))
+        for i in 0..<3 { outbox.enqueue(Self.message(bytes: 10, seq: Int64(i))) }
+        #expect(outbox.closure == .overflowed)
+        await watchdog.value  // returns: a hang here fails the test run
     }
 
     @Test func aWaitingWriterEndsWhenItsTaskIsCancelled() async {
@@ -266,6 +295,9 @@ struct TrustedProxyTests {
         #expect(proxies.clientAddress(peer: "127.0.0.1", forwardedFor: "not an address", forwarded: nil) == "127.0.0.1")
         #expect(proxies.clientAddress(peer: "fd12::1", forwardedFor: "192.0.2.44:5555", forwarded: nil) == "192.0.2.44")
         #expect(proxies.clientAddress(peer: "::ffff:127.0.0.1", forwardedFor: "198.51.100.7", forwarded: nil) == "198.51.100.7")
+        // 64 forged hops and the real one the proxy appended: the real one is read.
+        let forged = (0..<64).map { "203.0.113.\($0)" }.joined(separator: ", ")
+        #expect(proxies.clientAddress(peer: "127.0.0.1", forwardedFor: forged + ", 198.51.100.99", forwarded: nil) == "198.51.100.99")
     }
 
     @Test func badEntriesAreRefused() {

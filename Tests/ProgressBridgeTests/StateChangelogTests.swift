@@ -23,7 +23,8 @@ struct StateChangelogTests {
         try await changelog.write(jobs, from: store)
         let restored = JobStore(metrics: BridgeMetrics())
         let count = try await StateChangelog.restore(
-            into: restored, bootstrapServers: cluster.bootstrapServers, topic: "progress.state", properties: .init(), limits: .init(), logger: logger)
+            into: restored, bootstrapServers: cluster.bootstrapServers, topic: "progress.state", properties: .init(), limits: .init(), logger: logger
+        ).jobs
         #expect(count == jobs.count)
         let elapsed = ContinuousClock.now - started
         return (restored, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
@@ -56,6 +57,29 @@ struct StateChangelogTests {
         }
         let (restored, _) = try await roundTrip(store, jobs: ["job_errors"])
         #expect(restored.aggregate("job_errors")?.videos == store.aggregate("job_errors")?.videos)
+    }
+
+    @Test func forgottenJobsLeaveNoRecordsAndOrphansAreReported() async throws {
+        let cluster = try KafkaMockCluster(brokers: 1)
+        try cluster.createTopic("progress.state", partitions: 4)
+        let producer = try KafkaProducer(configuration: .init(bootstrapServers: cluster.bootstrapServers), logger: logger)
+        let changelog = StateChangelog(producer: producer, topic: "progress.state")
+        let store = JobStore(metrics: BridgeMetrics())
+        var e = StoreEvents("job_gone")
+        _ = store.apply(e.running())
+        for i in 0..<20 { _ = store.apply(e.completed("v\(i)", at: Int64(i))) }
+        try await changelog.write(["job_gone"], from: store)
+        // Forgotten by retention: tombstones for every video and the header.
+        let forgotten = store.evict(finishedBefore: .max, idleBefore: .max)
+        #expect(forgotten.map(\.jobId) == ["job_gone"] && forgotten[0].videoIds.count == 20)
+        try await changelog.write([], forgotten: forgotten, from: store)
+        // A video record without its header (as a crash between the two writes of an older version could leave).
+        try await producer.send(topic: "progress.state", key: StateChangelog.videoKey("job_orphan", "v1"), value: Array(#"{"i":"v1","j":"job_orphan","at":1,"s":[]}"#.utf8))
+        let restored = try await StateChangelog.restore(
+            into: JobStore(metrics: BridgeMetrics()), bootstrapServers: cluster.bootstrapServers, topic: "progress.state", properties: .init(),
+            limits: .init(), logger: logger)
+        #expect(restored.jobs == 0)
+        #expect(restored.orphans.map(\.jobId) == ["job_orphan"])
     }
 
     @Test func onlyChangedVideosAreWrittenAgain() async throws {

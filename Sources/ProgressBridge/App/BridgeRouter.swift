@@ -13,7 +13,7 @@ public func buildApplication(
     gate: HTTPConnectionGate? = nil, onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }, logger: Logger
 ) -> some ApplicationProtocol {
     let refusals = UpgradeRefusals()
-    let gate = gate ?? HTTPConnectionGate(maxConnections: settings.maxHTTPConnections, headTimeout: settings.httpIdleTimeout, metrics: metrics)
+    let gate = gate ?? HTTPConnectionGate(settings: settings, metrics: metrics)
     let idle = settings.httpIdleTimeout.components
     let webSocketResponder = buildWebSocketRouter(
         store: store, metrics: metrics, settings: settings, authenticator: authenticator, refusals: refusals
@@ -70,16 +70,18 @@ func buildWebSocketRouter(
                 return
             }
             let peer = context.requestContext.remoteAddress?.ipAddress ?? "unknown"
-            let address = settings.trustedProxies.clientAddress(
-                peer: peer, forwardedFor: request.headers[.xForwardedFor], forwarded: request.headers[.forwarded])
+            let address = TrustedProxies.limitKey(
+                settings.trustedProxies.clientAddress(peer: peer, forwardedFor: request.headers[.xForwardedFor], forwarded: request.headers[.forwarded]))
             if let refusal = limiter.admit(address, subject: grant.subject) {
                 metrics.connectionsRefused.increment()
                 try await outbound.close(.unknown(1013), reason: refusal.reason)
                 return
             }
             defer { limiter.release(address, subject: grant.subject) }
+            let channel = context.requestContext.channel
             let session = SubscriberSession(
-                request: subscription, store: store, metrics: metrics, settings: settings, logger: context.logger, expiresAt: grant.expiresAt)
+                request: subscription, store: store, metrics: metrics, settings: settings, logger: context.logger, expiresAt: grant.expiresAt,
+                forceClose: { channel.close(promise: nil) })
             try await session.run(inbound: inbound, outbound: outbound)
         }
     }

@@ -111,8 +111,9 @@ public enum BridgeRuntime {
             clientMessagesPerSecond: Double(configuration.clientMessageRate), maxConnections: configuration.maxConnections,
             maxConnectionsPerAddress: configuration.maxConnectionsPerIP, maxConnectionsPerSubject: configuration.maxConnectionsPerSubject,
             trustedProxies: (try? TrustedProxies.parse(configuration.trustedProxies).get()) ?? .none,
-            maxHTTPConnections: configuration.maxHTTPConnections, httpIdleTimeout: .seconds(configuration.httpIdleTimeout))
-        let gate = HTTPConnectionGate(maxConnections: settings.maxHTTPConnections, headTimeout: settings.httpIdleTimeout, metrics: metrics)
+            maxHTTPConnections: configuration.maxHTTPConnections, maxHTTPConnectionsPerAddress: configuration.maxHTTPConnectionsPerIP,
+            httpIdleTimeout: .seconds(configuration.httpIdleTimeout))
+        let gate = HTTPConnectionGate(settings: settings, metrics: metrics)
         let app = buildApplication(
             store: store, metrics: metrics, settings: settings, authenticator: authenticator,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "progress-bridge"), gate: gate,

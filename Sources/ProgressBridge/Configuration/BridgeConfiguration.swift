@@ -52,6 +52,8 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var httpIdleTimeout = 60
     /// HTTP connections open at once on the public port (WebSockets included).
     public var maxHTTPConnections = 12_000
+    /// HTTP connections open at once from one peer address (IPv6: one /64).
+    public var maxHTTPConnectionsPerIP = 256
     /// Token verification; see `AuthSettings`.
     public var auth = AuthSettings()
     /// Authentication was switched off because the embedded default runs without keys.
@@ -102,6 +104,7 @@ public struct ConfigurationFlags: Sendable {
     public var trustedProxies: [String] = []
     public var httpIdleTimeout: String?
     public var maxHTTPConnections: String?
+    public var maxHTTPConnectionsPerIP: String?
     public var jwtLeeway: String?
     public var jwtSecret: String?
     public var jwtPublicKey: String?
@@ -146,6 +149,7 @@ public enum ConfigurationEnvironment {
     public static let trustedProxies = "BRIDGE_TRUSTED_PROXIES"
     public static let httpIdleTimeout = "BRIDGE_HTTP_IDLE_TIMEOUT"
     public static let maxHTTPConnections = "BRIDGE_MAX_HTTP_CONNECTIONS"
+    public static let maxHTTPConnectionsPerIP = "BRIDGE_MAX_HTTP_CONNECTIONS_PER_IP"
     public static let jwtLeeway = "JWT_LEEWAY"
     public static let jwtSecret = "JWT_SECRET"
     public static let jwtPublicKey = "JWT_PUBLIC_KEY_FILE"
@@ -289,6 +293,9 @@ extension BridgeConfiguration {
         }
         if let n = try integer("--http-idle-timeout", Env.httpIdleTimeout, flags.httpIdleTimeout, max: 86_400) { c.httpIdleTimeout = n }
         if let n = try integer("--max-http-connections", Env.maxHTTPConnections, flags.maxHTTPConnections) { c.maxHTTPConnections = n }
+        if let n = try integer("--max-http-connections-per-ip", Env.maxHTTPConnectionsPerIP, flags.maxHTTPConnectionsPerIP) {
+            c.maxHTTPConnectionsPerIP = n
+        }
         if let (v, src) = value(flags.jwtLeeway, Env.jwtLeeway) {
             guard let n = Int(v.trimmingWhitespace()), (0...3600).contains(n) else {
                 throw ConfigurationError("\(describe("--jwt-leeway", Env.jwtLeeway, src)) must be an integer from 0 to 3600 seconds, got \"\(v.prefix(40))\"")

@@ -89,13 +89,15 @@ public struct IngestService: Service {
     }
 
     public func run() async throws {
+        var checkpoint = Checkpoint()
         if let durability {
             // Not ready (and not consuming) until every job's last snapshot is back.
             while true {
                 do {
-                    _ = try await StateChangelog.restore(
+                    let restored = try await StateChangelog.restore(
                         into: store, bootstrapServers: durability.bootstrapServers, topic: durability.changelog.topic,
                         properties: durability.properties, limits: durability.limits, logger: logger)
+                    checkpoint.forgottenJobs += restored.orphans  // deleted by the first checkpoint
                     break
                 } catch {
                     logger.error("state restore failed; retrying", metadata: ["error": "\(error)"])
@@ -107,7 +109,6 @@ public struct IngestService: Service {
         readiness.ingestStarted(status: consumer.status)
         logger.info("consuming", metadata: ["topics": "\(consumer.configuration.topics.joined(separator: ","))", "group": "\(consumer.configuration.groupId)"])
         var lastLagUpdate = ContinuousClock.now
-        var checkpoint = Checkpoint()
         var lastCheckpoint = ContinuousClock.now
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             let batch = await consumer.poll()
@@ -171,7 +172,8 @@ public struct IngestService: Service {
                 checkpoint.offsets.removeAll()
             }
             checkpoint.failures = 0
-            metrics.lastCommit.set(Double(WallClock.nowMs()) / 1000)
+            // "Committed" only when nothing handled waits any more (a member left without partitions has not).
+            if checkpoint.offsets.isEmpty { metrics.lastCommit.set(Double(WallClock.nowMs()) / 1000) }
         } catch {
             metrics.checkpointFailures.increment()
             checkpoint.failures += 1
@@ -193,11 +195,13 @@ public struct IngestService: Service {
             metrics.eventsConsumed[event.type]?.increment()
             // An event from the far future would win "latest event wins" for ever; the record's own timestamp is
             // the reference (the wall clock when it has none).
-            let reference = message.timestampMs ?? WallClock.nowMs()
+            // A producer sets the record timestamp too, so it never counts for later than the bridge's own clock.
+            let now = WallClock.nowMs()
+            let reference = min(message.timestampMs.flatMap { $0 > 0 ? $0 : nil } ?? now, now)
             if event.occurredAt > reference.adding(saturating: maxClockSkewMs) {
                 let rejection = Rejection(
                     .implausibleTimestamp,
-                    "occurred_at is \((event.occurredAt - reference) / 1000) s ahead of the record's timestamp; at most \(maxClockSkewMs / 1000) s (--max-clock-skew)")
+                    "occurred_at is \(event.occurredAt.subtracting(saturating: reference) / 1000) s ahead of the record's timestamp (or the bridge's clock); at most \(maxClockSkewMs / 1000) s (--max-clock-skew)")
                 guard await deadLetter(message, rejection) else { return .interrupted }
                 return finish(message, changedJob: nil)
             }

@@ -44,9 +44,10 @@ public struct StateChangelog: Sendable {
     func write(_ jobs: Set<String>, forgotten: [(jobId: String, videoIds: [String])] = [], from store: JobStore) async throws {
         let encoder = JSONEncoder()
         var records: [KafkaRecord] = []
+        var headers: [KafkaRecord] = []
         var taken = Taken()
         for job in forgotten {
-            records.append(KafkaRecord(topic: topic, key: Array(job.jobId.utf8), value: nil))
+            headers.append(KafkaRecord(topic: topic, key: Array(job.jobId.utf8), value: nil))
             for videoId in job.videoIds { records.append(KafkaRecord(topic: topic, key: Self.videoKey(job.jobId, videoId), value: nil)) }
         }
         do {
@@ -57,20 +58,30 @@ public struct StateChangelog: Sendable {
                     records.append(KafkaRecord(topic: topic, key: Self.videoKey(jobId, video.id), value: Array(try encoder.encode(video))))
                 }
                 let header = try encoder.encode(Header(seq: checkpoint.seq, aggregate: checkpoint.header))
-                records.append(KafkaRecord(topic: topic, key: Array(jobId.utf8), value: Array(header)))
+                headers.append(KafkaRecord(topic: topic, key: Array(jobId.utf8), value: Array(header)))
             }
+            // Videos first, headers after: a crash in between can leave a header without some of its videos (the
+            // events are read again), never videos without their header (which nothing would ever clean up).
             try await producer.sendAll(records)
+            try await producer.sendAll(headers)
         } catch {
             for (jobId, videoIds) in taken.videosByJob { store.markChanged(jobId, videoIds: videoIds) }
             throw error
         }
     }
 
+    /// What a restore found.
+    struct Restored {
+        /// Jobs restored.
+        var jobs = 0
+        /// Video records whose job has no header (left by an older version or a forgotten job): to be deleted.
+        var orphans: [(jobId: String, videoIds: [String])] = []
+    }
+
     /// Reads the whole changelog into `store`; the latest record of each key wins, a tombstone deletes.
-    /// Returns how many jobs were restored.
     static func restore(
         into store: JobStore, bootstrapServers: String, topic: String, properties: KafkaProperties, limits: AggregateLimits, logger: Logger
-    ) async throws -> Int {
+    ) async throws -> Restored {
         let reader = try KafkaTopicReader(bootstrapServers: bootstrapServers, topic: topic, properties: properties, logger: logger)
         let decoder = JSONDecoder()
         var headers: [String: Header] = [:]
@@ -115,8 +126,14 @@ public struct StateChangelog: Sendable {
             aggregate.restore(videos: videos[jobId]?.values.map { $0 } ?? [], limits: limits)
             store.restore(aggregate, seq: header.seq)
         }
-        logger.info("state restored", metadata: ["topic": "\(topic)", "records": "\(records)", "jobs": "\(headers.count)", "unreadable": "\(unreadable)"])
-        return headers.count
+        let orphans = videos.filter { headers[$0.key] == nil && !$0.value.isEmpty }.map { (jobId: $0.key, videoIds: Array($0.value.keys)) }
+        logger.info(
+            "state restored",
+            metadata: [
+                "topic": "\(topic)", "records": "\(records)", "jobs": "\(headers.count)", "unreadable": "\(unreadable)",
+                "orphaned_video_records": "\(orphans.reduce(0) { $0 + $1.videoIds.count })",
+            ])
+        return Restored(jobs: headers.count, orphans: orphans)
     }
 }
 

@@ -14,15 +14,18 @@ public struct StoreLimits: Sendable {
     public var historyBytesPerJob: Int
     /// Most videos included in a `job.snapshot` (the most recently updated). Default 2000.
     public var snapshotVideos: Int
+    /// Most bytes of videos in a `job.snapshot` (maximum-size strings make a video tens of KiB). Default 512 KiB.
+    public var snapshotBytes: Int
     /// Jobs held at once; an event of one more job is rejected (`limit_exceeded`). Default 10,000.
     public var maxJobs: Int
     /// Bounds on each job (videos, remembered event ids).
     public var aggregate: AggregateLimits
 
     public init(
-        historyPerJob: Int = 1000, historyBytesPerJob: Int = 1 << 20, snapshotVideos: Int = 2000, maxJobs: Int = 10_000,
-        aggregate: AggregateLimits = .init()
+        historyPerJob: Int = 1000, historyBytesPerJob: Int = 1 << 20, snapshotVideos: Int = 2000, snapshotBytes: Int = 512 * 1024,
+        maxJobs: Int = 10_000, aggregate: AggregateLimits = .init()
     ) {
+        self.snapshotBytes = snapshotBytes
         self.historyPerJob = historyPerJob
         self.historyBytesPerJob = historyBytesPerJob
         self.snapshotVideos = snapshotVideos
@@ -78,7 +81,24 @@ public final class JobStore: Sendable {
     /// Applies a decoded event and, when it changed the job, delivers it to the job's subscribers.
     public func apply(_ event: ProgressEvent) -> ApplyOutcome {
         while true {
-            if let outcome = apply(event, to: self.channel(event.jobId)) { return outcome }
+            let channel = self.channel(event.jobId)
+            guard let outcome = apply(event, to: channel) else { continue }
+            // A job whose first event was refused must not leave an empty channel behind (a producer could send
+            // endless fresh job ids past --max-jobs).
+            if case .rejected = outcome { dropIfUnused(event.jobId, channel) }
+            return outcome
+        }
+    }
+
+    /// Removes `channel` if nothing is known of its job and nobody watches or is attaching to it.
+    private func dropIfUnused(_ jobId: String, _ channel: JobChannel) {
+        channels.withLock { map in
+            channel.state.withLock { s in
+                if s.isUnused, !s.removed, map[jobId] === channel {
+                    s.removed = true
+                    map[jobId] = nil
+                }
+            }
         }
     }
 
@@ -150,6 +170,7 @@ public final class JobStore: Sendable {
     /// subscriber under the lock with the snapshot followed by whatever was applied meanwhile (from the history).
     private func attach(jobId: String, subscriber: ObjectIdentifier, outbox: Outbox, lastSeq: Int64?, now: Int64) {
         let snapshotVideos = limits.snapshotVideos
+        let snapshotBytes = limits.snapshotBytes
         for _ in 0..<4 {
             let channel = self.channel(jobId)
             enum Plan {
@@ -164,8 +185,10 @@ public final class JobStore: Sendable {
                     outbox.enqueue(contentsOf: replay)
                     return .done
                 }
-                // Detached while its snapshot is built: meanwhile events land in the history, replayed below.
+                // Detached while its snapshot is built: meanwhile events land in the history, replayed below. Counted
+                // as attaching, so that neither retention nor an unsubscribe drops the job meanwhile.
                 s.subscribers[subscriber] = nil
+                s.attaching += 1
                 return .snapshot(s.aggregate, seq: s.seq)
             }
             let aggregate: JobAggregate?
@@ -175,8 +198,9 @@ public final class JobStore: Sendable {
             case .retry: continue
             case .snapshot(let a, let q): (aggregate, seq) = (a, q)
             }
-            let snapshot = Self.snapshot(aggregate, jobId: jobId, seq: seq, now: now, videoLimit: snapshotVideos)
+            let snapshot = Self.snapshot(aggregate, jobId: jobId, seq: seq, now: now, videoLimit: snapshotVideos, byteLimit: snapshotBytes)
             let attached = channel.state.withLock { s -> Bool in
+                s.attaching -= 1
                 guard !s.removed, let since = s.replay(after: seq) else { return false }
                 s.subscribers[subscriber] = outbox
                 if let lastSeq { outbox.enqueue(Self.resumeUnavailable(jobId: jobId, lastSeq: lastSeq, seq: s.seq, now: now)) }
@@ -187,11 +211,16 @@ public final class JobStore: Sendable {
             if attached { return }
         }
         // Pathological churn (the history turned over while four snapshots were built): build it under the lock.
-        let channel = self.channel(jobId)
-        channel.state.withLock { s in
-            s.subscribers[subscriber] = outbox
-            if let lastSeq { outbox.enqueue(Self.resumeUnavailable(jobId: jobId, lastSeq: lastSeq, seq: s.seq, now: now)) }
-            outbox.enqueue(Self.snapshot(s.aggregate, jobId: jobId, seq: s.seq, now: now, videoLimit: snapshotVideos))
+        while true {
+            let channel = self.channel(jobId)
+            let attached = channel.state.withLock { s -> Bool in
+                guard !s.removed else { return false }
+                s.subscribers[subscriber] = outbox
+                if let lastSeq { outbox.enqueue(Self.resumeUnavailable(jobId: jobId, lastSeq: lastSeq, seq: s.seq, now: now)) }
+                outbox.enqueue(Self.snapshot(s.aggregate, jobId: jobId, seq: s.seq, now: now, videoLimit: snapshotVideos, byteLimit: snapshotBytes))
+                return true
+            }
+            if attached { return }
         }
     }
 
@@ -211,14 +240,22 @@ public final class JobStore: Sendable {
         return .error(code: "resume_unavailable", message: "\(why); a fresh job.snapshot follows", jobId: jobId, now: now)
     }
 
-    private static func snapshot(_ aggregate: JobAggregate?, jobId: String, seq: Int64, now: Int64, videoLimit: Int) -> OutboundMessage {
+    private static func snapshot(_ aggregate: JobAggregate?, jobId: String, seq: Int64, now: Int64, videoLimit: Int, byteLimit: Int) -> OutboundMessage {
         var data: JSONObject = [:]
         if let aggregate {
-            let recent = aggregate.videos.values.sorted { ($0.updatedAt, $0.id) > ($1.updatedAt, $1.id) }.prefix(videoLimit)
+            // The most recently updated first, up to `videoLimit` videos and `byteLimit` bytes of them.
+            var videos: [JSONValue] = []
+            var bytes = 0
+            for video in aggregate.videos.values.sorted(by: { ($0.updatedAt, $0.id) > ($1.updatedAt, $1.id) }).prefix(videoLimit) {
+                let json = video.json
+                bytes += json.serialized().utf8.count + 1
+                if bytes > byteLimit, !videos.isEmpty { break }
+                videos.append(json)
+            }
             data["job"] = aggregate.progress().json
-            data["videos"] = .array(recent.map(\.json))
+            data["videos"] = .array(videos)
             data["videos_total"] = .number(JSONNumber(Int64(aggregate.videos.count)))
-            data["videos_truncated"] = .bool(aggregate.videos.count > videoLimit)
+            data["videos_truncated"] = .bool(aggregate.videos.count > videos.count)
         } else {
             // Not seen yet: the subscriber hears about it as soon as the first event arrives.
             data["job"] = .null
@@ -235,7 +272,7 @@ public final class JobStore: Sendable {
         channels.withLock { map in
             channel.state.withLock { s in
                 s.subscribers[subscriber] = nil
-                if s.subscribers.isEmpty, s.aggregate == nil, !s.removed, map[jobId] === channel {
+                if s.isUnused, !s.removed, map[jobId] === channel {
                     s.removed = true
                     map[jobId] = nil
                 }
@@ -252,7 +289,7 @@ public final class JobStore: Sendable {
             var removed: [(jobId: String, finished: Bool, videoIds: [String])] = []
             for (jobId, channel) in map {
                 let expired = channel.state.withLock { s -> (Bool, [String])? in
-                    guard s.subscribers.isEmpty, let aggregate = s.aggregate else { return nil }
+                    guard s.subscribers.isEmpty, s.attaching == 0, let aggregate = s.aggregate else { return nil }
                     let finished = aggregate.state?.isTerminal ?? false
                     guard s.lastChangedAt < (finished ? finishedCutoffMs : idleCutoffMs) else { return nil }
                     s.removed = true
@@ -332,15 +369,21 @@ public final class JobStore: Sendable {
     /// Channels held, including those of jobs that only have subscribers (for tests: they must not leak).
     var channelCount: Int { channels.withLock { $0.count } }
 
-    /// The aggregate of a job, if any event of it was applied.
+    /// The aggregate of a job, if any event of it was applied. A copy: holding it makes the job's next event copy
+    /// its whole video table, so the request paths use `read` instead.
     public func aggregate(_ jobId: String) -> JobAggregate? {
         existingChannel(jobId)?.state.withLock { $0.aggregate }
     }
 
-    /// The aggregates of all jobs that have events.
-    public func allAggregates() -> [JobAggregate] {
+    /// `body` applied to a job's aggregate under its lock, without keeping a copy; nil when the job is unknown.
+    public func read<T: Sendable>(_ jobId: String, _ body: (JobAggregate) -> T) -> T? {
+        existingChannel(jobId)?.state.withLock { s in s.aggregate.map(body) }
+    }
+
+    /// `body` applied to every job's aggregate, each under its lock, without keeping copies.
+    public func readAll<T: Sendable>(_ body: (JobAggregate) -> T?) -> [T] {
         let all = channels.withLock { Array($0.values) }
-        return all.compactMap { $0.state.withLock { $0.aggregate } }
+        return all.compactMap { channel in channel.state.withLock { s in s.aggregate.flatMap(body) } }
     }
 }
 
@@ -356,9 +399,14 @@ final class JobChannel: Sendable {
         var lastChangedAt: Int64 = 0
         /// Dropped from the store: whoever finds this starts over with the current channel.
         var removed = false
+        /// Subscribers detached while their snapshot is built (they come back).
+        var attaching = 0
         /// Changed since the last checkpoint.
         var headerDirty = false
         var dirtyVideos = Set<String>()
+
+        /// Nothing is known of the job and nobody watches it (or is about to).
+        var isUnused: Bool { aggregate == nil && subscribers.isEmpty && attaching == 0 }
 
         mutating func remember(_ message: OutboundMessage, limit: Int, byteLimit: Int) {
             history.append(message)

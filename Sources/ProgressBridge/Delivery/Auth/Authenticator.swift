@@ -159,8 +159,11 @@ public struct Authenticator: Sendable {
         guard allowedAlgorithms.contains(alg) else {
             return .failure(.unauthorized("tokens signed with \(alg.prefix(16)) are not accepted"))
         }
-        if let kid = header.kid, let pinned = keyAlgorithms[kid], pinned != alg {
-            return .failure(.unauthorized("key \(kid.prefix(64)) is used with \(pinned) only"))
+        if let kid = header.kid, !keyAlgorithms.isEmpty {
+            // With a JWKS, a key id must name one of its keys: an unknown (say, rotated-out) one must not fall
+            // through to a default key.
+            guard let pinned = keyAlgorithms[kid] else { return .failure(.unauthorized("the token's key is not known")) }
+            guard pinned == alg else { return .failure(.unauthorized("key \(kid.prefix(64)) is used with \(pinned) only")) }
         }
         let claims: BridgeClaims
         do {

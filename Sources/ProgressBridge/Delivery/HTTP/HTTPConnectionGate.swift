@@ -6,7 +6,9 @@ import Synchronization
 
 /// Guards the public port against clients that hold connections without using them:
 ///
-/// - it counts every TCP connection (HTTP and WebSocket alike) and closes one over `maxConnections` at once;
+/// - it counts every TCP connection (HTTP and WebSocket alike) and closes one over `maxConnections` at once, or
+///   one over `maxPerAddress` from one peer address (IPv6 by /64; trusted proxies are exempt, their clients are
+///   counted by the WebSocket limits);
 /// - it closes a connection whose first request head has not arrived within `headTimeout` — a slowloris
 ///   that sends a header byte now and then never completes one. After the head, Hummingbird's idle timeout
 ///   governs keep-alive connections, and an upgraded WebSocket is not idle-timed at all;
@@ -18,13 +20,26 @@ import Synchronization
 public final class HTTPConnectionGate: Sendable {
     private let open = Atomic<Int>(0)
     private let waitingForHead = Mutex<[ObjectIdentifier: any Channel]>([:])
+    private let perAddress = Mutex<[String: Int]>([:])
     let maxConnections: Int
+    let maxPerAddress: Int
+    let trustedProxies: TrustedProxies
     let headTimeout: TimeAmount
     let metrics: BridgeMetrics
 
-    /// A gate admitting `maxConnections` at once, each given `headTimeout` for its first request head.
-    public init(maxConnections: Int, headTimeout: Duration, metrics: BridgeMetrics) {
+    /// The gate the delivery settings describe.
+    public convenience init(settings: DeliverySettings, metrics: BridgeMetrics) {
+        self.init(
+            maxConnections: settings.maxHTTPConnections, maxPerAddress: settings.maxHTTPConnectionsPerAddress,
+            trustedProxies: settings.trustedProxies, headTimeout: settings.httpIdleTimeout, metrics: metrics)
+    }
+
+    /// A gate admitting `maxConnections` at once (`maxPerAddress` per peer), each given `headTimeout` for its first
+    /// request head.
+    public init(maxConnections: Int, maxPerAddress: Int = .max, trustedProxies: TrustedProxies = .none, headTimeout: Duration, metrics: BridgeMetrics) {
         self.maxConnections = maxConnections
+        self.maxPerAddress = maxPerAddress
+        self.trustedProxies = trustedProxies
         let parts = headTimeout.components
         self.headTimeout = .nanoseconds(parts.seconds * 1_000_000_000 + parts.attoseconds / 1_000_000_000)
         self.metrics = metrics
@@ -39,12 +54,21 @@ public final class HTTPConnectionGate: Sendable {
         let now = open.wrappingAdd(1, ordering: .relaxed).newValue
         metrics.httpConnections.increment()
         let key = ObjectIdentifier(channel)
+        let peer = channel.remoteAddress?.ipAddress ?? "unknown"
+        let address: String? = trustedProxies.trusts(peer) ? nil : TrustedProxies.limitKey(peer)
+        let fromAddress = address.map { a in perAddress.withLock { $0[a, default: 0] += 1; return $0[a]! } } ?? 0
         channel.closeFuture.whenComplete { [self] _ in
             open.wrappingSubtract(1, ordering: .relaxed)
             metrics.httpConnections.decrement()
             _ = waitingForHead.withLock { $0.removeValue(forKey: key) }
+            if let address {
+                perAddress.withLock { map in
+                    let left = map[address, default: 1] - 1
+                    map[address] = left > 0 ? left : nil
+                }
+            }
         }
-        guard now <= maxConnections else {
+        guard now <= maxConnections, fromAddress <= maxPerAddress else {
             metrics.httpConnectionsRefused.increment()
             channel.close(promise: nil)
             return false

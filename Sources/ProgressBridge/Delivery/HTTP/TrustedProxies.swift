@@ -62,11 +62,12 @@ public struct TrustedProxies: Sendable, Equatable {
         guard trusts(peer) else { return peer }
         var chain: [String] = []
         if let forwardedFor, !forwardedFor.isEmpty {
-            chain = forwardedFor.split(separator: ",").prefix(64).map { $0.trimmingWhitespace() }
+            chain = forwardedFor.split(separator: ",").suffix(64).map { $0.trimmingWhitespace() }
         } else if let forwarded, !forwarded.isEmpty {
             chain = Self.forwardedFor(forwarded)
         }
-        // Bounded: a header is never trusted beyond 64 hops.
+        // Bounded: only the last 64 hops are read — the right end is what trusted proxies appended; the left end is
+        // what the client wrote.
         for hop in chain.reversed() {
             let address = Self.stripPort(hop)
             guard Self.addressBytes(address) != nil else { return peer }  // garbage: fall back to the proxy itself
@@ -77,7 +78,7 @@ public struct TrustedProxies: Sendable, Equatable {
 
     /// The `for=` values of a `Forwarded` header (RFC 7239).
     static func forwardedFor(_ header: String) -> [String] {
-        header.split(separator: ",").prefix(64).compactMap { element in
+        header.split(separator: ",").suffix(64).compactMap { element in
             for pair in element.split(separator: ";") {
                 let kv = pair.split(separator: "=", maxSplits: 1).map { $0.trimmingWhitespace() }
                 if kv.count == 2, kv[0].lowercased() == "for" {
@@ -86,6 +87,14 @@ public struct TrustedProxies: Sendable, Equatable {
             }
             return nil
         }
+    }
+
+    /// The key per-address limits count by: an IPv4 address as it is, an IPv6 address by its /64 network (one
+    /// host usually holds a whole /64, so counting /128s would let it open connections without limit).
+    public static func limitKey(_ address: String) -> String {
+        guard let bytes = addressBytes(address), bytes.count == 16 else { return address }
+        let groups = stride(from: 0, to: 8, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }
+        return groups.joined(separator: ":") + "::/64"
     }
 
     /// `1.2.3.4:5678` → `1.2.3.4`; `[::1]:80` → `::1`.

@@ -22,14 +22,19 @@ struct JobsAPI<Context: RequestContext> {
             let id = context.parameters.get("id") ?? ""
             // Authorization comes first, so a refusal never tells whether the job exists.
             if case .failure(let failure) = await authenticator.authorize(token(request), jobId: id) { return refused(failure) }
-            guard let aggregate = store.aggregate(id) else { return notFound(id) }
-            return JSONResponse.ok(aggregate.progress().json)
+            guard let progress = store.read(id, { $0.progress().json }) else { return notFound(id) }
+            return JSONResponse.ok(progress)
         }
         group.get(":id/videos") { request, context in
             let id = context.parameters.get("id") ?? ""
             if case .failure(let failure) = await authenticator.authorize(token(request), jobId: id) { return refused(failure) }
-            guard let aggregate = store.aggregate(id) else { return notFound(id) }
-            return listVideos(aggregate, request)
+            switch VideoListQuery.parse(QueryString(request.uri.query)) {
+            case .failure(let e): return badParameter(e)
+            case .success(let query):
+                // The videos are copied out under the job's lock; the job's table itself is never held.
+                guard let videos = store.read(id, { Array($0.videos.values) }) else { return notFound(id) }
+                return listVideos(id, videos, query)
+            }
         }
     }
 
@@ -56,27 +61,24 @@ struct JobsAPI<Context: RequestContext> {
         case .success(let q): query = q
         case .failure(let e): return badParameter(e)
         }
-        let jobs = store.allAggregates()
-            .filter { grant.allows($0.jobId) }
-            .filter { query.states == nil || ($0.state.map { query.states!.contains($0) } ?? false) }
-            .sorted { ($0.lastEventAt, $0.jobId) > ($1.lastEventAt, $1.jobId) }
+        // Each job's progress is computed under its lock; no job's table is held afterwards.
+        let jobs = store.readAll { job -> (id: String, lastEventAt: Int64, progress: JSONValue)? in
+            guard grant.allows(job.jobId), query.states == nil || (job.state.map { query.states!.contains($0) } ?? false) else { return nil }
+            return (job.jobId, job.lastEventAt, job.progress().json)
+        }
+        .sorted { ($0.lastEventAt, $0.id) > ($1.lastEventAt, $1.id) }
         let slice = jobs.dropFirst(query.offset).prefix(query.limit)
         return JSONResponse.ok(
             .object([
-                "jobs": .array(slice.map { $0.progress().json }),
+                "jobs": .array(slice.map(\.progress)),
                 "total": .number(JSONNumber(Int64(jobs.count))),
                 "limit": .number(JSONNumber(Int64(query.limit))),
                 "offset": .number(JSONNumber(Int64(query.offset))),
             ]))
     }
 
-    private func listVideos(_ aggregate: JobAggregate, _ request: Request) -> Response {
-        let query: VideoListQuery
-        switch VideoListQuery.parse(QueryString(request.uri.query)) {
-        case .success(let q): query = q
-        case .failure(let e): return badParameter(e)
-        }
-        var videos = aggregate.videos.values.filter { video in
+    private func listVideos(_ jobId: String, _ all: [VideoProgress], _ query: VideoListQuery) -> Response {
+        var videos = all.filter { video in
             if let states = query.states, !states.contains(video.state) { return false }
             guard let needle = query.search else { return true }
             return [video.id, video.title, video.stage, video.error?.message, video.error?.code]
@@ -97,7 +99,7 @@ struct JobsAPI<Context: RequestContext> {
         let slice = videos.dropFirst(query.offset).prefix(query.limit)
         return JSONResponse.ok(
             .object([
-                "job_id": .string(aggregate.jobId),
+                "job_id": .string(jobId),
                 "videos": .array(slice.map(\.json)),
                 "total": .number(JSONNumber(Int64(videos.count))),
                 "limit": .number(JSONNumber(Int64(query.limit))),

@@ -27,6 +27,9 @@ public final class Outbox: Sendable {
         var bytes = 0
         var waiter: CheckedContinuation<OutboundMessage?, Never>?
         var closure: OutboxClosure?
+        /// The one task waiting in `closed()` (the session's watchdog).
+        var closeWatcher: CheckedContinuation<Void, Never>?
+        var watcherCancelled = false
 
         mutating func popFirst() -> OutboundMessage? {
             guard let first = queue.popFirst() else { return nil }
@@ -66,6 +69,7 @@ public final class Outbox: Sendable {
         var dropped = 0
         var overflowed = false
         var byteChange = 0
+        var watcher: CheckedContinuation<Void, Never>?
         let waiter: CheckedContinuation<OutboundMessage?, Never>? = state.withLock { s in
             guard s.closure == nil else { return nil }
             if let waiter = s.waiter {
@@ -87,6 +91,7 @@ public final class Outbox: Sendable {
                 s.queue.removeAll()
                 s.bytes = 0
                 s.closure = .overflowed
+                swap(&watcher, &s.closeWatcher)
                 overflowed = true
                 return nil
             }
@@ -96,6 +101,7 @@ public final class Outbox: Sendable {
             return nil
         }
         if let waiter { waiter.resume(returning: message) }
+        watcher?.resume()
         if byteChange != 0 { metrics.queuedBytes.increment(by: Double(byteChange)) }
         if conflated { metrics.messagesConflated.increment() }
         if overflowed {
@@ -133,6 +139,7 @@ public final class Outbox: Sendable {
     /// Stops delivery; a waiting `next()` returns `nil`. The first reason given wins.
     public func close(_ reason: OutboxClosure) {
         var released = 0
+        var watcher: CheckedContinuation<Void, Never>?
         let waiter = state.withLock { s -> CheckedContinuation<OutboundMessage?, Never>? in
             if s.closure == nil { s.closure = reason }
             if reason != .finished {  // nobody will send what is queued
@@ -140,10 +147,34 @@ public final class Outbox: Sendable {
                 s.queue.removeAll()
                 s.bytes = 0
             }
+            swap(&watcher, &s.closeWatcher)
             defer { s.waiter = nil }
             return s.waiter
         }
         waiter?.resume(returning: nil)
+        watcher?.resume()
         if released != 0 { metrics.queuedBytes.decrement(by: Double(released)) }
+    }
+
+    /// Returns once the outbox is closed, or the waiting task is cancelled. One task at a time may wait.
+    public func closed() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLock { s -> Bool in
+                    if s.closure != nil || s.watcherCancelled { return true }
+                    precondition(s.closeWatcher == nil, "one task at a time may wait for an outbox to close")
+                    s.closeWatcher = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            let watcher = state.withLock { s -> CheckedContinuation<Void, Never>? in
+                s.watcherCancelled = true
+                defer { s.closeWatcher = nil }
+                return s.closeWatcher
+            }
+            watcher?.resume()
+        }
     }
 }

@@ -34,14 +34,18 @@ public struct DeliverySettings: Sendable {
     public var trustedProxies: TrustedProxies
     /// HTTP connections open at once on the public port, WebSockets included. Default 12,000.
     public var maxHTTPConnections: Int
+    /// HTTP connections open at once from one peer address (IPv6: one /64; trusted proxies exempt). Default 256.
+    public var maxHTTPConnectionsPerAddress: Int
     /// An HTTP connection with no request activity for this long is closed. Default 60 s.
     public var httpIdleTimeout: Duration
 
     public init(
         sendQueueCapacity: Int = 1024, sendQueueBytes: Int = 1 << 20, maxClientMessageBytes: Int = 64 * 1024, clientMessagesPerSecond: Double = 20,
         resumesPerSecond: Double = 1, maxConnections: Int = 10_000, maxConnectionsPerAddress: Int = 100, maxConnectionsPerSubject: Int = 100,
-        trustedProxies: TrustedProxies = .none, maxHTTPConnections: Int = 12_000, httpIdleTimeout: Duration = .seconds(60)
+        trustedProxies: TrustedProxies = .none, maxHTTPConnections: Int = 12_000, maxHTTPConnectionsPerAddress: Int = 256,
+        httpIdleTimeout: Duration = .seconds(60)
     ) {
+        self.maxHTTPConnectionsPerAddress = maxHTTPConnectionsPerAddress
         self.sendQueueCapacity = sendQueueCapacity
         self.sendQueueBytes = sendQueueBytes
         self.maxClientMessageBytes = maxClientMessageBytes
@@ -68,6 +72,10 @@ struct SubscriberSession {
     let logger: Logger
     /// When the token stops being valid (`exp` + leeway); the session is closed with 4401 then.
     var expiresAt: Date? = nil
+    /// Closes the connection at once, when the writer cannot get its close frame out (the client stopped reading).
+    var forceClose: @Sendable () -> Void = {}
+    /// How long a session may take to end once its outbox closed, before the connection is forced shut.
+    static let closeGrace = Duration.seconds(2)
 
     /// Which task of the session ended (the reader with what ended it).
     private enum Ended {
@@ -87,6 +95,7 @@ struct SubscriberSession {
             store.unsubscribe(jobId: request.jobId, subscriber: subscriberId)
             outbox.close(.finished)
             metrics.connections.decrement()
+            logger.debug("subscriber disconnected", metadata: ["connection_id": "\(request.connectionId)"])
         }
         let now = WallClock.nowMs()
         outbox.enqueue(
@@ -119,6 +128,14 @@ struct SubscriberSession {
                         return .reader(error)
                     }
                 }
+                // The watchdog: once the outbox closes — for whatever reason — the session has `closeGrace` to end. A
+                // writer blocked on a client that stopped reading (TCP window closed) would otherwise wait for ever,
+                // and with it the session, its slot and its subscription.
+                group.addTask {
+                    await outbox.closed()
+                    guard (try? await Task.sleep(for: Self.closeGrace)) != nil else { return .grace }
+                    return .grace
+                }
                 if let expiresAt {
                     group.addTask {
                         let seconds = max(0, expiresAt.timeIntervalSinceNow)
@@ -129,6 +146,7 @@ struct SubscriberSession {
                 }
                 var clientError: (any Error)?
                 while let ended = await group.next() {
+                    logger.trace("session task ended", metadata: ["connection_id": "\(request.connectionId)", "task": "\(ended)"])
                     switch ended {
                     case .writer:
                         group.cancelAll()  // the reader, the expiry timer
@@ -136,13 +154,13 @@ struct SubscriberSession {
                     case .reader(let error):
                         clientError = error
                         // The client is gone or broke the protocol. A close frame decided by the reader (rate limit)
-                        // still goes out; otherwise there is nobody to write to. Either way the writer gets a moment.
+                        // still goes out; otherwise there is nobody to write to. The watchdog gives the writer a moment.
                         outbox.close(.clientGone)
-                        group.addTask {
-                            try? await Task.sleep(for: .seconds(2))
-                            return .grace
-                        }
                     case .grace:
+                        if Task.isCancelled { continue }
+                        logger.info("session did not end in time after its outbox closed; closing the connection",
+                                    metadata: ["connection_id": "\(request.connectionId)", "why": "\(String(describing: outbox.closure))"])
+                        forceClose()
                         group.cancelAll()  // a writer still blocked on a dead socket
                     case .expiry:
                         continue
