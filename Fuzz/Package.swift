@@ -10,9 +10,12 @@ let package = Package(
     name: "progress-bridge-fuzz",
     dependencies: [.package(path: root.path)],
     targets: [
+        // The libFuzzer entry point every fuzzer hands over to.
+        .target(name: "FuzzDriver"),
         .executableTarget(
             name: "EventFuzzer",
             dependencies: [
+                "FuzzDriver",
                 .product(name: "JSONSchema", package: root.lastPathComponent),
                 .product(name: "ProgressContract", package: root.lastPathComponent),
             ]
@@ -21,6 +24,7 @@ let package = Package(
         .executableTarget(
             name: "SubscriberFuzzer",
             dependencies: [
+                "FuzzDriver",
                 .product(name: "JSONSchema", package: root.lastPathComponent),
                 .product(name: "SubscriberProtocol", package: root.lastPathComponent),
             ]
@@ -28,7 +32,7 @@ let package = Package(
         // State records as restored from the state topic.
         .executableTarget(
             name: "StateRecordFuzzer",
-            dependencies: [.product(name: "ProgressAggregation", package: root.lastPathComponent)]
+            dependencies: ["FuzzDriver", .product(name: "ProgressAggregation", package: root.lastPathComponent)]
         ),
     ]
 )

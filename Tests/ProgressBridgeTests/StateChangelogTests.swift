@@ -73,7 +73,7 @@ struct StateChangelogTests {
         let forgotten = store.evict(finishedBefore: .max, idleBefore: .max)
         #expect(forgotten.map(\.jobId) == ["job_gone"] && forgotten[0].videoIds.count == 20)
         try await changelog.write([], forgotten: forgotten, from: store)
-        // A video record without its header (as a crash between the two writes of an older version could leave).
+        // A video record without its header (as a crash between the two writes of a new job's first checkpoint leaves).
         try await producer.send(topic: "progress.state", key: StateChangelog.videoKey("job_orphan", "v1"), value: Array(#"{"i":"v1","j":"job_orphan","at":1,"s":[]}"#.utf8))
         let restored = try await StateChangelog.restore(
             into: JobStore(metrics: BridgeMetrics()), bootstrapServers: cluster.bootstrapServers, topic: "progress.state", properties: .init(),

@@ -115,7 +115,10 @@ def test_kill_9_mid_stream_then_restart_gives_the_same_aggregates_as_a_clean_run
         monitor.send(job, e)
     monitor.flush()
     assert wait_for(lambda: (job_state(first, job) or {}).get("events_applied") == 60)
-    time.sleep(1.5)  # at least one checkpoint (snapshot, then offsets)
+    applied = time.time()
+    # At least one checkpoint (state records, then offsets) after that — waited for, not guessed: a loaded machine
+    # can take longer than the 1 s interval.
+    assert wait_for(lambda: metric(first, "progress_bridge_last_commit_timestamp_seconds") > applied + 0.1, timeout=20)
     for e in events[60:90]:
         monitor.send(job, e)
         monitor.send(job, e)  # and the monitor's retries

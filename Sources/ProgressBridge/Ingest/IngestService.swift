@@ -94,10 +94,9 @@ public struct IngestService: Service {
             // Not ready (and not consuming) until every job's last snapshot is back.
             while true {
                 do {
-                    let restored = try await StateChangelog.restore(
+                    _ = try await StateChangelog.restore(
                         into: store, bootstrapServers: durability.bootstrapServers, topic: durability.changelog.topic,
                         properties: durability.properties, limits: durability.limits, logger: logger)
-                    checkpoint.forgottenJobs += restored.orphans  // deleted by the first checkpoint
                     break
                 } catch {
                     logger.error("state restore failed; retrying", metadata: ["error": "\(error)"])

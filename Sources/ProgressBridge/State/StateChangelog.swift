@@ -60,8 +60,9 @@ public struct StateChangelog: Sendable {
                 let header = try encoder.encode(Header(seq: checkpoint.seq, aggregate: checkpoint.header))
                 headers.append(KafkaRecord(topic: topic, key: Array(jobId.utf8), value: Array(header)))
             }
-            // Videos first, headers after: a crash in between can leave a header without some of its videos (the
-            // events are read again), never videos without their header (which nothing would ever clean up).
+            // Videos first, headers after — tombstones too: a forgotten job's videos can never outlive its header's
+            // tombstone. A crash in between leaves at most a new job's videos without its header; its offsets were
+            // not committed, so its events are read again and its header follows with the next checkpoint.
             try await producer.sendAll(records)
             try await producer.sendAll(headers)
         } catch {
@@ -74,7 +75,8 @@ public struct StateChangelog: Sendable {
     struct Restored {
         /// Jobs restored.
         var jobs = 0
-        /// Video records whose job has no header (left by an older version or a forgotten job): to be deleted.
+        /// Video records whose job has no header: a crash between a new job's first video records and its header
+        /// (its events are read again, and its next checkpoint writes the header). Ignored; counted in the log.
         var orphans: [(jobId: String, videoIds: [String])] = []
     }
 
