@@ -3,13 +3,13 @@ import Testing
 
 @testable import JSONSchema
 
-/// Runs JSON-Schema-Test-Suite (draft 2020-12) from `../shared/third_party`, with `remotes/`
+/// Runs JSON-Schema-Test-Suite (draft 2020-12, copied into `Tests/third_party` with its licence), with `remotes/`
 /// served from disk as `http://localhost:1234/…`. Set `JSON_SCHEMA_TEST_SUITE` to use another copy.
 enum OfficialSuite {
     static let root: URL = {
         if let path = ProcessInfo.processInfo.environment["JSON_SCHEMA_TEST_SUITE"] { return URL(fileURLWithPath: path) }
-        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("shared/third_party/JSON-Schema-Test-Suite")
+        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("third_party/JSON-Schema-Test-Suite")
     }()
 
     /// Tests we knowingly fail, with the reason. Keep this short.
