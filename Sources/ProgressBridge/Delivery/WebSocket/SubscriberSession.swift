@@ -133,7 +133,7 @@ struct SubscriberSession {
                 // and with it the session, its slot and its subscription.
                 group.addTask {
                     await outbox.closed()
-                    guard (try? await Task.sleep(for: Self.closeGrace)) != nil else { return .grace }
+                    try? await Task.sleep(for: Self.closeGrace)  // cancelled: the session ended in time
                     return .grace
                 }
                 if let expiresAt {
