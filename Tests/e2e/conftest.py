@@ -30,6 +30,18 @@ def http_get(url: str, timeout: float = 5.0):
         return error.code, error.read(), error.headers.get("Content-Type", "")
 
 
+async def receive_until(ws, predicate, timeout=20.0):
+    """Collects a WebSocket's messages until one satisfies predicate; returns all of them."""
+    messages = []
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"timed out; got {[(m['type'], m.get('data', {}).get('code')) for m in messages]}"
+        messages.append(json.loads(await asyncio.wait_for(ws.recv(), remaining)))
+        if predicate(messages[-1]):
+            return messages
+
+
 def wait_for(predicate, timeout=30, interval=0.2):
     """Polls until predicate() is true; returns whether it became true in time."""
     deadline = time.time() + timeout

@@ -19,7 +19,7 @@ import websockets
 
 from conftest import (Bridge, abort, assert_alive, assert_gauges_back, assert_serves, baseline_gauges, frame_close_code,
                       gauges, http_get, job_state, metric, metric_sample, publish_reference_job, read_dead_letters,
-                      read_frames, text_messages, wait_for, ws_frame)
+                      read_frames, receive_until, text_messages, wait_for, ws_frame)
 from monitor import Monitor, a_job, event
 from test_hostile_clients import closed_code, raw_upgrade
 
@@ -49,15 +49,6 @@ async def receive(ws, count, timeout=10):
     return [json.loads(await asyncio.wait_for(ws.recv(), timeout)) for _ in range(count)]
 
 
-async def receive_until(ws, predicate, timeout=15):
-    messages = []
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, f"timed out; got {[(m['type'], m.get('data', {}).get('code')) for m in messages]}"
-        messages.append(json.loads(await asyncio.wait_for(ws.recv(), remaining)))
-        if predicate(messages[-1]):
-            return messages
 
 
 def connect(bridge, job, headers=None, **query):

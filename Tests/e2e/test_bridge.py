@@ -10,21 +10,8 @@ import pytest
 import websockets
 from confluent_kafka import Consumer, TopicPartition
 
-from conftest import BINARY, ROOT, Bridge, http_get, job_state, wait_for
+from conftest import BINARY, ROOT, Bridge, http_get, job_state, receive_until, wait_for
 from monitor import Monitor, a_job, event
-
-
-async def receive_until(ws, predicate, timeout=20.0):
-    """Collects messages until one satisfies predicate; returns all of them."""
-    messages = []
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, f"timed out; got {[m['type'] for m in messages]}"
-        message = json.loads(await asyncio.wait_for(ws.recv(), remaining))
-        messages.append(message)
-        if predicate(message):
-            return messages
 
 
 def subscribe_url(bridge, job_id, **extra):

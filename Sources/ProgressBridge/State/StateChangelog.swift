@@ -34,18 +34,13 @@ public struct StateChangelog: Sendable {
 
     static func videoKey(_ jobId: String, _ videoId: String) -> [UInt8] { Array("\(jobId)/v/\(videoId)".utf8) }
 
-    /// What a checkpoint took from the store, so that a failed write can give the change marks back.
-    struct Taken {
-        var videosByJob: [String: [String]] = [:]
-    }
-
     /// Writes the changes of `jobs` and tombstones for `forgotten`, and waits for every acknowledgement.
     /// On failure the change marks of `jobs` are given back to the store, so the next checkpoint writes them again.
     func write(_ jobs: Set<String>, forgotten: [(jobId: String, videoIds: [String])] = [], from store: JobStore) async throws {
         let encoder = JSONEncoder()
         var records: [KafkaRecord] = []
         var headers: [KafkaRecord] = []
-        var taken = Taken()
+        var taken: [String: [String]] = [:]  // the change marks taken, given back if the write fails
         for job in forgotten {
             headers.append(KafkaRecord(topic: topic, key: Array(job.jobId.utf8), value: nil))
             for videoId in job.videoIds { records.append(KafkaRecord(topic: topic, key: Self.videoKey(job.jobId, videoId), value: nil)) }
@@ -53,7 +48,7 @@ public struct StateChangelog: Sendable {
         do {
             for jobId in jobs {
                 guard let checkpoint = store.takeCheckpoint(jobId, keepingEventIds: eventIdsPerHeader) else { continue }
-                taken.videosByJob[jobId] = checkpoint.changedVideos.map(\.id)
+                taken[jobId] = checkpoint.changedVideos.map(\.id)
                 for video in checkpoint.changedVideos {
                     records.append(KafkaRecord(topic: topic, key: Self.videoKey(jobId, video.id), value: Array(try encoder.encode(video))))
                 }
@@ -66,7 +61,7 @@ public struct StateChangelog: Sendable {
             try await producer.sendAll(records)
             try await producer.sendAll(headers)
         } catch {
-            for (jobId, videoIds) in taken.videosByJob { store.markChanged(jobId, videoIds: videoIds) }
+            for (jobId, videoIds) in taken { store.markChanged(jobId, videoIds: videoIds) }
             throw error
         }
     }

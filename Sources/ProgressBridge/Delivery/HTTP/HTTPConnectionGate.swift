@@ -45,9 +45,6 @@ public final class HTTPConnectionGate: Sendable {
         self.metrics = metrics
     }
 
-    /// Connections open now.
-    public var count: Int { open.load(ordering: .relaxed) }
-
     /// Counts a new connection (released when it closes), or closes it at once when the cap is reached.
     /// Returns whether it was admitted.
     func admit(_ channel: any Channel) -> Bool {
@@ -101,9 +98,8 @@ public final class HTTPConnectionGate: Sendable {
 }
 
 /// The gate's handler, first in every connection's pipeline.
-final class HTTPConnectionGateHandler: ChannelDuplexHandler, RemovableChannelHandler {
+final class HTTPConnectionGateHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
-    typealias OutboundIn = NIOAny
     private let gate: HTTPConnectionGate
     private var deadline: Scheduled<Void>?
 
@@ -132,16 +128,6 @@ final class HTTPConnectionGateHandler: ChannelDuplexHandler, RemovableChannelHan
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         context.fireChannelRead(data)
-    }
-
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        // A response on its way means a head was read, even on paths that report nothing else.
-        if deadline != nil {
-            deadline?.cancel()
-            deadline = nil
-            gate.headArrived(context.channel)
-        }
-        context.write(data, promise: promise)
     }
 }
 

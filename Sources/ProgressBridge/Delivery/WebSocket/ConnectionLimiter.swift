@@ -68,9 +68,6 @@ public final class ConnectionLimiter: Sendable {
         }
         metrics?.limiterSlots.decrement()
     }
-
-    /// Connections admitted and not yet released.
-    public var admitted: Int { state.withLock { $0.total } }
 }
 
 /// A token bucket for client → server messages: `rate` per second, bursts up to `burst`.
