@@ -1,4 +1,5 @@
 """Fixtures that start the real progress-bridge binary on loopback with its embedded mock Kafka."""
+import asyncio
 import json
 import os
 import pathlib
