@@ -15,10 +15,11 @@ public struct AggregateLimits: Sendable, Hashable {
     /// Videos per job; an event about one more is rejected (`limit_exceeded`). Default 200,000.
     public var maxVideos: Int
     /// Event ids remembered for recognising duplicates; older ones are forgotten (their redeliveries are
-    /// still harmless, because applying is idempotent). Default 10,000.
+    /// still harmless, because applying is idempotent). Default 2,000 — all of them are kept in the state topic, so a
+    /// restored replica recognises exactly the duplicates a replica that read everything does.
     public var maxEventIds: Int
 
-    public init(maxVideos: Int = 200_000, maxEventIds: Int = 10_000) {
+    public init(maxVideos: Int = 200_000, maxEventIds: Int = 2_000) {
         self.maxVideos = max(1, maxVideos)
         self.maxEventIds = max(1, maxEventIds)
     }

@@ -14,6 +14,9 @@ public enum RejectionReason: String, Sendable, CaseIterable {
     case limitExceeded = "limit_exceeded"
     /// `occurred_at` too far ahead of the Kafka record's timestamp (more than the allowed clock skew).
     case implausibleTimestamp = "implausible_timestamp"
+    /// An event of a job whose earlier events came from another input partition (its key is not the job id, or
+    /// partitions were added to the topic mid-job): its offset cannot order it among the job's events.
+    case partitionMismatch = "partition_mismatch"
 }
 
 /// An event that is not applied to any job, with a precise explanation.

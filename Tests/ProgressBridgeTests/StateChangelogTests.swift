@@ -64,13 +64,15 @@ struct StateChangelogTests {
         try cluster.createTopic("progress.state", partitions: 4)
         let producer = try KafkaProducer(configuration: .init(bootstrapServers: cluster.bootstrapServers), logger: logger)
         let changelog = StateChangelog(producer: producer, topic: "progress.state")
-        let store = JobStore(metrics: BridgeMetrics())
+        let store = JobStore(limits: StoreLimits(finishedJobRetentionMs: 10_000, idleJobRetentionMs: 10_000), metrics: BridgeMetrics())
         var e = StoreEvents("job_gone")
         _ = store.apply(e.running())
         for i in 0..<20 { _ = store.apply(e.completed("v\(i)", at: Int64(i))) }
         try await changelog.write(["job_gone"], from: store)
-        // Forgotten by retention: tombstones for every video and the header.
-        let forgotten = store.evict(finishedBefore: .max, idleBefore: .max)
+        // Forgotten by retention once the stream moved on: tombstones for every video and the header.
+        var later = StoreEvents("job_later")
+        _ = store.apply(later.running(at: 1_000_000))
+        let forgotten = store.evictExpired()
         #expect(forgotten.map(\.jobId) == ["job_gone"] && forgotten[0].videoIds.count == 20)
         try await changelog.write([], forgotten: forgotten, from: store)
         // A video record without its header (as a crash between the two writes of a new job's first checkpoint leaves).
@@ -87,11 +89,11 @@ struct StateChangelogTests {
         var e = StoreEvents("job_delta")
         _ = store.apply(e.running())
         for i in 0..<100 { _ = store.apply(e.completed("v\(i)", at: Int64(i))) }
-        #expect(store.takeCheckpoint("job_delta", keepingEventIds: 10)?.changedVideos.count == 100)
+        #expect(store.takeCheckpoint("job_delta")?.changedVideos.count == 100)
         _ = store.apply(e.completed("v7", at: 1000))
-        let second = try #require(store.takeCheckpoint("job_delta", keepingEventIds: 10))
+        let second = try #require(store.takeCheckpoint("job_delta"))
         #expect(second.changedVideos.map(\.id) == ["v7"])
         store.markChanged("job_delta", videoIds: ["v7"])  // a failed write gives the marks back
-        #expect(store.takeCheckpoint("job_delta", keepingEventIds: 10)?.changedVideos.map(\.id) == ["v7"])
+        #expect(store.takeCheckpoint("job_delta")?.changedVideos.map(\.id) == ["v7"])
     }
 }

@@ -129,6 +129,13 @@ class Bridge:
             time.sleep(0.1)
         raise AssertionError("bridge never became ready:\n" + "".join(self.lines))
 
+    def wait_owning(self, partitions=1, timeout=30.0):
+        """Until this replica owns at least `partitions` input partitions in its consumer group (the mock cluster
+        holds a new group's first assignment back for 3 s): only an owner dead-letters, checkpoints and commits."""
+        assert wait_for(lambda: metric(self, "progress_bridge_partitions_owned") >= partitions, timeout=timeout), \
+            "no partitions assigned:\n" + "".join(self.lines[-20:])
+        return self
+
     def stop(self, timeout=30.0):
         """SIGTERM, then the exit code and how long the shutdown took."""
         if self.process.poll() is not None:

@@ -32,9 +32,12 @@ class Monitor:
         self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1})
         self.topic = topic
 
-    def send(self, key: str, value, headers=None):
+    def send(self, key: str, value, headers=None, partition=None):
         payload = value if isinstance(value, (bytes, str)) else json.dumps(value)
-        self.producer.produce(self.topic, key=key, value=payload, headers=headers)
+        if partition is None:
+            self.producer.produce(self.topic, key=key, value=payload, headers=headers)
+        else:
+            self.producer.produce(self.topic, key=key, value=payload, headers=headers, partition=partition)
 
     def flush(self):
         remaining = self.producer.flush(15)

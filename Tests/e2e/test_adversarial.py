@@ -13,6 +13,7 @@ import math
 import socket
 import time
 import uuid
+import zlib
 
 import pytest
 import websockets
@@ -634,11 +635,16 @@ def test_sigterm_is_not_held_up_by_a_slowloris_connection():
 
 # --- Hostile events -------------------------------------------------------------------------------------------------
 
-def send(bridge, job, *events, key=None):
+def send(bridge, job, *events, key=None, partition=None):
     monitor = Monitor(bridge.bootstrap)
     for e in events:
-        monitor.send(key or job, e)
+        monitor.send(key or job, e, partition=partition)
     monitor.flush()
+
+
+def default_partition(key, partitions=4):
+    """The partition confluent-kafka's default partitioner (librdkafka's consistent_random: CRC-32) picks for `key`."""
+    return zlib.crc32(key.encode()) % partitions
 
 
 def dead_letter_reasons(bridge, job, count, timeout=20):
@@ -724,19 +730,22 @@ def test_videos_beyond_the_per_job_cap_are_dead_lettered_and_the_job_goes_on(ing
 
 
 def test_jobs_beyond_max_jobs_are_dead_lettered_and_the_others_are_unaffected():
-    bridge = Bridge("--no-demo-monitor", "--max-jobs", "3").wait_ready()
+    # --max-jobs is shared out over the input partitions (here 4, so 2 each), so that every replica refuses the
+    # same jobs; the test's jobs share one partition, not the reference job's.
+    bridge = Bridge("--no-demo-monitor", "--max-jobs", "8").wait_ready()
     try:
         reference = publish_reference_job(bridge)
+        partition = (default_partition(reference) + 1) % 4
         with survives(bridge, reference):
             second, third, fourth = ("job_cap_" + uuid.uuid4().hex[:6] for _ in range(3))
-            send(bridge, second, start(second))
-            send(bridge, third, start(third))
+            send(bridge, second, start(second), partition=partition)
+            send(bridge, third, start(third), partition=partition)
             assert wait_for(lambda: job_state(bridge, third) is not None, timeout=15)
-            send(bridge, fourth, start(fourth), event(fourth, "video.completed", {"video_id": "v1", "processing_ms": 5}, 10))
+            send(bridge, fourth, start(fourth), event(fourth, "video.completed", {"video_id": "v1", "processing_ms": 5}, 10), partition=partition)
             assert dead_letter_reasons(bridge, fourth, 2) == ["limit_exceeded", "limit_exceeded"]
             assert metric_sample(bridge, "progress_bridge_events_invalid_total", reason="limit_exceeded") == 2
             assert job_state(bridge, fourth) is None
-            send(bridge, second, event(second, "video.completed", {"video_id": "v1", "processing_ms": 5}, 10))
+            send(bridge, second, event(second, "video.completed", {"video_id": "v1", "processing_ms": 5}, 10), partition=partition)
             assert wait_for(lambda: job_state(bridge, second)["completed"] == 1, timeout=15), "existing jobs go on"
             assert metric(bridge, "progress_bridge_tracked_jobs") == 3
     finally:
@@ -816,6 +825,7 @@ def test_dead_letters_refused_for_good_make_the_bridge_unready_and_hold_ingest_u
     # Short delivery timeouts, so that a write that merely hangs fails in seconds (and shutdown is not held up).
     bridge = Bridge("--insecure-no-auth", "--kafka-config", "message.timeout.ms=3000", kafka=mock_kafka.bootstrap).wait_ready()
     try:
+        bridge.wait_owning(4)  # only the partitions' owner dead-letters (and holds for it)
         reference = publish_reference_job(bridge)
         baseline = baseline_gauges(bridge)
         job = "job_dlq_perm_" + uuid.uuid4().hex[:6]

@@ -19,7 +19,7 @@ def start_running_job(monitor, job, total, flush=True):
 
 def test_sigterm_closes_subscribers_with_1001_commits_and_exits_promptly(mock_kafka):
     group = "sigterm-" + uuid.uuid4().hex[:6]
-    bridge = Bridge("--insecure-no-auth", "--group-id", group, kafka=mock_kafka.bootstrap).wait_ready()
+    bridge = Bridge("--insecure-no-auth", "--group-id", group, kafka=mock_kafka.bootstrap).wait_ready().wait_owning(4)
     job = "job_term_" + uuid.uuid4().hex[:6]
     monitor = Monitor(mock_kafka.bootstrap)
     for e in a_job(job, videos=5):
@@ -47,7 +47,7 @@ def test_sigterm_closes_subscribers_with_1001_commits_and_exits_promptly(mock_ka
     exit_code, took = results[0]
     assert close_code == 1001
     assert exit_code == 0 and took < 10, took
-    assert any("consumer closed" in line for line in bridge.lines)
+    assert any("left the group" in line for line in bridge.lines)
 
     # Offsets were committed: a new bridge in the same group reads only what came after.
     again = Bridge("--insecure-no-auth", "--group-id", group, kafka=mock_kafka.bootstrap).wait_ready()
@@ -110,7 +110,7 @@ def test_kill_9_mid_stream_then_restart_gives_the_same_aggregates_as_a_clean_run
     job = "job_kill_" + uuid.uuid4().hex[:6]
     events = a_job(job, videos=40, fail={3, 17, 29})
     monitor = Monitor(mock_kafka.bootstrap)
-    first = Bridge("--insecure-no-auth", "--group-id", group, kafka=mock_kafka.bootstrap).wait_ready()
+    first = Bridge("--insecure-no-auth", "--group-id", group, kafka=mock_kafka.bootstrap).wait_ready().wait_owning(4)
     for e in events[:60]:
         monitor.send(job, e)
     monitor.flush()
@@ -153,6 +153,7 @@ def test_a_failing_dead_letter_write_holds_the_offset_and_is_retried(mock_kafka)
     # Short delivery timeouts, so that each failed attempt is seen in seconds.
     bridge = Bridge("--insecure-no-auth", "--kafka-config", "message.timeout.ms=1500", kafka=mock_kafka.bootstrap).wait_ready()
     try:
+        bridge.wait_owning(4)  # only the partitions' owner dead-letters (and holds for it)
         job = "job_dlqfail_" + uuid.uuid4().hex[:6]
         monitor = Monitor(mock_kafka.bootstrap)
         monitor.send(job, event(job, "job.state_changed", {"from": None, "to": "running", "job": {"total_videos": 2}}, 0))
@@ -229,51 +230,63 @@ def test_slow_brokers_leader_changes_and_request_errors_lose_nothing():
 
 def test_finished_jobs_are_forgotten_after_their_retention_also_across_restarts(mock_kafka):
     group = "retention-" + uuid.uuid4().hex[:6]
-    bridge = Bridge("--insecure-no-auth", "--group-id", group, "--finished-job-retention", "2", kafka=mock_kafka.bootstrap).wait_ready()
+    flags = ("--insecure-no-auth", "--group-id", group, "--finished-job-retention", "2")
+    bridge = Bridge(*flags, kafka=mock_kafka.bootstrap).wait_ready().wait_owning(4)
     job, running = "job_old_" + uuid.uuid4().hex[:6], "job_live_" + uuid.uuid4().hex[:6]
     monitor = Monitor(mock_kafka.bootstrap)
-    for e in a_job(job, videos=2):  # event times two days ago: retention counts from the bridge's clock
-        monitor.send(job, e)
-    monitor.send(running, event(running, "job.state_changed", {"from": None, "to": "running"}, 0))
+    # Both in one partition: retention runs on the partition's stream time (its latest occurred_at), so that every
+    # replica forgets a job at the same point of the stream.
+    for e in a_job(job, videos=2):
+        monitor.send(job, e, partition=0)
+    monitor.send(running, event(running, "job.state_changed", {"from": None, "to": "running"}, 0), partition=0)
     monitor.flush()
     assert wait_for(lambda: (job_state(bridge, job) or {}).get("state") == "completed")
+    finished_at = job_state(bridge, job)["updated_at"]
+    time.sleep(3)
+    assert job_state(bridge, job) is not None, "wall-clock time alone forgets nothing: the stream has not moved"
+    # The stream moves on: 3 s of event time after the job finished.
+    moved = event(running, "job.progress", {"total_videos": 2, "completed": 0, "failed": 0}, 0)
+    import datetime
+    at = datetime.datetime.fromisoformat(finished_at.replace("Z", "+00:00")) + datetime.timedelta(seconds=3)
+    moved["occurred_at"] = at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    monitor.send(running, moved, partition=0)
+    monitor.flush()
     assert wait_for(lambda: job_state(bridge, job) is None, timeout=15), "a finished job is forgotten after its retention"
     assert job_state(bridge, running) is not None, "running jobs stay"
     assert bridge.stop()[0] == 0
-    again = Bridge("--insecure-no-auth", "--group-id", group, "--finished-job-retention", "2", kafka=mock_kafka.bootstrap).wait_ready()
+    again = Bridge(*flags, kafka=mock_kafka.bootstrap).wait_ready()
     try:
-        assert wait_for(lambda: job_state(again, running) is not None, timeout=30)
+        assert job_state(again, running) is not None
         assert job_state(again, job) is None, "and it does not come back from the state topic"
     finally:
         assert again.stop()[0] == 0
 
 
-
 def test_jobs_that_stop_without_finishing_are_forgotten_after_the_idle_retention(mock_kafka):
     group = "idle-" + uuid.uuid4().hex[:6]
     flags = ("--insecure-no-auth", "--group-id", group, "--idle-job-retention", "5")
-    bridge = Bridge(*flags, kafka=mock_kafka.bootstrap).wait_ready()
+    bridge = Bridge(*flags, kafka=mock_kafka.bootstrap).wait_ready().wait_owning(4)
     silent, talking = "job_silent_" + uuid.uuid4().hex[:6], "job_talking_" + uuid.uuid4().hex[:6]
     monitor = Monitor(mock_kafka.bootstrap)
-    start_running_job(monitor, silent, 10)
-    start_running_job(monitor, talking, 10)
+    for job in (silent, talking):
+        monitor.send(job, event(job, "job.state_changed", {"from": None, "to": "running", "job": {"total_videos": 10}}, 0), partition=1)
+    monitor.flush()
     assert wait_for(lambda: job_state(bridge, silent) is not None and job_state(bridge, talking) is not None)
     assert metric(bridge, "progress_bridge_active_jobs") == 2
-    # The talking job's monitor keeps reporting; the silent one's went away.
-    deadline = time.time() + 15
-    i = 0
-    while time.time() < deadline and job_state(bridge, silent) is not None:
-        monitor.send(talking, event(talking, "video.completed", {"video_id": f"v{i}", "processing_ms": 5}, 1000 + i))
+    # The talking job's monitor keeps reporting, a second of event time apart; the silent one's went away.
+    for i in range(1, 8):
+        monitor.send(talking, event(talking, "video.completed", {"video_id": f"v{i}", "processing_ms": 5}, i * 1000), partition=1)
         monitor.flush()
-        i += 1
-        time.sleep(1)
-    assert job_state(bridge, silent) is None, "a job silent for longer than the idle retention is forgotten"
+        if i < 5:
+            time.sleep(0.3)
+            assert job_state(bridge, silent) is not None, f"{i} s of stream time: still within the idle retention"
+    assert wait_for(lambda: job_state(bridge, silent) is None, timeout=15), "a job silent for longer than the idle retention is forgotten"
     assert job_state(bridge, talking) is not None, "a job still reporting stays"
     assert metric(bridge, "progress_bridge_active_jobs") == 1
     assert bridge.stop()[0] == 0
     again = Bridge(*flags, kafka=mock_kafka.bootstrap).wait_ready()
     try:
-        assert wait_for(lambda: job_state(again, talking) is not None, timeout=30)
+        assert job_state(again, talking) is not None
         assert job_state(again, silent) is None, "and it does not come back from the state topic"
     finally:
         assert again.stop()[0] == 0

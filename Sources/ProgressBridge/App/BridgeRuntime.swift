@@ -68,12 +68,19 @@ public enum BridgeRuntime {
         let readiness = Readiness()
         let aggregateLimits = AggregateLimits(maxVideos: configuration.maxVideosPerJob, maxEventIds: configuration.maxEventIdsPerJob)
         let store = JobStore(
-            limits: StoreLimits(historyPerJob: configuration.historyPerJob, maxJobs: configuration.maxJobs, aggregate: aggregateLimits), metrics: metrics)
-        let consumer = try KafkaConsumer(
+            limits: StoreLimits(
+                historyPerJob: configuration.historyPerJob, maxJobs: configuration.maxJobs, aggregate: aggregateLimits,
+                finishedJobRetentionMs: Int64(configuration.finishedJobRetention) * 1000, idleJobRetentionMs: Int64(configuration.idleJobRetention) * 1000),
+            metrics: metrics)
+        let consumerProperties = KafkaProperties(kafkaProperties.filter { !producerOnlyProperties.contains($0.key) })
+        // Every replica reads every input partition (librdkafka's statistics feed readiness and the round-trip gauges)…
+        let reader = try KafkaPartitionReader(
+            bootstrapServers: bootstrap,
+            properties: KafkaProperties(["statistics.interval.ms": "5000"].merging(consumerProperties.values) { _, given in given }), logger: logger)
+        // …and owns some of them through the consumer group.
+        let membership = try KafkaGroupMembership(
             configuration: KafkaConsumerConfiguration(
-                bootstrapServers: bootstrap, groupId: configuration.groupId, topics: configuration.topics,
-                // librdkafka's statistics feed the per-broker round-trip gauges.
-                properties: KafkaProperties(["statistics.interval.ms": "5000"].merging(kafkaProperties) { _, given in given }), autoCommit: false),
+                bootstrapServers: bootstrap, groupId: configuration.groupId, topics: configuration.topics, properties: consumerProperties, autoCommit: false),
             logger: logger)
         let producerProperties = KafkaProperties(kafkaProperties.filter { !consumerOnlyProperties.contains($0.key) })
         // A dead-letter write that cannot succeed should say so within half a minute, not librdkafka's default 5.
@@ -90,12 +97,10 @@ public enum BridgeRuntime {
             logger: logger)
         let durability = IngestService.Durability(
             changelog: StateChangelog(producer: changelogProducer, topic: configuration.stateTopic), bootstrapServers: bootstrap,
-            properties: KafkaProperties(kafkaProperties.filter { !producerOnlyProperties.contains($0.key) }),
-            finishedJobRetention: .seconds(configuration.finishedJobRetention), idleJobRetention: .seconds(configuration.idleJobRetention),
-            limits: aggregateLimits)
+            properties: consumerProperties)
         var services: [any Service] = [
             IngestService(
-                consumer: consumer, deadLetterProducer: deadLetterProducer, deadLetterTopic: configuration.deadLetterTopic,
+                reader: reader, membership: membership, deadLetterProducer: deadLetterProducer, deadLetterTopic: configuration.deadLetterTopic,
                 decoder: EventDecoder(validator: validator), store: store, metrics: metrics, readiness: readiness, logger: logger,
                 durability: durability, maxClockSkewMs: Int64(configuration.maxClockSkew) * 1000, deadLetterMaxBytes: configuration.deadLetterMaxBytes)
         ]
@@ -152,7 +157,7 @@ public enum BridgeRuntime {
 
     /// librdkafka warns when a producer is given consumer properties; keep them apart.
     static let consumerOnlyProperties: Set<String> = [
-        "group.id", "fetch.wait.max.ms", "auto.offset.reset", "enable.auto.commit", "auto.commit.interval.ms",
+        "group.id", "fetch.wait.max.ms", "auto.offset.reset", "heartbeat.interval.ms", "group.protocol.type", "enable.auto.commit", "auto.commit.interval.ms",
         "enable.auto.offset.store", "session.timeout.ms", "max.poll.interval.ms", "group.instance.id", "fetch.min.bytes",
         "fetch.max.bytes", "max.partition.fetch.bytes", "isolation.level", "partition.assignment.strategy", "enable.partition.eof",
     ]

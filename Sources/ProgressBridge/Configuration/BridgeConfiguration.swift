@@ -1,4 +1,5 @@
 import Logging
+import ProgressAggregation
 
 /// Everything the bridge needs to run, resolved from flags and their environment twins.
 public struct BridgeConfiguration: Sendable, Equatable {
@@ -41,7 +42,7 @@ public struct BridgeConfiguration: Sendable, Equatable {
     /// Videos per job; events about more are dead-lettered (`limit_exceeded`).
     public var maxVideosPerJob = 200_000
     /// Event ids remembered per job for recognising duplicates.
-    public var maxEventIdsPerJob = 10_000
+    public var maxEventIdsPerJob = AggregateLimits().maxEventIds
     /// Seconds `occurred_at` may be ahead of the Kafka record's timestamp (more: `implausible_timestamp`).
     public var maxClockSkew = 3600
     /// Largest dead-letter record value in bytes; larger originals are truncated (and marked so).

@@ -1,3 +1,4 @@
+import DequeModule
 import Foundation
 import Kafka
 import Logging
@@ -5,39 +6,38 @@ import ProgressAggregation
 import ProgressContract
 import ServiceLifecycle
 
-/// Kafka in → contract → aggregation: consumes events, applies valid ones to the store,
-/// dead-letters the rest, and stores each offset only after its event is fully handled
-/// (applied, or dead-lettered and acknowledged) — at-least-once.
+/// Kafka in → contract → aggregation, on every replica alike.
+///
+/// **Every replica reads every input partition** (`KafkaPartitionReader`) and applies every valid event to its
+/// own store, so any replica can serve any job, and — since a message's `seq` is its event's input offset + 1 —
+/// with the same `seq`s everywhere. **One replica owns each partition** (`KafkaGroupMembership`, cooperative-sticky)
+/// and only the owner has side effects for it: it dead-letters the partition's invalid events, checkpoints its
+/// jobs to the state topic and commits its offsets — each once per event, never duplicated by the others.
+///
+/// - On assignment, the new owner takes over from the offset the previous owner committed: events it read since
+///   then as a mere reader and rejected are dead-lettered now (read again from Kafka), and the jobs they changed
+///   are checkpointed with the next interval. If it has not read that far yet, it acts as owner from there on.
+/// - On revocation it checkpoints and commits what it handled, then gives the partition back (nothing is
+///   committed for a partition it already lost). It keeps reading and serving the partition's jobs.
+/// - At-least-once: an offset is committed only after its event's dead letter is acknowledged and the state that
+///   contains it is written.
 public struct IngestService: Service {
-    /// Where job state is restored from and checkpointed to; `nil`: offsets are committed by
-    /// librdkafka in the background and state lives in memory only.
+    /// Where job state is restored from and checkpointed to; `nil`: state lives in memory only (offsets are
+    /// still committed by the owner).
     public struct Durability: Sendable {
         let changelog: StateChangelog
         let bootstrapServers: String
         let properties: KafkaProperties
-        /// How often snapshots are written and offsets committed. Default 1 s.
-        var interval: Duration = .seconds(1)
-        /// Finished jobs are forgotten (memory and state topic) this long after they finished. Default 24 h.
-        var finishedJobRetention: Duration
-        /// Jobs that never finish (their monitor died) are forgotten this long after their last change. Default 7 days.
-        var idleJobRetention: Duration
-        /// Bounds applied to restored jobs.
-        var limits: AggregateLimits
 
-        public init(
-            changelog: StateChangelog, bootstrapServers: String, properties: KafkaProperties, finishedJobRetention: Duration = .seconds(86_400),
-            idleJobRetention: Duration = .seconds(604_800), limits: AggregateLimits = .init()
-        ) {
-            self.limits = limits
+        public init(changelog: StateChangelog, bootstrapServers: String, properties: KafkaProperties) {
             self.changelog = changelog
             self.bootstrapServers = bootstrapServers
             self.properties = properties
-            self.finishedJobRetention = finishedJobRetention
-            self.idleJobRetention = idleJobRetention
         }
     }
 
-    let consumer: KafkaConsumer
+    let reader: KafkaPartitionReader
+    let membership: KafkaGroupMembership
     let deadLetterProducer: KafkaProducer
     let deadLetterTopic: String
     let decoder: EventDecoder
@@ -46,8 +46,12 @@ public struct IngestService: Service {
     let readiness: Readiness
     let logger: Logger
     let durability: Durability?
+    /// How often the owner writes snapshots and commits offsets. Default 1 s.
+    let checkpointInterval: Duration
     /// How long failing dead-letter writes may hold ingest before the bridge says it is not ready.
     static let deadLetterStallLimit = Duration.seconds(60)
+    /// Rejections a replica remembers per partition it does not own, for when it takes the partition over.
+    static let rememberedRejectionsPerPartition = 10_000
 
     /// How far `occurred_at` may be ahead of the record's timestamp, in ms (further: `implausible_timestamp`).
     let maxClockSkewMs: Int64
@@ -55,13 +59,12 @@ public struct IngestService: Service {
     let deadLetterMaxBytes: Int
 
     public init(
-        consumer: KafkaConsumer, deadLetterProducer: KafkaProducer, deadLetterTopic: String, decoder: EventDecoder,
-        store: JobStore, metrics: BridgeMetrics, readiness: Readiness, logger: Logger, durability: Durability? = nil,
-        maxClockSkewMs: Int64 = 3_600_000, deadLetterMaxBytes: Int = 900_000
+        reader: KafkaPartitionReader, membership: KafkaGroupMembership, deadLetterProducer: KafkaProducer, deadLetterTopic: String,
+        decoder: EventDecoder, store: JobStore, metrics: BridgeMetrics, readiness: Readiness, logger: Logger, durability: Durability? = nil,
+        checkpointInterval: Duration = .seconds(1), maxClockSkewMs: Int64 = 3_600_000, deadLetterMaxBytes: Int = 900_000
     ) {
-        self.maxClockSkewMs = maxClockSkewMs
-        self.deadLetterMaxBytes = deadLetterMaxBytes
-        self.consumer = consumer
+        self.reader = reader
+        self.membership = membership
         self.deadLetterProducer = deadLetterProducer
         self.deadLetterTopic = deadLetterTopic
         self.decoder = decoder
@@ -70,126 +73,250 @@ public struct IngestService: Service {
         self.readiness = readiness
         self.logger = logger
         self.durability = durability
+        self.checkpointInterval = checkpointInterval
+        self.maxClockSkewMs = maxClockSkewMs
+        self.deadLetterMaxBytes = deadLetterMaxBytes
     }
+
+    var topics: [String] { membership.configuration.topics }
 
     /// What handling one message did.
     enum Handled {
-        /// Fully handled; the job it changed, if any.
-        case done(changedJob: String?)
-        /// Shutdown interrupted a dead-letter retry: the offset must not advance.
+        /// Fully handled.
+        case done
+        /// Shutdown interrupted a dead-letter retry: the position must not advance.
         case interrupted
     }
 
-    /// Offsets handled but not yet committed, and jobs changed since the last checkpoint.
-    struct Checkpoint {
-        var offsets: [String: TopicPartitionOffset] = [:]
-        var dirtyJobs = Set<String>()
-        var forgottenJobs: [(jobId: String, videoIds: [String])] = []
-        var failures = 0
-    }
-
     public func run() async throws {
-        var checkpoint = Checkpoint()
-        if let durability {
-            // Not ready (and not consuming) until every job's last snapshot is back.
-            while true {
-                do {
-                    _ = try await StateChangelog.restore(
-                        into: store, bootstrapServers: durability.bootstrapServers, topic: durability.changelog.topic,
-                        properties: durability.properties, limits: durability.limits, logger: logger)
-                    break
-                } catch {
-                    logger.error("state restore failed; retrying", metadata: ["error": "\(error)"])
-                    if Task.isShuttingDownGracefully || Task.isCancelled { return }
-                    try? await Task.sleep(for: .seconds(2))
-                }
-            }
-        }
-        readiness.ingestStarted(status: consumer.status)
-        logger.info("consuming", metadata: ["topics": "\(consumer.configuration.topics.joined(separator: ","))", "group": "\(consumer.configuration.groupId)"])
+        guard var partitions = await start() else { return }
+        try membership.join()
+        logger.info("consuming", metadata: ["topics": "\(topics.joined(separator: ","))", "group": "\(membership.configuration.groupId)"])
         var lastLagUpdate = ContinuousClock.now
         var lastCheckpoint = ContinuousClock.now
+        var lastPrune = ContinuousClock.now
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            let batch = await consumer.poll()
-            for message in batch {
-                guard case .done(let changedJob) = await handle(message) else { break }  // shutting down mid-retry
-                checkpoint.offsets["\(message.topic)/\(message.partition)"] = TopicPartitionOffset(
-                    topic: message.topic, partition: message.partition, offset: message.offset + 1)
-                if let changedJob { checkpoint.dirtyJobs.insert(changedJob) }
+            for change in await membership.poll() {
+                await apply(change, to: &partitions)
             }
-            if let durability, ContinuousClock.now - lastCheckpoint >= durability.interval {
-                let now = WallClock.nowMs()
-                let forgotten = store.evict(
-                    finishedBefore: now.subtracting(saturating: durability.finishedJobRetention.components.seconds.multipliedReportingOverflow(by: 1000).partialValue),
-                    idleBefore: now.subtracting(saturating: durability.idleJobRetention.components.seconds.multipliedReportingOverflow(by: 1000).partialValue))
-                checkpoint.forgottenJobs += forgotten
-                checkpoint.dirtyJobs.subtract(forgotten.map(\.jobId))
-                await write(&checkpoint, durability)
+            for message in await reader.poll() {
+                let partition = TopicPartition(topic: message.topic, partition: message.partition)
+                guard case .done = await handle(message, &partitions[partition, default: PartitionProgress(position: message.offset)]) else { break }
+                partitions[partition]?.position = message.offset + 1
+            }
+            partitions.markCaughtUp(reader.positions())
+            if !readiness.isIngestRunning, partitions.isCaughtUp {
+                readiness.ingestStarted(status: reader.status)
+                logger.info("caught up with the input topics: ready")
+            }
+            if ContinuousClock.now - lastCheckpoint >= checkpointInterval {
+                store.evictExpired()
+                await checkpoint(&partitions, partitions.owned)
                 lastCheckpoint = .now
             }
-            metrics.kafkaUp.set(consumer.status.allBrokersDown ? 0.0 : 1.0)
+            metrics.kafkaUp.set(reader.status.allBrokersDown ? 0.0 : 1.0)
             if ContinuousClock.now - lastLagUpdate > .seconds(2) {
                 lastLagUpdate = .now
-                for lag in consumer.partitionLags() {
-                    if let value = lag.lag { metrics.setLag(topic: lag.topic, partition: lag.partition, lag: value) }
+                let positions = partitions.positions
+                var highWatermarks: [TopicPartition: Int64] = [:]
+                for lag in reader.lags(positions: positions) {
+                    guard let value = lag.lag else { continue }
+                    metrics.setLag(topic: lag.topic, partition: lag.partition, lag: value)
+                    let partition = TopicPartition(topic: lag.topic, partition: lag.partition)
+                    highWatermarks[partition] = (positions[partition] ?? 0) + value
                 }
-                for broker in consumer.status.brokers {
+                store.updateHighWatermarks(highWatermarks)
+                for broker in reader.status.brokers {
                     if let rtt = broker.meanRoundTripSeconds { metrics.setBrokerRoundTrip(broker: broker.nodeId, seconds: rtt) }
                 }
             }
+            if ContinuousClock.now - lastPrune > .seconds(10) {
+                lastPrune = .now
+                await pruneRememberedRejections(&partitions)
+            }
         }
         readiness.ingestStopped()
-        if let durability {
-            await write(&checkpoint, durability)
-        } else {
-            do {
-                try await consumer.commit()
-            } catch {
-                logger.warning("final offset commit failed; uncommitted events will be read again", metadata: ["error": "\(error)"])
-            }
+        await checkpoint(&partitions, partitions.owned)
+        // Leaving the group hands this replica's partitions over at once; each is checkpointed and committed first.
+        await membership.leave { revoked, lost in
+            await apply(.revoked(revoked, lost: lost), to: &partitions, acknowledge: false)
         }
-        await consumer.close()
-        logger.info("consumer closed")
+        await reader.close()
+        logger.info("left the group; reader closed")
     }
 
-    /// Snapshots first, offsets second: a committed offset never runs ahead of the saved state.
-    private func write(_ checkpoint: inout Checkpoint, _ durability: Durability) async {
+    /// Restores the state topic and starts reading every input partition from its committed offset. Returns
+    /// `nil` if shutdown came first.
+    private func start() async -> Partitions? {
+        while true {
+            do {
+                let all = try await reader.partitions(of: topics)
+                guard !all.isEmpty else { throw KafkaError(code: -1, message: "the input topics \(topics) have no partitions (do they exist?)") }
+                store.setPartitionCount(all.count)
+                // Committed offsets first, state second: the state topic's end then covers at least every committed
+                // offset (owners write state before they commit); what it covers beyond is recognised by offset.
+                let committed = try await membership.committed(all)
+                if let durability {
+                    _ = try await StateChangelog.restore(
+                        into: store, bootstrapServers: durability.bootstrapServers, topic: durability.changelog.topic,
+                        properties: durability.properties, limits: store.limits.aggregate, logger: logger)
+                }
+                var starts: [TopicPartition: Int64] = [:]
+                for partition in all {
+                    if let offset = committed[partition] {
+                        starts[partition] = offset
+                    } else {
+                        starts[partition] = try await reader.lowWatermark(partition)
+                    }
+                }
+                try await reader.assign(starts.map { TopicPartitionOffset(topic: $0.key.topic, partition: $0.key.partition, offset: $0.value) })
+                let ends = try await reader.highWatermarks(all)
+                logger.info(
+                    "reading every input partition", metadata: ["partitions": "\(all.count)", "behind": "\(ends.reduce(0) { $0 + max(0, $1.value - (starts[$1.key] ?? 0)) })"])
+                return Partitions(starts: starts, ends: ends)
+            } catch {
+                logger.error("start-up failed (state restore or input partitions); retrying", metadata: ["error": "\(error)"])
+                if Task.isShuttingDownGracefully || Task.isCancelled { return nil }
+                try? await Task.sleep(for: .seconds(2))
+            }
+        }
+    }
+
+    /// Acts on a rebalance step, then acknowledges it to the group.
+    private func apply(_ change: KafkaGroupMembership.Change, to partitions: inout Partitions, acknowledge: Bool = true) async {
+        switch change {
+        case .assigned(let assigned):
+            if acknowledge { await membership.acknowledge(change) }
+            var committed: [TopicPartition: Int64] = [:]
+            for attempt in 1... {
+                do {
+                    committed = try await membership.committed(assigned)
+                    break
+                } catch {
+                    logger.error("cannot read the committed offsets of assigned partitions; retrying", metadata: ["error": "\(error)"])
+                    if attempt >= 5 || Task.isShuttingDownGracefully { break }
+                    try? await Task.sleep(for: .seconds(1))
+                }
+            }
+            for partition in assigned.sorted(by: { ($0.topic, $0.partition) < ($1.topic, $1.partition) }) {
+                let from = committed[partition] ?? partitions[partition]?.start ?? 0
+                await takeOver(partition, from: from, &partitions)
+            }
+            metrics.partitionsOwned.set(Double(partitions.owned.count))
+            logger.info("partitions assigned", metadata: ["partitions": "\(describe(assigned))", "owned": "\(describe(partitions.owned))"])
+        case .revoked(let revoked, let lost):
+            if lost {
+                logger.warning("partitions lost (this replica was out of the group): nothing is committed for them", metadata: ["partitions": "\(describe(revoked))"])
+            } else {
+                await checkpoint(&partitions, revoked)
+            }
+            for partition in revoked { partitions[partition]?.ownedFrom = nil }
+            if acknowledge { await membership.acknowledge(change) }
+            metrics.partitionsOwned.set(Double(partitions.owned.count))
+            logger.info("partitions revoked", metadata: ["partitions": "\(describe(revoked))", "owned": "\(describe(partitions.owned))"])
+        }
+    }
+
+    /// Becomes the owner of `partition` from offset `from` (what the previous owner committed): dead-letters the
+    /// events this replica rejected since then while it only read them. The jobs they changed are still marked
+    /// for the next checkpoint (a reader never clears those marks).
+    private func takeOver(_ partition: TopicPartition, from: Int64, _ partitions: inout Partitions) async {
+        guard var progress = partitions[partition] else {
+            logger.warning("assigned a partition this replica does not read (added after it started?)", metadata: ["partition": "\(describe([partition]))"])
+            return
+        }
+        progress.ownedFrom = from
+        let owed = progress.rejections.filter { $0.offset >= from && $0.offset < progress.position }
+        if progress.rejectionsForgottenThrough >= from {
+            metrics.handoverDeadLettersMissed.increment(by: Int64(progress.rejectionsForgottenThrough - from + 1))
+            logger.error(
+                "more events of this partition were rejected while it had no owner than a replica remembers; the oldest are not dead-lettered",
+                metadata: ["partition": "\(describe([partition]))", "from": "\(from)", "through": "\(progress.rejectionsForgottenThrough)"])
+        }
+        progress.rejections.removeAll()
+        partitions[partition] = progress
+        guard let first = owed.first?.offset, let last = owed.last?.offset else { return }
+        let byOffset = Dictionary(owed.map { ($0.offset, $0.rejection) }, uniquingKeysWith: { a, _ in a })
+        var written = 0
         do {
-            if !checkpoint.dirtyJobs.isEmpty || !checkpoint.forgottenJobs.isEmpty {
-                try await durability.changelog.write(checkpoint.dirtyJobs, forgotten: checkpoint.forgottenJobs, from: store)
-                checkpoint.dirtyJobs.removeAll()
-                checkpoint.forgottenJobs.removeAll()
+            // The reader's own copies are gone; read the records back (Kafka keeps them) with a reader of their own.
+            let rereader = try KafkaPartitionReader(
+                bootstrapServers: membership.configuration.bootstrapServers, properties: membership.configuration.properties, logger: logger)
+            do {
+                try await rereader.read(partition, from: first, to: last + 1) { message in
+                    if let rejection = byOffset[message.offset], await deadLetter(message, rejection) { written += 1 }
+                }
+            } catch {
+                await rereader.close()
+                throw error
             }
-            // Only offsets of partitions this member owns now: committing others fails with "unknown member", and
-            // librdkafka answers that by restarting the group join — every second, a join that never completes.
-            // While the group rebalances (nothing assigned) they wait; once it is done, those of partitions that went
-            // to another member are dropped (it reads their events again: at-least-once).
-            let owned = consumer.assignedPartitions()
-            if !owned.isEmpty {
-                checkpoint.offsets = checkpoint.offsets.filter { owned.contains(TopicPartition(topic: $0.value.topic, partition: $0.value.partition)) }
-                try await consumer.commit(Array(checkpoint.offsets.values))
-                checkpoint.offsets.removeAll()
+            await rereader.close()
+            logger.info("took over: dead-lettered what was rejected since the last commit", metadata: ["partition": "\(describe([partition]))", "dead_letters": "\(written)"])
+        } catch {
+            metrics.handoverDeadLettersMissed.increment(by: Int64(owed.count - written))
+            logger.error("cannot read back rejected events after a takeover; they are not dead-lettered", metadata: ["error": "\(error)", "partition": "\(describe([partition]))"])
+        }
+    }
+
+    /// Writes the state of the jobs changed in `which` partitions (those this replica owns and has read as far as
+    /// their previous owner had), then commits their positions: a committed offset never runs ahead of the state.
+    private func checkpoint(_ partitions: inout Partitions, _ which: Set<TopicPartition>) async {
+        let active = which.filter { partitions[$0]?.isActiveOwner ?? false }
+        // Forgotten jobs: tombstones are the owner's business; readers drop them.
+        for job in store.takeForgotten() {
+            guard let partition = job.partition else { continue }
+            partitions[partition]?.dirtyJobs.remove(job.jobId)
+            if partitions.owned.contains(partition) { partitions[partition]?.forgotten.append(job) }
+        }
+        let jobs = active.flatMap { partitions[$0]?.dirtyJobs ?? [] }
+        let forgotten = active.flatMap { partitions[$0]?.forgotten ?? [] }
+        do {
+            if let durability, !jobs.isEmpty || !forgotten.isEmpty {
+                try await durability.changelog.write(jobs, forgotten: forgotten, from: store)
             }
-            checkpoint.failures = 0
-            // "Committed" only when nothing handled waits any more (a member left without partitions has not).
-            if checkpoint.offsets.isEmpty { metrics.lastCommit.set(Double(WallClock.nowMs()) / 1000) }
+            for partition in active {
+                partitions[partition]?.dirtyJobs.removeAll()
+                partitions[partition]?.forgotten.removeAll()
+            }
+            let due = active.compactMap { p -> TopicPartitionOffset? in
+                guard let progress = partitions[p], progress.position > progress.committed ?? -1 else { return nil }
+                return TopicPartitionOffset(topic: p.topic, partition: p.partition, offset: progress.position)
+            }
+            try await membership.commit(due)
+            for entry in due { partitions[TopicPartition(topic: entry.topic, partition: entry.partition)]?.committed = entry.offset }
+            partitions.checkpointFailures = 0
+            // Up to date: everything owned is committed (a replica that owns nothing has nothing to commit).
+            if partitions.owned.allSatisfy({ partitions[$0]?.isActiveOwner ?? false }) {
+                metrics.lastCommit.set(Double(WallClock.nowMs()) / 1000)
+            }
         } catch {
             metrics.checkpointFailures.increment()
-            checkpoint.failures += 1
-            // Keep everything: the next interval retries (later offsets supersede earlier ones).
-            if checkpoint.failures <= 3 || checkpoint.failures % 60 == 0 {
-                logger.error("checkpoint failed; offsets stay uncommitted", metadata: ["error": "\(error)", "failures": "\(checkpoint.failures)"])
+            partitions.checkpointFailures += 1
+            // The change marks were given back to the store and the partitions keep theirs: the next interval retries.
+            if partitions.checkpointFailures <= 3 || partitions.checkpointFailures % 60 == 0 {
+                logger.error("checkpoint failed; offsets stay uncommitted", metadata: ["error": "\(error)", "failures": "\(partitions.checkpointFailures)"])
             }
         }
     }
 
-    /// Handles one message fully (applied, or dead-lettered and acknowledged).
-    func handle(_ message: KafkaMessage) async -> Handled {
-        var changedJob: String?
+    /// Drops remembered rejections of other owners' partitions that their owner has committed past.
+    private func pruneRememberedRejections(_ partitions: inout Partitions) async {
+        let remembering = partitions.all.filter { !(partitions[$0]?.rejections.isEmpty ?? true) && !partitions.owned.contains($0) }
+        guard !remembering.isEmpty, let committed = try? await membership.committed(remembering, timeoutMs: 5_000) else { return }
+        for (partition, offset) in committed {
+            partitions[partition]?.rejections.removeAll { $0.offset < offset }
+        }
+    }
+
+    /// Handles one message fully: applied, or (by the partition's owner) dead-lettered and acknowledged, or (by
+    /// any other replica) remembered as rejected, for a takeover.
+    func handle(_ message: KafkaMessage, _ progress: inout PartitionProgress) async -> Handled {
+        let origin = EventOrigin(partition: TopicPartition(topic: message.topic, partition: message.partition), offset: message.offset)
+        let rejection: Rejection
         switch decoder.decode(message.value) {
-        case .failure(let rejection):
+        case .failure(let refused):
             metrics.eventsUnparsed.increment()
-            guard await deadLetter(message, rejection) else { return .interrupted }
+            rejection = refused
         case .success(let event):
             metrics.eventsConsumed[event.type]?.increment()
             // An event from the far future would win "latest event wins" for ever; the record's own timestamp is
@@ -198,34 +325,29 @@ public struct IngestService: Service {
             let now = WallClock.nowMs()
             let reference = min(message.timestampMs.flatMap { $0 > 0 ? $0 : nil } ?? now, now)
             if event.occurredAt > reference.adding(saturating: maxClockSkewMs) {
-                let rejection = Rejection(
+                rejection = Rejection(
                     .implausibleTimestamp,
                     "occurred_at is \(event.occurredAt.subtracting(saturating: reference) / 1000) s ahead of the record's timestamp (or the bridge's clock); at most \(maxClockSkewMs / 1000) s (--max-clock-skew)")
-                guard await deadLetter(message, rejection) else { return .interrupted }
-                return finish(message, changedJob: nil)
-            }
-            switch store.apply(event) {
-            case .applied:
-                changedJob = event.jobId
-            case .duplicate:
-                metrics.duplicates.increment()
-            case .rejected(let rejection):
-                guard await deadLetter(message, rejection) else { return .interrupted }
-            }
-        }
-        return finish(message, changedJob: changedJob)
-    }
-
-    private func finish(_ message: KafkaMessage, changedJob: String?) -> Handled {
-        if durability == nil {
-            do {
-                try consumer.storeOffset(of: message)
-            } catch {
-                // The partition was revoked meanwhile; its new owner reads the event again.
-                logger.debug("offset not stored", metadata: ["error": "\(error)"])
+            } else {
+                switch store.apply(event, at: origin) {
+                case .applied:
+                    progress.dirtyJobs.insert(event.jobId)
+                    return .done
+                case .duplicate:
+                    metrics.duplicates.increment()
+                    return .done
+                case .rejected(let refused):
+                    rejection = refused
+                }
             }
         }
-        return .done(changedJob: changedJob)
+        // Every replica counts what it found invalid (as it counts what it read); only the owner writes the dead letter.
+        metrics.eventsInvalid[rejection.reason]?.increment()
+        if progress.ownsSideEffects(at: message.offset) {
+            return await deadLetter(message, rejection) ? .done : .interrupted
+        }
+        progress.remember(message.offset, rejection, limit: Self.rememberedRejectionsPerPartition)
+        return .done
     }
 
     /// Writes the rejected event to the dead-letter topic, retrying until the broker acknowledges it.
@@ -233,7 +355,6 @@ public struct IngestService: Service {
     /// truncated (and marked so). An error Kafka will keep giving (not authorised, too large, no such topic)
     /// marks the bridge not ready and is counted; ingest holds — nothing is skipped — until it is fixed.
     func deadLetter(_ message: KafkaMessage, _ rejection: Rejection) async -> Bool {
-        metrics.eventsInvalid[rejection.reason]?.increment()
         logger.notice(
             "event rejected",
             metadata: [
@@ -277,6 +398,84 @@ public struct IngestService: Service {
             if Task.isShuttingDownGracefully || Task.isCancelled { return false }
             try? await Task.sleep(for: backoff)
             backoff = min(backoff * 2, .seconds(5))
+        }
+    }
+
+    private func describe(_ partitions: some Collection<TopicPartition>) -> String {
+        partitions.sorted { ($0.topic, $0.partition) < ($1.topic, $1.partition) }.map { "\($0.topic)/\($0.partition)" }.joined(separator: ",")
+    }
+}
+
+/// One input partition as this replica sees it.
+struct PartitionProgress {
+    /// Where reading started.
+    var start: Int64
+    /// The next offset to handle.
+    var position: Int64
+    /// Set while this replica owns the partition: it dead-letters, checkpoints and commits for events from this
+    /// offset on (the previous owner's commit; before it, the previous owner did).
+    var ownedFrom: Int64?
+    /// The last offset this replica committed.
+    var committed: Int64?
+    /// Jobs changed since this replica last checkpointed them (kept by readers too, for a takeover).
+    var dirtyJobs = Set<String>()
+    /// Jobs forgotten (retention) whose tombstones are due.
+    var forgotten: [ForgottenJob] = []
+    /// Events rejected while this replica did not own the partition (oldest first), for a takeover.
+    var rejections = Deque<(offset: Int64, rejection: Rejection)>()
+    /// The latest offset of a remembered rejection dropped for room (-1: none).
+    var rejectionsForgottenThrough: Int64 = -1
+
+    init(position: Int64) {
+        self.start = position
+        self.position = position
+    }
+
+    /// Owned, and read at least as far as the previous owner had handled: checkpoints and commits are due.
+    var isActiveOwner: Bool { ownedFrom.map { position >= $0 } ?? false }
+
+    /// Whether this replica dead-letters the event at `offset`.
+    func ownsSideEffects(at offset: Int64) -> Bool { ownedFrom.map { offset >= $0 } ?? false }
+
+    mutating func remember(_ offset: Int64, _ rejection: Rejection, limit: Int) {
+        rejections.append((offset, Rejection(rejection.reason, String(rejection.detail.prefix(300)))))
+        if rejections.count > limit, let dropped = rejections.popFirst() { rejectionsForgottenThrough = dropped.offset }
+    }
+}
+
+/// Every input partition this replica reads.
+struct Partitions {
+    private var entries: [TopicPartition: PartitionProgress]
+    /// The high watermarks when reading started: ready once every partition is read that far.
+    private var catchUpTargets: [TopicPartition: Int64]
+    var checkpointFailures = 0
+
+    init(starts: [TopicPartition: Int64], ends: [TopicPartition: Int64]) {
+        entries = starts.mapValues { PartitionProgress(position: $0) }
+        catchUpTargets = ends.filter { $0.value > (starts[$0.key] ?? 0) }
+    }
+
+    subscript(partition: TopicPartition) -> PartitionProgress? {
+        get { entries[partition] }
+        set { entries[partition] = newValue }
+    }
+
+    subscript(partition: TopicPartition, default value: @autoclosure () -> PartitionProgress) -> PartitionProgress {
+        get { entries[partition] ?? value() }
+        set { entries[partition] = newValue }
+    }
+
+    var all: Set<TopicPartition> { Set(entries.keys) }
+    var owned: Set<TopicPartition> { Set(entries.filter { $0.value.ownedFrom != nil }.keys) }
+    var positions: [TopicPartition: Int64] { entries.mapValues(\.position) }
+    var isCaughtUp: Bool { catchUpTargets.isEmpty }
+
+    /// Drops the catch-up targets reached — by handled records, or by librdkafka's own position (which also moves
+    /// past records it never hands out, such as transaction markers).
+    mutating func markCaughtUp(_ fetched: [TopicPartition: Int64]) {
+        guard !catchUpTargets.isEmpty else { return }
+        catchUpTargets = catchUpTargets.filter { partition, target in
+            (entries[partition]?.position ?? 0) < target && (fetched[partition] ?? -1) < target
         }
     }
 }

@@ -19,6 +19,9 @@ public final class Readiness: Sendable {
         deadLetterProblem.withLock { $0 = reason }
     }
 
+    /// Whether ingest has started (and caught up with the input topics).
+    var isIngestRunning: Bool { ingestRunning.load(ordering: .acquiring) }
+
     func ingestStopped() {
         ingestRunning.store(false, ordering: .releasing)
     }
@@ -30,7 +33,7 @@ public final class Readiness: Sendable {
         let kafkaOK = status.map { !$0.allBrokersDown } ?? false
         let blocked = deadLetterProblem.withLock { $0 }
         return [
-            ("ingest", running, running ? nil : "the Kafka consumer is not running yet"),
+            ("ingest", running, running ? nil : "restoring state or catching up with the input topics"),
             ("kafka", kafkaOK, kafkaOK ? nil : (status?.lastError ?? "not connected yet")),
             ("dead_letters", blocked == nil, blocked.map { "ingest holds: the dead-letter topic refuses writes: \($0)" }),
         ]

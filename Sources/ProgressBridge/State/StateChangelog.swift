@@ -6,7 +6,8 @@ import ProgressAggregation
 /// Job state kept in Kafka itself, meant for a compacted topic, in records small enough for any job size:
 ///
 /// - key `JOB_ID`: the job's header — its aggregate without videos (details, state, counts from the monitor,
-///   the latest event ids) and the bridge's `seq`;
+///   the latest event ids), its `seq` (input offset + 1 of the latest event in it), its input partition and the
+///   partition's stream time at its last change;
 /// - key `JOB_ID/v/VIDEO_ID`: one video.
 ///
 /// A checkpoint writes the header of each job that changed and only the videos that changed, and waits for
@@ -17,15 +18,24 @@ import ProgressAggregation
 public struct StateChangelog: Sendable {
     /// The header record's value.
     struct Header: Codable {
-        var version = 2
+        /// 3: `seq` is the input offset + 1 of the job's latest event, with `partition` and `changedAt`.
+        /// 2 (before several replicas): `seq` was a count of the job's messages, at most that offset + 1 — read as
+        /// such, it only lets a few already-applied events be applied again (harmless: applying is idempotent).
+        var version = 3
         var seq: Int64
         var aggregate: JobAggregate
+        var partition: PartitionRef?
+        var changedAt: Int64?
+    }
+
+    /// An input partition, as a header names it.
+    struct PartitionRef: Codable {
+        var topic: String
+        var partition: Int32
     }
 
     let producer: KafkaProducer
     public let topic: String
-    /// Event ids kept per job in a header (redeliveries beyond them are idempotent anyway).
-    var eventIdsPerHeader = 2_000
 
     public init(producer: KafkaProducer, topic: String) {
         self.producer = producer
@@ -36,7 +46,7 @@ public struct StateChangelog: Sendable {
 
     /// Writes the changes of `jobs` and tombstones for `forgotten`, and waits for every acknowledgement.
     /// On failure the change marks of `jobs` are given back to the store, so the next checkpoint writes them again.
-    func write(_ jobs: Set<String>, forgotten: [(jobId: String, videoIds: [String])] = [], from store: JobStore) async throws {
+    func write(_ jobs: some Collection<String>, forgotten: [ForgottenJob] = [], from store: JobStore) async throws {
         let encoder = JSONEncoder()
         var records: [KafkaRecord] = []
         var headers: [KafkaRecord] = []
@@ -47,12 +57,15 @@ public struct StateChangelog: Sendable {
         }
         do {
             for jobId in jobs {
-                guard let checkpoint = store.takeCheckpoint(jobId, keepingEventIds: eventIdsPerHeader) else { continue }
+                guard let checkpoint = store.takeCheckpoint(jobId) else { continue }
                 taken[jobId] = checkpoint.changedVideos.map(\.id)
                 for video in checkpoint.changedVideos {
                     records.append(KafkaRecord(topic: topic, key: Self.videoKey(jobId, video.id), value: Array(try encoder.encode(video))))
                 }
-                let header = try encoder.encode(Header(seq: checkpoint.seq, aggregate: checkpoint.header))
+                let header = try encoder.encode(
+                    Header(
+                        seq: checkpoint.seq, aggregate: checkpoint.header,
+                        partition: checkpoint.partition.map { PartitionRef(topic: $0.topic, partition: $0.partition) }, changedAt: checkpoint.changedAt))
                 headers.append(KafkaRecord(topic: topic, key: Array(jobId.utf8), value: Array(header)))
             }
             // Videos first, headers after — tombstones too: a forgotten job's videos can never outlive its header's
@@ -105,7 +118,7 @@ public struct StateChangelog: Sendable {
                         headers[jobId] = nil  // the job was forgotten on purpose (retention)
                     } else {
                         let header = try decoder.decode(Header.self, from: Data(message.value))
-                        guard header.version == 2, header.aggregate.jobId == jobId else { throw StateRecordError.keyMismatch }
+                        guard header.version == 2 || header.version == 3, header.aggregate.jobId == jobId else { throw StateRecordError.keyMismatch }
                         headers[jobId] = header
                     }
                 } else {
@@ -121,7 +134,9 @@ public struct StateChangelog: Sendable {
         for (jobId, header) in headers {
             var aggregate = header.aggregate
             aggregate.restore(videos: videos[jobId]?.values.map { $0 } ?? [], limits: limits)
-            store.restore(aggregate, seq: header.seq)
+            store.restore(
+                aggregate, seq: header.seq, partition: header.partition.map { TopicPartition(topic: $0.topic, partition: $0.partition) },
+                changedAt: header.changedAt)
         }
         let orphans = videos.filter { headers[$0.key] == nil && !$0.value.isEmpty }.map { (jobId: $0.key, videoIds: Array($0.value.keys)) }
         logger.info(

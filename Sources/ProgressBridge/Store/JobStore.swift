@@ -1,6 +1,7 @@
 import DequeModule
 import Foundation
 import JSONSchema
+import Kafka
 import ProgressAggregation
 import ProgressContract
 import SubscriberProtocol
@@ -20,11 +21,18 @@ public struct StoreLimits: Sendable {
     public var maxJobs: Int
     /// Bounds on each job (videos, remembered event ids).
     public var aggregate: AggregateLimits
+    /// A finished job is forgotten once its input partition's stream time is this far past its last change. Default 24 h.
+    public var finishedJobRetentionMs: Int64
+    /// The same for a job that has not finished (its monitor went away). Default 7 days.
+    public var idleJobRetentionMs: Int64
 
     public init(
         historyPerJob: Int = 1000, historyBytesPerJob: Int = 1 << 20, snapshotVideos: Int = 2000, snapshotBytes: Int = 512 * 1024,
-        maxJobs: Int = 10_000, aggregate: AggregateLimits = .init()
+        maxJobs: Int = 10_000, aggregate: AggregateLimits = .init(), finishedJobRetentionMs: Int64 = 86_400_000,
+        idleJobRetentionMs: Int64 = 604_800_000
     ) {
+        self.finishedJobRetentionMs = finishedJobRetentionMs
+        self.idleJobRetentionMs = idleJobRetentionMs
         self.snapshotBytes = snapshotBytes
         self.historyPerJob = historyPerJob
         self.historyBytesPerJob = historyBytesPerJob
@@ -34,15 +42,40 @@ public struct StoreLimits: Sendable {
     }
 }
 
-/// What the state topic needs of one job: its aggregate without videos, the bridge's `seq`, and the
-/// videos that changed since the last checkpoint.
+/// What the state topic needs of one job: its aggregate without videos, its `seq`, its input partition and
+/// stream time, and the videos that changed since the last checkpoint.
 public struct JobCheckpoint: Sendable {
     public let header: JobAggregate
     public let seq: Int64
+    public let partition: TopicPartition?
+    public let changedAt: Int64
     public let changedVideos: [VideoProgress]
 }
 
-/// All jobs: their aggregates, the bridge's per-job `seq`, a bounded history for `resume`,
+/// Where an event was read: its input partition and offset. Every replica reads the same events at the same
+/// positions, so what is derived from them — `seq` above all — is the same on every replica.
+public struct EventOrigin: Sendable, Hashable {
+    public let partition: TopicPartition
+    public let offset: Int64
+
+    public init(partition: TopicPartition, offset: Int64) {
+        self.partition = partition
+        self.offset = offset
+    }
+
+    /// The `seq` of the message this event causes: its offset + 1 (offsets are strictly increasing within a
+    /// partition, and a job lives in one partition).
+    var seq: Int64 { min(offset.adding(saturating: 1), maxSequenceNumber) }
+}
+
+/// A job the store forgot (retention), for the state topic's tombstones.
+public struct ForgottenJob: Sendable {
+    public let jobId: String
+    public let partition: TopicPartition?
+    public let videoIds: [String]
+}
+
+/// All jobs: their aggregates, the per-job `seq` (derived from input offsets), a bounded history for `resume`,
 /// and their subscribers. Each job has its own lock, so jobs never wait for each other, and
 /// applying an event, assigning its `seq` and fanning it out happen atomically per job
 /// (a subscriber never sees a gap or a reordering between its snapshot and live events).
@@ -54,6 +87,10 @@ public struct JobCheckpoint: Sendable {
 public final class JobStore: Sendable {
     private let channels = Mutex<[String: JobChannel]>([:])
     private let tracked = Atomic<Int>(0)
+    private let partitions = Mutex<[TopicPartition: PartitionBook]>([:])
+    private let forgotten = Mutex<[ForgottenJob]>([])
+    /// Input partitions in all; `--max-jobs` is shared out over them (so every replica refuses the same jobs).
+    private let partitionCount = Atomic<Int>(1)
     let limits: StoreLimits
     let metrics: BridgeMetrics
 
@@ -78,11 +115,49 @@ public final class JobStore: Sendable {
     /// Jobs with at least one applied event.
     public var trackedJobs: Int { tracked.load(ordering: .relaxed) }
 
-    /// Applies a decoded event and, when it changed the job, delivers it to the job's subscribers.
-    public func apply(_ event: ProgressEvent) -> ApplyOutcome {
+    /// Tells the store how many input partitions there are: each may hold `maxJobs / count` jobs (rounded up).
+    public func setPartitionCount(_ count: Int) {
+        partitionCount.store(max(1, count), ordering: .relaxed)
+    }
+
+    /// Jobs one partition may hold.
+    private var jobsPerPartition: Int {
+        let count = partitionCount.load(ordering: .relaxed)
+        return limits.maxJobs / count + (limits.maxJobs % count == 0 ? 0 : 1)
+    }
+
+    /// Where the stream time of events applied without an origin is kept.
+    static let unpartitioned = TopicPartition(topic: "", partition: -1)
+
+    /// The latest `occurred_at` applied from `partition` — the clock retention runs on.
+    func streamTime(_ partition: TopicPartition) -> Int64? {
+        partitions.withLock { $0[partition]?.streamTime }
+    }
+
+    /// Records the partitions' high watermarks (the offset their next record will get), so that a `last_seq` this
+    /// replica has not read as far as can be told from one that names no record at all.
+    public func updateHighWatermarks(_ marks: [TopicPartition: Int64]) {
+        partitions.withLock { books in
+            for (partition, mark) in marks { books[partition, default: PartitionBook()].highWatermark = mark }
+        }
+    }
+
+    /// Jobs forgotten since the last call (retention, or a job started afresh), for the state topic's tombstones.
+    public func takeForgotten() -> [ForgottenJob] {
+        forgotten.withLock { list in
+            defer { list = [] }
+            return list
+        }
+    }
+
+    /// Applies a decoded event read at `origin` and, when it changed the job, delivers it to the job's subscribers
+    /// with `seq` = offset + 1. An event at or below the job's `seq` is already in its state (restored from the
+    /// state topic) and reported as a duplicate. Without an origin (tests, tools) the store numbers events itself.
+    public func apply(_ event: ProgressEvent, at origin: EventOrigin? = nil) -> ApplyOutcome {
+        partitions.withLock { $0[origin?.partition ?? Self.unpartitioned, default: PartitionBook()].advance(to: event.occurredAt) }
         while true {
             let channel = self.channel(event.jobId)
-            guard let outcome = apply(event, to: channel) else { continue }
+            guard let outcome = apply(event, at: origin, to: channel) else { continue }
             // A job whose first event was refused must not leave an empty channel behind (a producer could send
             // endless fresh job ids past --max-jobs).
             if case .rejected = outcome { dropIfUnused(event.jobId, channel) }
@@ -103,13 +178,39 @@ public final class JobStore: Sendable {
     }
 
     /// `nil`: the channel was dropped meanwhile; try again with the current one.
-    private func apply(_ event: ProgressEvent, to channel: JobChannel) -> ApplyOutcome? {
+    private func apply(_ event: ProgressEvent, at origin: EventOrigin?, to channel: JobChannel) -> ApplyOutcome? {
         let limits = self.limits
-        let result = channel.state.withLock { s -> (ApplyOutcome, becameTerminal: Bool, wasNew: Bool)? in
+        let streamTime = self.streamTime(origin?.partition ?? Self.unpartitioned) ?? event.occurredAt
+        let jobsPerPartition = self.jobsPerPartition
+        var expired: ForgottenJob?
+        let result = channel.state.withLock { s -> (ApplyOutcome, becameTerminal: Bool, wasNew: Bool, endedActive: Bool)? in
             if s.removed { return nil }
+            if let origin, let bound = s.partition, bound != origin.partition {
+                return (
+                    .rejected(Rejection(.partitionMismatch, "job \(event.jobId) lives in \(bound.topic)/\(bound.partition); its events must all be in one partition (key = job_id)")),
+                    false, false, false)
+            }
+            if let origin, s.aggregate != nil, origin.seq <= s.seq { return (.duplicate, false, false, false) }
+            // Forgotten by retention, whether or not this replica's periodic sweep got to it yet: the same decision
+            // on every replica, at the same event.
+            var endedActive = false
+            if let aggregate = s.aggregate, s.isExpired(at: streamTime, limits: limits) {
+                expired = ForgottenJob(jobId: event.jobId, partition: s.partition, videoIds: Array(aggregate.videos.keys))
+                endedActive = !(aggregate.state?.isTerminal ?? false)
+                s.aggregate = nil
+                s.dirtyVideos = []
+            }
             let wasNew = s.aggregate == nil
-            if wasNew, self.tracked.load(ordering: .relaxed) >= limits.maxJobs {
-                return (.rejected(Rejection(.limitExceeded, "the bridge already tracks \(limits.maxJobs) jobs (--max-jobs)")), false, false)
+            if wasNew {
+                if let origin {
+                    if self.partitions.withLock({ $0[origin.partition]?.jobs ?? 0 }) >= jobsPerPartition {
+                        return (
+                            .rejected(Rejection(.limitExceeded, "partition \(origin.partition.partition) already holds \(jobsPerPartition) jobs (--max-jobs shared out over the input partitions)")),
+                            false, false, endedActive)
+                    }
+                } else if self.tracked.load(ordering: .relaxed) >= limits.maxJobs {
+                    return (.rejected(Rejection(.limitExceeded, "the bridge already tracks \(limits.maxJobs) jobs (--max-jobs)")), false, false, endedActive)
+                }
             }
             // Taken out while it changes, so the change happens in place: a second reference would make every event
             // copy the job's whole video table (quadratic in the job's size).
@@ -118,12 +219,18 @@ public final class JobStore: Sendable {
             let outcome = aggregate.apply(event)
             guard case .applied = outcome else {
                 if !wasNew { s.aggregate = aggregate }
-                return (outcome, false, false)
+                return (outcome, false, false, endedActive)
             }
-            if wasNew { self.tracked.add(1, ordering: .relaxed) }
+            if wasNew {
+                self.tracked.add(1, ordering: .relaxed)
+                if let origin {
+                    s.partition = origin.partition
+                    self.partitions.withLock { $0[origin.partition, default: PartitionBook()].jobs += 1 }
+                }
+            }
             s.aggregate = aggregate
-            s.lastChangedAt = WallClock.nowMs()
-            s.seq = s.seq.adding(saturating: 1)
+            s.lastChangedAt = streamTime
+            s.seq = origin?.seq ?? s.seq.adding(saturating: 1)
             s.headerDirty = true
             let data: JSONValue
             if event.type.isJobEvent {
@@ -138,11 +245,19 @@ public final class JobStore: Sendable {
                 type: event.type.rawValue, jobId: event.jobId, seq: s.seq, ts: event.occurredAt, occurredAt: event.occurredAt,
                 data: data, extra: ["event_id": .string(event.eventId)])
             s.remember(message, limit: limits.historyPerJob, byteLimit: limits.historyBytesPerJob)
-            for outbox in s.subscribers.values { outbox.enqueue(message) }
+            s.deliver(message)
             let isTerminal = aggregate.state?.isTerminal ?? false
-            return (outcome, !wasTerminal && isTerminal, wasNew)
+            return (outcome, !wasTerminal && isTerminal, wasNew, endedActive)
         }
-        guard let (outcome, becameTerminal, wasNew) = result else { return nil }
+        guard let (outcome, becameTerminal, wasNew, endedActive) = result else { return nil }
+        if let expired {
+            // The expired incarnation is gone: its records leave the state topic before the new one's are written.
+            forgotten.withLock { $0.append(expired) }
+            tracked.subtract(1, ordering: .relaxed)
+            metrics.trackedJobs.decrement()
+            if endedActive { metrics.activeJobs.decrement() }
+            if let partition = expired.partition { partitions.withLock { $0[partition]?.jobs -= 1 } }
+        }
         if case .applied = outcome {
             metrics.eventsApplied.increment()
             if wasNew {
@@ -179,8 +294,20 @@ public final class JobStore: Sendable {
             }
             let plan = channel.state.withLock { s -> Plan in
                 if s.removed { return .retry }
+                if let lastSeq, lastSeq > s.seq, s.aggregate != nil, let partition = s.partition,
+                    lastSeq <= self.partitions.withLock({ $0[partition]?.highWatermark ?? 0 })
+                {
+                    // The client saw more of this job than this replica has read yet (it came from a replica further
+                    // ahead; its last_seq names a record that exists): nothing to replay; the messages it has not seen
+                    // follow as this replica reads them. A last_seq beyond the partition's end gets a snapshot below.
+                    s.subscribers[subscriber] = outbox
+                    s.skipThrough[subscriber] = lastSeq
+                    outbox.enqueue(Self.resumeMessage(jobId: jobId, from: lastSeq.adding(saturating: 1), to: lastSeq, now: now))
+                    return .done
+                }
                 if let lastSeq, let replay = s.replay(after: lastSeq) {
                     s.subscribers[subscriber] = outbox
+                    s.skipThrough[subscriber] = nil
                     outbox.enqueue(Self.resumeMessage(jobId: jobId, from: lastSeq.adding(saturating: 1), to: s.seq, now: now))
                     outbox.enqueue(contentsOf: replay)
                     return .done
@@ -188,6 +315,7 @@ public final class JobStore: Sendable {
                 // Detached while its snapshot is built: meanwhile events land in the history, replayed below. Counted
                 // as attaching, so that neither retention nor an unsubscribe drops the job meanwhile.
                 s.subscribers[subscriber] = nil
+                s.skipThrough[subscriber] = nil
                 s.attaching += 1
                 return .snapshot(s.aggregate, seq: s.seq)
             }
@@ -235,7 +363,7 @@ public final class JobStore: Sendable {
     private static func resumeUnavailable(jobId: String, lastSeq: Int64, seq: Int64, now: Int64) -> OutboundMessage {
         let why =
             lastSeq > seq
-            ? "last_seq \(lastSeq) is ahead of this job's seq \(seq) (the job was forgotten and started afresh, or the client is confused)"
+            ? "last_seq \(lastSeq) is ahead of this job's seq \(seq) (the job is unknown here: forgotten, or never seen)"
             : "messages after seq \(lastSeq) are no longer kept"
         return .error(code: "resume_unavailable", message: "\(why); a fresh job.snapshot follows", jobId: jobId, now: now)
     }
@@ -272,6 +400,7 @@ public final class JobStore: Sendable {
         channels.withLock { map in
             channel.state.withLock { s in
                 s.subscribers[subscriber] = nil
+                s.skipThrough[subscriber] = nil
                 if s.isUnused, !s.removed, map[jobId] === channel {
                     s.removed = true
                     map[jobId] = nil
@@ -280,51 +409,59 @@ public final class JobStore: Sendable {
         }
     }
 
-    /// Forgets jobs that nobody watches and that this bridge last changed before a cutoff (wall clock, ms):
-    /// `finishedBefore` for finished jobs, `idleBefore` for the others (their monitor went away). Wall-clock
-    /// time, so a replay of old events does not make a job vanish the moment it completes.
-    /// Returns their ids, so the state topic can forget them too.
-    public func evict(finishedBefore finishedCutoffMs: Int64, idleBefore idleCutoffMs: Int64) -> [(jobId: String, videoIds: [String])] {
-        let evicted: [(jobId: String, finished: Bool, videoIds: [String])] = channels.withLock { map in
-            var removed: [(jobId: String, finished: Bool, videoIds: [String])] = []
+    /// Forgets jobs nobody watches whose input partition's stream time (the latest `occurred_at` applied from it)
+    /// is past their last change by the retention — `finishedJobRetentionMs` for finished jobs, `idleJobRetentionMs`
+    /// for the others (their monitor went away). Stream time, not the wall clock: every replica forgets a job at
+    /// the same point of the stream, and a replay of old events does not make a job vanish the moment it completes.
+    /// A job without a partition (no origin given) goes by the latest stream time of any partition. The forgotten
+    /// jobs are also handed to `takeForgotten()`, so the state topic forgets them too.
+    @discardableResult
+    public func evictExpired() -> [ForgottenJob] {
+        let limits = self.limits
+        let clocks = partitions.withLock { $0.mapValues(\.streamTime) }
+        let latest = clocks.values.max()
+        let evicted: [(job: ForgottenJob, finished: Bool)] = channels.withLock { map in
+            var removed: [(job: ForgottenJob, finished: Bool)] = []
             for (jobId, channel) in map {
-                let expired = channel.state.withLock { s -> (Bool, [String])? in
+                let expired = channel.state.withLock { s -> (ForgottenJob, Bool)? in
                     guard s.subscribers.isEmpty, s.attaching == 0, let aggregate = s.aggregate else { return nil }
-                    let finished = aggregate.state?.isTerminal ?? false
-                    guard s.lastChangedAt < (finished ? finishedCutoffMs : idleCutoffMs) else { return nil }
+                    guard let now = s.partition.flatMap({ clocks[$0] }) ?? latest, s.isExpired(at: now, limits: limits) else { return nil }
                     s.removed = true
-                    return (finished, Array(aggregate.videos.keys))
+                    return (ForgottenJob(jobId: jobId, partition: s.partition, videoIds: Array(aggregate.videos.keys)), aggregate.state?.isTerminal ?? false)
                 }
-                if let (finished, videoIds) = expired { removed.append((jobId, finished, videoIds)) }
+                if let (job, finished) = expired { removed.append((job, finished)) }
             }
-            for job in removed { map[job.jobId] = nil }
+            for entry in removed { map[entry.job.jobId] = nil }
             return removed
         }
-        for job in evicted {
+        for entry in evicted {
             tracked.subtract(1, ordering: .relaxed)
             metrics.trackedJobs.decrement()
-            if !job.finished { metrics.activeJobs.decrement() }
+            if !entry.finished { metrics.activeJobs.decrement() }
+            if let partition = entry.job.partition { partitions.withLock { $0[partition]?.jobs -= 1 } }
         }
-        return evicted.map { ($0.jobId, $0.videoIds) }
+        let jobs = evicted.map(\.job)
+        if !jobs.isEmpty { forgotten.withLock { $0 += jobs } }
+        return jobs
     }
 
     /// What changed in a job since its last checkpoint, as one consistent snapshot; clears the change marks.
     /// If writing it fails, give the marks back with `markChanged`.
-    public func takeCheckpoint(_ jobId: String, keepingEventIds: Int) -> JobCheckpoint? {
+    public func takeCheckpoint(_ jobId: String) -> JobCheckpoint? {
         guard let channel = existingChannel(jobId) else { return nil }
-        let taken = channel.state.withLock { s -> (JobAggregate, Int64, Set<String>)? in
+        let taken = channel.state.withLock { s -> (JobAggregate, Int64, TopicPartition?, Int64, Set<String>)? in
             guard !s.removed, let aggregate = s.aggregate else { return nil }
             defer {
                 s.dirtyVideos = []
                 s.headerDirty = false
             }
-            return (aggregate, s.seq, s.dirtyVideos)
+            return (aggregate, s.seq, s.partition, s.lastChangedAt, s.dirtyVideos)
         }
-        guard let (aggregate, seq, dirty) = taken else { return nil }
+        guard let (aggregate, seq, partition, changedAt, dirty) = taken else { return nil }
         // Encoding happens outside the lock, on the copy.
         return JobCheckpoint(
-            header: aggregate.withoutVideos().compacted(keepingEventIds: keepingEventIds), seq: seq,
-            changedVideos: dirty.compactMap { aggregate.videos[$0] })
+            header: aggregate.withoutVideos(), seq: seq, partition: partition,
+            changedAt: changedAt, changedVideos: dirty.compactMap { aggregate.videos[$0] })
     }
 
     /// Marks videos of a job as changed again (their checkpoint was not written).
@@ -335,15 +472,25 @@ public final class JobStore: Sendable {
         }
     }
 
-    /// Installs a restored job (before consumption starts).
-    public func restore(_ aggregate: JobAggregate, seq: Int64) {
+    /// Installs a restored job (before consumption starts): its `seq` (events up to it are in the aggregate), its
+    /// input partition and the stream time of its last change (both unknown in records of older versions).
+    public func restore(_ aggregate: JobAggregate, seq: Int64, partition: TopicPartition? = nil, changedAt: Int64? = nil) {
         let channel = self.channel(aggregate.jobId)
+        let changedAt = changedAt ?? aggregate.lastEventAt
         let isNew = channel.state.withLock { s -> Bool in
             let isNew = s.aggregate == nil
             s.aggregate = aggregate
-            s.lastChangedAt = WallClock.nowMs()
+            s.lastChangedAt = changedAt
             s.seq = max(s.seq, min(max(0, seq), maxSequenceNumber))
+            s.historyFrom = s.seq  // nothing before the restored state can be replayed
+            if isNew, let partition { s.partition = partition }
             return isNew
+        }
+        if let partition {
+            partitions.withLock { books in
+                books[partition, default: PartitionBook()].advance(to: changedAt)
+                if isNew { books[partition]?.jobs += 1 }
+            }
         }
         if isNew {
             tracked.add(1, ordering: .relaxed)
@@ -387,15 +534,33 @@ public final class JobStore: Sendable {
     }
 }
 
+/// What the store knows of one input partition: its jobs (for the per-partition cap) and its stream time.
+struct PartitionBook {
+    var jobs = 0
+    /// The offset the partition's next record will get, as last seen.
+    var highWatermark: Int64 = 0
+    /// The latest `occurred_at` applied from the partition (ms).
+    var streamTime: Int64 = .min
+
+    mutating func advance(to occurredAt: Int64) { streamTime = max(streamTime, occurredAt) }
+}
+
 /// One job's state and subscribers, behind its own lock.
 final class JobChannel: Sendable {
     struct State {
         var aggregate: JobAggregate?
+        /// The `seq` of the job's latest message: the input offset + 1 of its latest applied event.
         var seq: Int64 = 0
+        /// The input partition the job's events come from (all of them: key = job id).
+        var partition: TopicPartition?
         var history = Deque<OutboundMessage>()
         var historyBytes = 0
+        /// Every message with a larger `seq` is in `history` (seqs have gaps: other jobs' offsets lie between).
+        var historyFrom: Int64 = 0
         var subscribers: [ObjectIdentifier: Outbox] = [:]
-        /// Wall-clock time (ms) this bridge last changed the job — for retention only, never for metrics.
+        /// Subscribers that resumed from a replica further ahead: they have every message up to this `seq` already.
+        var skipThrough: [ObjectIdentifier: Int64] = [:]
+        /// The partition's stream time (ms) when the job last changed — for retention only, never for metrics.
         var lastChangedAt: Int64 = 0
         /// Dropped from the store: whoever finds this starts over with the current channel.
         var removed = false
@@ -412,15 +577,39 @@ final class JobChannel: Sendable {
             history.append(message)
             historyBytes += message.byteCount
             while history.count > limit || (historyBytes > byteLimit && history.count > 1) {
-                historyBytes -= history.removeFirst().byteCount
+                let dropped = history.removeFirst()
+                historyBytes -= dropped.byteCount
+                historyFrom = dropped.seq
             }
+        }
+
+        /// Queues `message` for every subscriber that does not have it yet.
+        mutating func deliver(_ message: OutboundMessage) {
+            if skipThrough.isEmpty {
+                for outbox in subscribers.values { outbox.enqueue(message) }
+                return
+            }
+            for (id, outbox) in subscribers {
+                if let skip = skipThrough[id] {
+                    if message.seq <= skip { continue }
+                    skipThrough[id] = nil
+                }
+                outbox.enqueue(message)
+            }
+        }
+
+        /// Whether retention forgets the job at stream time `now`.
+        func isExpired(at now: Int64, limits: StoreLimits) -> Bool {
+            guard let aggregate else { return false }
+            let retention = (aggregate.state?.isTerminal ?? false) ? limits.finishedJobRetentionMs : limits.idleJobRetentionMs
+            return now.subtracting(saturating: lastChangedAt) > retention
         }
 
         /// The messages after `lastSeq` when the history still has all of them (or none are missing); `nil` when
         /// it does not, or when `lastSeq` is ahead of the job (then only a snapshot helps).
         func replay(after lastSeq: Int64) -> [OutboundMessage]? {
             if lastSeq == seq { return [] }
-            guard lastSeq >= 0, lastSeq < seq, let oldest = history.first?.seq, oldest <= lastSeq + 1 else { return nil }
+            guard lastSeq >= 0, lastSeq < seq, lastSeq >= historyFrom else { return nil }
             return Array(history.reversed().prefix { $0.seq > lastSeq }.reversed())
         }
     }

@@ -37,6 +37,8 @@ public final class BridgeMetrics: Sendable {
     let limiterSlots: Gauge
     let resumesRateLimited: Counter
     let lastCommit: Gauge
+    let partitionsOwned: Gauge
+    let handoverDeadLettersMissed: Counter
 
     /// Creates every metric up front so a scrape shows them all from the start.
     public init() {
@@ -94,6 +96,12 @@ public final class BridgeMetrics: Sendable {
             descriptor: .bridge("resumes_rate_limited_total", "resume requests refused because the client resumed too often."))
         lastCommit = registry.makeGauge(
             descriptor: .bridge("last_commit_timestamp_seconds", "Unix time of the last successful checkpoint (state written, offsets committed)."))
+        partitionsOwned = registry.makeGauge(
+            descriptor: .bridge("partitions_owned", "Input partitions this replica owns in the consumer group (it dead-letters, checkpoints and commits for them)."))
+        handoverDeadLettersMissed = registry.makeCounter(
+            descriptor: .bridge(
+                "handover_dead_letters_missed_total",
+                "Rejected events a new partition owner could not dead-letter (more rejections while the partition had no owner than remembered, or not readable back)."))
         kafkaUp = registry.makeGauge(descriptor: .bridge("kafka_up", "1 while the consumer reaches Kafka, 0 while all brokers are down."))
     }
 
