@@ -3,10 +3,15 @@ import Logging
 import Synchronization
 
 /// Membership of a consumer group that decides **who owns which partition**, without reading them: the
-/// member commits offsets for the partitions it owns, and learns of assignments and revocations as
+/// member stores offsets for the partitions it owns, and learns of assignments and revocations as
 /// `Change`s that it acknowledges once it has acted on them (so a revoked partition's last checkpoint is
-/// written and committed before anyone else gets it). Uses the cooperative-sticky assignor: a rebalance moves
-/// only the partitions that must move, and the others keep their owner throughout.
+/// written and its offset stored before anyone else gets it). Uses the cooperative-sticky assignor: a rebalance
+/// moves only the partitions that must move, and the others keep their owner throughout.
+///
+/// Stored offsets are committed by librdkafka itself — every `auto.commit.interval.ms`, and before a revoked
+/// partition is given back or the member leaves — because only librdkafka knows when the group is between
+/// generations: a commit sent then is refused (illegal generation), and librdkafka takes that for a lost
+/// assignment, which would start the rebalance over.
 ///
 /// Assigned partitions are paused at once: the replica reads every partition itself (`KafkaPartitionReader`).
 public final class KafkaGroupMembership: Sendable {
@@ -19,28 +24,42 @@ public final class KafkaGroupMembership: Sendable {
         case revoked(Set<TopicPartition>, lost: Bool)
     }
 
+    /// What became of the offsets librdkafka committed.
+    public struct CommitResults: Sendable {
+        /// Commits that failed (each is retried with the next one).
+        public var failures = 0
+        /// The latest failure.
+        public var lastError: String?
+    }
+
     private let client: KafkaClientHandle
     private let queue: QueueHandle
     private let closed = Atomic<Bool>(false)
+    private let commits = CommitTracker()
     /// The configuration in effect.
     public let configuration: KafkaConsumerConfiguration
 
     /// What librdkafka reported.
     public var status: KafkaClientStatus { client.status }
 
+    /// What became of the commits so far.
+    public var commitResults: CommitResults { commits.results.withLock { $0 } }
+
     /// Creates the member; it joins when `join()` is called. Defaults (overridable in the configuration's
     /// properties): `partition.assignment.strategy=cooperative-sticky`, `session.timeout.ms=10000`,
-    /// `heartbeat.interval.ms=3000`.
+    /// `heartbeat.interval.ms=3000`; `enable.auto.commit=true` with `enable.auto.offset.store=false` always (only
+    /// offsets passed to `store(_:)` are ever committed).
     public init(configuration: KafkaConsumerConfiguration, logger: Logger) throws(KafkaError) {
         self.configuration = configuration
         let properties = KafkaProperties([
             "partition.assignment.strategy": "cooperative-sticky",
             "session.timeout.ms": "10000",
             "heartbeat.interval.ms": "3000",
-        ]).merging(configuration.effectiveProperties.values).merging(["enable.auto.commit": "false"])
+        ]).merging(configuration.effectiveProperties.values).merging(["enable.auto.commit": "true", "enable.auto.offset.store": "false"])
         let client = try KafkaClientHandle(type: RD_KAFKA_CONSUMER, properties: properties, logger: logger) { conf in
-            // Rebalances arrive as events, acknowledged later by the application (after its checkpoint).
-            rd_kafka_conf_set_events(conf, Int32(RD_KAFKA_EVENT_REBALANCE))
+            // Rebalances arrive as events, acknowledged later by the application (after its checkpoint); commit
+            // results too.
+            rd_kafka_conf_set_events(conf, Int32(RD_KAFKA_EVENT_REBALANCE | RD_KAFKA_EVENT_OFFSET_COMMIT))
         }
         self.client = client
         rd_kafka_poll_set_consumer(client.pointer)
@@ -60,10 +79,11 @@ public final class KafkaGroupMembership: Sendable {
     public func poll(timeoutMs: Int32 = 0) async -> [Change] {
         let client = self.client
         let queue = self.queue
-        return await blocking { Self.serve(queue, client: client, timeoutMs: timeoutMs) }
+        let commits = self.commits
+        return await blocking { Self.serve(queue, client: client, commits: commits, timeoutMs: timeoutMs) }
     }
 
-    private static func serve(_ queue: QueueHandle, client: KafkaClientHandle, timeoutMs: Int32) -> [Change] {
+    private static func serve(_ queue: QueueHandle, client: KafkaClientHandle, commits: CommitTracker, timeoutMs: Int32) -> [Change] {
         var changes: [Change] = []
         var wait = timeoutMs
         while let event = rd_kafka_queue_poll(queue.pointer, wait) {
@@ -72,10 +92,24 @@ public final class KafkaGroupMembership: Sendable {
             switch rd_kafka_event_type(event) {
             case RD_KAFKA_EVENT_REBALANCE:
                 let partitions = rd_kafka_event_topic_partition_list(event).map { partitionSet($0) } ?? []
-                if rd_kafka_event_error(event) == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
+                switch rd_kafka_event_error(event) {
+                case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
                     changes.append(.assigned(partitions))
-                } else {
+                case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
                     changes.append(.revoked(partitions, lost: rd_kafka_assignment_lost(client.pointer) != 0))
+                default:
+                    // A rebalance error: librdkafka asks for the whole assignment to be dropped.
+                    client.status.recordError(code: rd_kafka_event_error(event), reason: "rebalance failed")
+                    _ = rd_kafka_assign(client.pointer, nil)
+                }
+            case RD_KAFKA_EVENT_OFFSET_COMMIT:
+                let err = rd_kafka_event_error(event)
+                if err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET {
+                    let reason = String(cString: rd_kafka_err2str(err))
+                    commits.results.withLock {
+                        $0.failures += 1
+                        $0.lastError = reason
+                    }
                 }
             case RD_KAFKA_EVENT_ERROR:
                 let err = rd_kafka_event_error(event)
@@ -134,24 +168,27 @@ public final class KafkaGroupMembership: Sendable {
         }.get()
     }
 
-    /// Commits exactly these offsets (the next offset to read, per partition) and waits for the answer.
-    public func commit(_ offsets: [TopicPartitionOffset]) async throws(KafkaError) {
+    /// Stores these offsets (the next offset to read, per owned partition) for librdkafka to commit.
+    public func store(_ offsets: [TopicPartitionOffset]) throws(KafkaError) {
         guard !offsets.isEmpty else { return }
-        let client = self.client
-        let err = await blocking {
-            let list = makePartitionList(offsets)
-            defer { rd_kafka_topic_partition_list_destroy(list) }
-            return rd_kafka_commit(client.pointer, list, 0)
+        let list = makePartitionList(offsets)
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        let err = rd_kafka_offsets_store(client.pointer, list)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "store offsets") }
+        for i in 0..<Int(list.pointee.cnt) where list.pointee.elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            let entry = list.pointee.elems[i]
+            throw KafkaError(entry.err, context: "store offset of \(String(cString: entry.topic))/\(entry.partition)")
         }
-        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "commit offsets") }
     }
 
     /// Leaves the group at once (so its partitions move without waiting out a session); `onRevoke` runs for
-    /// the partitions taken away on the way out, before they are given back. Safe to call more than once.
+    /// the partitions taken away on the way out, before they are given back (and their stored offsets committed).
+    /// Safe to call more than once.
     public func leave(onRevoke: (Set<TopicPartition>, Bool) async -> Void) async {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let client = self.client
         let queue = self.queue
+        let commits = self.commits
         let started = await blocking { () -> Bool in
             guard let error = rd_kafka_consumer_close_queue(client.pointer, queue.pointer) else { return true }
             rd_kafka_error_destroy(error)
@@ -160,7 +197,7 @@ public final class KafkaGroupMembership: Sendable {
         if started {
             let deadline = ContinuousClock.now + .seconds(30)
             while await blocking({ rd_kafka_consumer_closed(client.pointer) == 0 }), ContinuousClock.now < deadline {
-                for change in await blocking({ Self.serve(queue, client: client, timeoutMs: 100) }) {
+                for change in await blocking({ [commits] in Self.serve(queue, client: client, commits: commits, timeoutMs: 100) }) {
                     if case .revoked(let partitions, let lost) = change { await onRevoke(partitions, lost) }
                     await acknowledge(change)
                 }
@@ -173,4 +210,9 @@ public final class KafkaGroupMembership: Sendable {
     deinit {
         if !closed.load(ordering: .acquiring) { _ = rd_kafka_consumer_close(client.pointer) }
     }
+}
+
+/// Commit results, shared with the blocking calls that serve librdkafka's queue.
+final class CommitTracker: Sendable {
+    let results = Mutex(KafkaGroupMembership.CommitResults())
 }

@@ -110,13 +110,13 @@ public final class KafkaPartitionReader: Sendable {
     }
 
     /// Calls `body` for the records of `partition` at offsets `from ..< to` (those still kept), in order.
-    /// Gives up with an error when they do not arrive within `timeoutMs`.
+    /// Gives up with an error when no record arrives for `timeoutMs`.
     public func read(
         _ partition: TopicPartition, from: Int64, to: Int64, timeoutMs: Int32 = 30_000, _ body: (KafkaMessage) async throws -> Void
     ) async throws {
         guard from < to else { return }
         try await assign([TopicPartitionOffset(topic: partition.topic, partition: partition.partition, offset: from)])
-        let deadline = ContinuousClock.now + .milliseconds(Int(timeoutMs))
+        var deadline = ContinuousClock.now + .milliseconds(Int(timeoutMs))
         var next = from
         while next < to {
             if ContinuousClock.now > deadline {
@@ -128,6 +128,7 @@ public final class KafkaPartitionReader: Sendable {
                 try await body(message)
                 next = message.offset + 1
             }
+            if !batch.isEmpty { deadline = ContinuousClock.now + .milliseconds(Int(timeoutMs)) }
             // Nothing came: the records may be gone (retention); go on from the earliest kept.
             if batch.isEmpty, case .success(let marks) = await blocking({ [client] in client.watermarks(partition, timeoutMs: 5_000) }), marks.low > next {
                 next = marks.low

@@ -161,8 +161,9 @@ def bridge():
 class MockKafka:
     """`progress-bridge mock-kafka`: a mock cluster that outlives the bridges under test, with fault injection."""
 
-    def __init__(self, brokers=1):
-        self.process = subprocess.Popen([BINARY, "mock-kafka", "--brokers", str(brokers)], stdin=subprocess.PIPE,
+    def __init__(self, brokers=1, topics=()):
+        specs = [arg for topic in topics for arg in ("--topic", topic)]
+        self.process = subprocess.Popen([BINARY, "mock-kafka", "--brokers", str(brokers), *specs], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
         self.bootstrap = json.loads(self.process.stdout.readline())["bootstrap_servers"]
 

@@ -187,20 +187,24 @@ public struct IngestService: Service {
         switch change {
         case .assigned(let assigned):
             if acknowledge { await membership.acknowledge(change) }
-            var committed: [TopicPartition: Int64] = [:]
-            for attempt in 1... {
+            // Where the previous owners stopped. Without it this replica could act as owner from too early (writing
+            // older state over newer, dead-lettering again): it keeps asking; on shutdown it never acts as owner.
+            var committed: [TopicPartition: Int64]?
+            var failures = 0
+            while committed == nil, !Task.isShuttingDownGracefully, !Task.isCancelled {
                 do {
                     committed = try await membership.committed(assigned)
-                    break
                 } catch {
-                    logger.error("cannot read the committed offsets of assigned partitions; retrying", metadata: ["error": "\(error)"])
-                    if attempt >= 5 || Task.isShuttingDownGracefully { break }
+                    failures += 1
+                    if failures <= 3 || failures % 30 == 0 {
+                        logger.error("cannot read the committed offsets of assigned partitions; retrying", metadata: ["error": "\(error)"])
+                    }
                     try? await Task.sleep(for: .seconds(1))
                 }
             }
+            guard let committed else { return }
             for partition in assigned.sorted(by: { ($0.topic, $0.partition) < ($1.topic, $1.partition) }) {
-                let from = committed[partition] ?? partitions[partition]?.start ?? 0
-                await takeOver(partition, from: from, &partitions)
+                await takeOver(partition, from: committed[partition] ?? partitions[partition]?.start ?? 0, &partitions)
             }
             metrics.partitionsOwned.set(Double(partitions.owned.count))
             logger.info("partitions assigned", metadata: ["partitions": "\(describe(assigned))", "owned": "\(describe(partitions.owned))"])
@@ -208,7 +212,12 @@ public struct IngestService: Service {
             if lost {
                 logger.warning("partitions lost (this replica was out of the group): nothing is committed for them", metadata: ["partitions": "\(describe(revoked))"])
             } else {
-                await checkpoint(&partitions, revoked)
+                // The next owner starts where this checkpoint ends: try hard (within the rebalance) to write it.
+                for attempt in 1...3 {
+                    if await checkpoint(&partitions, revoked) || Task.isCancelled { break }
+                    logger.warning("checkpoint of revoked partitions failed; retrying", metadata: ["attempt": "\(attempt)"])
+                    try? await Task.sleep(for: .milliseconds(500))
+                }
             }
             for partition in revoked { partitions[partition]?.ownedFrom = nil }
             if acknowledge { await membership.acknowledge(change) }
@@ -218,14 +227,15 @@ public struct IngestService: Service {
     }
 
     /// Becomes the owner of `partition` from offset `from` (what the previous owner committed): dead-letters the
-    /// events this replica rejected since then while it only read them. The jobs they changed are still marked
-    /// for the next checkpoint (a reader never clears those marks).
+    /// events this replica rejected since then while it only read them, and owes the state topic the tombstones of
+    /// jobs it forgot meanwhile. The jobs changed meanwhile are still marked for the next checkpoint (a reader
+    /// never clears those marks). Only once the owed dead letters are acknowledged does it act as owner (store
+    /// offsets); shutdown before that leaves the partition to the next owner.
     private func takeOver(_ partition: TopicPartition, from: Int64, _ partitions: inout Partitions) async {
         guard var progress = partitions[partition] else {
             logger.warning("assigned a partition this replica does not read (added after it started?)", metadata: ["partition": "\(describe([partition]))"])
             return
         }
-        progress.ownedFrom = from
         let owed = progress.rejections.filter { $0.offset >= from && $0.offset < progress.position }
         if progress.rejectionsForgottenThrough >= from {
             metrics.handoverDeadLettersMissed.increment(by: Int64(progress.rejectionsForgottenThrough - from + 1))
@@ -233,40 +243,68 @@ public struct IngestService: Service {
                 "more events of this partition were rejected while it had no owner than a replica remembers; the oldest are not dead-lettered",
                 metadata: ["partition": "\(describe([partition]))", "from": "\(from)", "through": "\(progress.rejectionsForgottenThrough)"])
         }
-        progress.rejections.removeAll()
-        partitions[partition] = progress
-        guard let first = owed.first?.offset, let last = owed.last?.offset else { return }
-        let byOffset = Dictionary(owed.map { ($0.offset, $0.rejection) }, uniquingKeysWith: { a, _ in a })
-        var written = 0
-        do {
-            // The reader's own copies are gone; read the records back (Kafka keeps them) with a reader of their own.
-            let rereader = try KafkaPartitionReader(
-                bootstrapServers: membership.configuration.bootstrapServers, properties: membership.configuration.properties, logger: logger)
-            do {
-                try await rereader.read(partition, from: first, to: last + 1) { message in
-                    if let rejection = byOffset[message.offset], await deadLetter(message, rejection) { written += 1 }
+        if let first = owed.first?.offset, let last = owed.last?.offset {
+            let byOffset = Dictionary(owed.map { ($0.offset, $0.rejection) }, uniquingKeysWith: { a, _ in a })
+            var next = first
+            var failures = 0
+            while next <= last {
+                if Task.isShuttingDownGracefully || Task.isCancelled { return }
+                do {
+                    // The reader's own copies are gone; read the records back (Kafka keeps them) with a reader of their own.
+                    let rereader = try KafkaPartitionReader(
+                        bootstrapServers: membership.configuration.bootstrapServers, properties: membership.configuration.properties, logger: logger)
+                    var interrupted = false
+                    do {
+                        try await rereader.read(partition, from: next, to: last + 1) { message in
+                            guard !interrupted else { return }
+                            if let rejection = byOffset[message.offset] {
+                                guard await deadLetter(message, rejection) else {
+                                    interrupted = true
+                                    return
+                                }
+                            }
+                            next = message.offset + 1
+                        }
+                    } catch {
+                        await rereader.close()
+                        throw error
+                    }
+                    await rereader.close()
+                    if interrupted { return }
+                    next = last + 1
+                } catch {
+                    failures += 1
+                    logger.error("cannot read back rejected events after a takeover; retrying", metadata: ["error": "\(error)", "partition": "\(describe([partition]))"])
+                    try? await Task.sleep(for: .seconds(min(failures, 5)))
                 }
-            } catch {
-                await rereader.close()
-                throw error
             }
-            await rereader.close()
-            logger.info("took over: dead-lettered what was rejected since the last commit", metadata: ["partition": "\(describe([partition]))", "dead_letters": "\(written)"])
-        } catch {
-            metrics.handoverDeadLettersMissed.increment(by: Int64(owed.count - written))
-            logger.error("cannot read back rejected events after a takeover; they are not dead-lettered", metadata: ["error": "\(error)", "partition": "\(describe([partition]))"])
+            logger.info("took over: dead-lettered what was rejected since the last commit", metadata: ["partition": "\(describe([partition]))", "dead_letters": "\(owed.count)"])
         }
+        progress.rejections.removeAll()
+        // Tombstones: duplicates are harmless, and a job started afresh since is rewritten after them (its change marks
+        // are still set), so all the remembered ones are written.
+        progress.forgotten += progress.forgottenAsReader
+        progress.forgottenAsReader.removeAll()
+        progress.ownedFrom = from
+        partitions[partition] = progress
     }
 
     /// Writes the state of the jobs changed in `which` partitions (those this replica owns and has read as far as
-    /// their previous owner had), then commits their positions: a committed offset never runs ahead of the state.
-    private func checkpoint(_ partitions: inout Partitions, _ which: Set<TopicPartition>) async {
+    /// their previous owner had), then stores their positions for librdkafka to commit: a committed offset never
+    /// runs ahead of the state.
+    @discardableResult
+    private func checkpoint(_ partitions: inout Partitions, _ which: Set<TopicPartition>) async -> Bool {
         let active = which.filter { partitions[$0]?.isActiveOwner ?? false }
-        // Forgotten jobs: tombstones are the owner's business; readers drop them.
+        // Forgotten jobs: tombstones are the owner's business; readers keep them for a takeover.
+        let owned = partitions.owned
         for job in store.takeForgotten() {
             guard let partition = job.partition else { continue }
             partitions[partition]?.dirtyJobs.remove(job.jobId)
-            if partitions.owned.contains(partition) { partitions[partition]?.forgotten.append(job) }
+            if owned.contains(partition) {
+                partitions[partition]?.forgotten.append(job)
+            } else {
+                partitions[partition]?.rememberForgotten(job, limit: Self.rememberedRejectionsPerPartition)
+            }
         }
         let jobs = active.flatMap { partitions[$0]?.dirtyJobs ?? [] }
         let forgotten = active.flatMap { partitions[$0]?.forgotten ?? [] }
@@ -282,13 +320,20 @@ public struct IngestService: Service {
                 guard let progress = partitions[p], progress.position > progress.committed ?? -1 else { return nil }
                 return TopicPartitionOffset(topic: p.topic, partition: p.partition, offset: progress.position)
             }
-            try await membership.commit(due)
+            try membership.store(due)
             for entry in due { partitions[TopicPartition(topic: entry.topic, partition: entry.partition)]?.committed = entry.offset }
             partitions.checkpointFailures = 0
             // Up to date: everything owned is committed (a replica that owns nothing has nothing to commit).
             if partitions.owned.allSatisfy({ partitions[$0]?.isActiveOwner ?? false }) {
                 metrics.lastCommit.set(Double(WallClock.nowMs()) / 1000)
             }
+            let commits = membership.commitResults
+            if commits.failures > partitions.commitFailuresSeen {
+                metrics.checkpointFailures.increment(by: Int64(commits.failures - partitions.commitFailuresSeen))
+                logger.warning("offset commits failed; librdkafka retries with the next", metadata: ["error": "\(commits.lastError ?? "")", "failures": "\(commits.failures)"])
+                partitions.commitFailuresSeen = commits.failures
+            }
+            return true
         } catch {
             metrics.checkpointFailures.increment()
             partitions.checkpointFailures += 1
@@ -296,6 +341,7 @@ public struct IngestService: Service {
             if partitions.checkpointFailures <= 3 || partitions.checkpointFailures % 60 == 0 {
                 logger.error("checkpoint failed; offsets stay uncommitted", metadata: ["error": "\(error)", "failures": "\(partitions.checkpointFailures)"])
             }
+            return false
         }
     }
 
@@ -320,14 +366,13 @@ public struct IngestService: Service {
         case .success(let event):
             metrics.eventsConsumed[event.type]?.increment()
             // An event from the far future would win "latest event wins" for ever; the record's own timestamp is
-            // the reference (the wall clock when it has none).
-            // A producer sets the record timestamp too, so it never counts for later than the bridge's own clock.
-            let now = WallClock.nowMs()
-            let reference = min(message.timestampMs.flatMap { $0 > 0 ? $0 : nil } ?? now, now)
-            if event.occurredAt > reference.adding(saturating: maxClockSkewMs) {
+            // the reference — not the bridge's clock: every replica must decide alike, whenever it reads the record.
+            // (A producer sets the record timestamp too; `message.timestamp.type=LogAppendTime` on the topic makes
+            // it the broker's.)
+            if let reference = message.timestampMs, reference > 0, event.occurredAt > reference.adding(saturating: maxClockSkewMs) {
                 rejection = Rejection(
                     .implausibleTimestamp,
-                    "occurred_at is \(event.occurredAt.subtracting(saturating: reference) / 1000) s ahead of the record's timestamp (or the bridge's clock); at most \(maxClockSkewMs / 1000) s (--max-clock-skew)")
+                    "occurred_at is \(event.occurredAt.subtracting(saturating: reference) / 1000) s ahead of the record's timestamp; at most \(maxClockSkewMs / 1000) s (--max-clock-skew)")
             } else {
                 switch store.apply(event, at: origin) {
                 case .applied:
@@ -415,7 +460,7 @@ struct PartitionProgress {
     /// Set while this replica owns the partition: it dead-letters, checkpoints and commits for events from this
     /// offset on (the previous owner's commit; before it, the previous owner did).
     var ownedFrom: Int64?
-    /// The last offset this replica committed.
+    /// The last offset this replica stored for commit.
     var committed: Int64?
     /// Jobs changed since this replica last checkpointed them (kept by readers too, for a takeover).
     var dirtyJobs = Set<String>()
@@ -425,6 +470,8 @@ struct PartitionProgress {
     var rejections = Deque<(offset: Int64, rejection: Rejection)>()
     /// The latest offset of a remembered rejection dropped for room (-1: none).
     var rejectionsForgottenThrough: Int64 = -1
+    /// Jobs forgotten (retention) while this replica did not own the partition, for a takeover (oldest first).
+    var forgottenAsReader: [ForgottenJob] = []
 
     init(position: Int64) {
         self.start = position
@@ -436,6 +483,11 @@ struct PartitionProgress {
 
     /// Whether this replica dead-letters the event at `offset`.
     func ownsSideEffects(at offset: Int64) -> Bool { ownedFrom.map { offset >= $0 } ?? false }
+
+    mutating func rememberForgotten(_ job: ForgottenJob, limit: Int) {
+        forgottenAsReader.append(job)
+        if forgottenAsReader.count > limit { forgottenAsReader.removeFirst(forgottenAsReader.count - limit) }
+    }
 
     mutating func remember(_ offset: Int64, _ rejection: Rejection, limit: Int) {
         rejections.append((offset, Rejection(rejection.reason, String(rejection.detail.prefix(300)))))
@@ -449,6 +501,8 @@ struct Partitions {
     /// The high watermarks when reading started: ready once every partition is read that far.
     private var catchUpTargets: [TopicPartition: Int64]
     var checkpointFailures = 0
+    /// Commit failures librdkafka reported that are already counted.
+    var commitFailuresSeen = 0
 
     init(starts: [TopicPartition: Int64], ends: [TopicPartition: Int64]) {
         entries = starts.mapValues { PartitionProgress(position: $0) }

@@ -126,6 +126,15 @@ public final class JobStore: Sendable {
         return limits.maxJobs / count + (limits.maxJobs % count == 0 ? 0 : 1)
     }
 
+    /// Jobs of `partition` past their retention at stream time `now` (swept or not, watched or not).
+    private func countExpired(in partition: TopicPartition, at now: Int64) -> Int {
+        let limits = self.limits
+        let all = channels.withLock { Array($0.values) }
+        return all.reduce(0) { count, channel in
+            count + (channel.state.withLock { $0.partition == partition && !$0.removed && $0.isExpired(at: now, limits: limits) } ? 1 : 0)
+        }
+    }
+
     /// Where the stream time of events applied without an origin is kept.
     static let unpartitioned = TopicPartition(topic: "", partition: -1)
 
@@ -154,7 +163,6 @@ public final class JobStore: Sendable {
     /// with `seq` = offset + 1. An event at or below the job's `seq` is already in its state (restored from the
     /// state topic) and reported as a duplicate. Without an origin (tests, tools) the store numbers events itself.
     public func apply(_ event: ProgressEvent, at origin: EventOrigin? = nil) -> ApplyOutcome {
-        partitions.withLock { $0[origin?.partition ?? Self.unpartitioned, default: PartitionBook()].advance(to: event.occurredAt) }
         while true {
             let channel = self.channel(event.jobId)
             guard let outcome = apply(event, at: origin, to: channel) else { continue }
@@ -180,17 +188,26 @@ public final class JobStore: Sendable {
     /// `nil`: the channel was dropped meanwhile; try again with the current one.
     private func apply(_ event: ProgressEvent, at origin: EventOrigin?, to channel: JobChannel) -> ApplyOutcome? {
         let limits = self.limits
-        let streamTime = self.streamTime(origin?.partition ?? Self.unpartitioned) ?? event.occurredAt
+        let book = origin?.partition ?? Self.unpartitioned
+        // The stream time with this event in it; it moves only with events that are applied (or already were): so a
+        // replica restored from the state topic has the stream time of one that read everything.
+        let streamTime = max(self.streamTime(book) ?? .min, event.occurredAt)
         let jobsPerPartition = self.jobsPerPartition
+        // At the cap, jobs past their retention do not count, whether or not a sweep removed them yet (and whoever
+        // watches them): every replica refuses the same jobs.
+        var expiredInPartition = 0
+        if let origin, partitions.withLock({ $0[origin.partition]?.jobs ?? 0 }) >= jobsPerPartition {
+            expiredInPartition = countExpired(in: origin.partition, at: streamTime)
+        }
         var expired: ForgottenJob?
-        let result = channel.state.withLock { s -> (ApplyOutcome, becameTerminal: Bool, wasNew: Bool, endedActive: Bool)? in
+        let result = channel.state.withLock { s -> (Handling, becameTerminal: Bool, wasNew: Bool, endedActive: Bool)? in
             if s.removed { return nil }
             if let origin, let bound = s.partition, bound != origin.partition {
                 return (
                     .rejected(Rejection(.partitionMismatch, "job \(event.jobId) lives in \(bound.topic)/\(bound.partition); its events must all be in one partition (key = job_id)")),
                     false, false, false)
             }
-            if let origin, s.aggregate != nil, origin.seq <= s.seq { return (.duplicate, false, false, false) }
+            if let origin, s.aggregate != nil, origin.seq <= s.seq { return (.covered, false, false, false) }
             // Forgotten by retention, whether or not this replica's periodic sweep got to it yet: the same decision
             // on every replica, at the same event.
             var endedActive = false
@@ -203,7 +220,7 @@ public final class JobStore: Sendable {
             let wasNew = s.aggregate == nil
             if wasNew {
                 if let origin {
-                    if self.partitions.withLock({ $0[origin.partition]?.jobs ?? 0 }) >= jobsPerPartition {
+                    if self.partitions.withLock({ $0[origin.partition]?.jobs ?? 0 }) - expiredInPartition >= jobsPerPartition {
                         return (
                             .rejected(Rejection(.limitExceeded, "partition \(origin.partition.partition) already holds \(jobsPerPartition) jobs (--max-jobs shared out over the input partitions)")),
                             false, false, endedActive)
@@ -219,14 +236,12 @@ public final class JobStore: Sendable {
             let outcome = aggregate.apply(event)
             guard case .applied = outcome else {
                 if !wasNew { s.aggregate = aggregate }
-                return (outcome, false, false, endedActive)
+                return (Handling(outcome), false, false, endedActive)
             }
-            if wasNew {
-                self.tracked.add(1, ordering: .relaxed)
-                if let origin {
-                    s.partition = origin.partition
-                    self.partitions.withLock { $0[origin.partition, default: PartitionBook()].jobs += 1 }
-                }
+            if wasNew { self.tracked.add(1, ordering: .relaxed) }
+            if let origin, wasNew || s.partition == nil {  // (a job restored from a record without its partition)
+                s.partition = origin.partition
+                self.partitions.withLock { $0[origin.partition, default: PartitionBook()].jobs += 1 }
             }
             s.aggregate = aggregate
             s.lastChangedAt = streamTime
@@ -247,9 +262,11 @@ public final class JobStore: Sendable {
             s.remember(message, limit: limits.historyPerJob, byteLimit: limits.historyBytesPerJob)
             s.deliver(message)
             let isTerminal = aggregate.state?.isTerminal ?? false
-            return (outcome, !wasTerminal && isTerminal, wasNew, endedActive)
+            return (.applied, !wasTerminal && isTerminal, wasNew, endedActive)
         }
-        guard let (outcome, becameTerminal, wasNew, endedActive) = result else { return nil }
+        guard let (handling, becameTerminal, wasNew, endedActive) = result else { return nil }
+        if handling.movesStreamTime { partitions.withLock { $0[book, default: PartitionBook()].advance(to: event.occurredAt) } }
+        let outcome = handling.outcome
         if let expired {
             // The expired incarnation is gone: its records leave the state topic before the new one's are written.
             forgotten.withLock { $0.append(expired) }
@@ -531,6 +548,35 @@ public final class JobStore: Sendable {
     public func readAll<T: Sendable>(_ body: (JobAggregate) -> T?) -> [T] {
         let all = channels.withLock { Array($0.values) }
         return all.compactMap { channel in channel.state.withLock { s in s.aggregate.flatMap(body) } }
+    }
+}
+
+/// What applying an event did, inside the store.
+private enum Handling {
+    case applied
+    /// At or below the job's `seq`: already in its state (restored from the state topic).
+    case covered
+    case other(ApplyOutcome)
+
+    init(_ outcome: ApplyOutcome) {
+        self = outcome == .applied ? .applied : .other(outcome)
+    }
+
+    static func rejected(_ rejection: Rejection) -> Handling { .other(.rejected(rejection)) }
+
+    var outcome: ApplyOutcome {
+        switch self {
+        case .applied: .applied
+        case .covered: .duplicate
+        case .other(let outcome): outcome
+        }
+    }
+
+    var movesStreamTime: Bool {
+        switch self {
+        case .applied, .covered: true
+        case .other: false
+        }
     }
 }
 

@@ -1,0 +1,411 @@
+"""Several replicas in one consumer group on one mock cluster, as Kubernetes runs them.
+
+Every replica reads every input partition and serves every job with the same `seq`s (input offset + 1); the
+group decides which replica owns which partition, and only the owner dead-letters, checkpoints and commits.
+These tests roll the replicas, kill one with SIGKILL, and watch jobs from several replicas at once, and compare
+everything with a single replica that read the same stream undisturbed.
+"""
+import asyncio
+import json
+import random
+import threading
+import time
+import uuid
+import zlib
+
+import websockets
+from confluent_kafka import Consumer, TopicPartition
+
+from conftest import Bridge, MockKafka, http_get, job_state, metric, wait_for
+from monitor import Monitor, a_job, event
+
+TOPICS = ("progress.events:4", "progress.events.dlq:1", "progress.state:4", "clean.dlq:1", "clean.state:4")
+PARTITIONS = 4
+TERMINAL = {"job.completed", "job.failed", "job.canceled"}
+
+
+def partition_of(key: str) -> int:
+    """Where confluent-kafka's default partitioner (librdkafka's consistent_random, CRC-32) puts `key`."""
+    return zlib.crc32(key.encode()) % PARTITIONS
+
+
+class Replicas:
+    """A mock cluster and the replicas of one consumer group on it; `live` are those a client may connect to."""
+
+    def __init__(self, count=3):
+        self.kafka = MockKafka(topics=TOPICS)
+        self.group = "replicas-" + uuid.uuid4().hex[:6]
+        self.lock = threading.Lock()
+        self.live = []
+        self.all = []
+        for _ in range(count):
+            self.add()
+
+    def add(self):
+        bridge = Bridge("--insecure-no-auth", "--group-id", self.group, kafka=self.kafka.bootstrap).wait_ready()
+        with self.lock:
+            self.live.append(bridge)
+            self.all.append(bridge)
+        return bridge
+
+    def retire(self, bridge):
+        """No new client goes to `bridge` any more (as a Service stops routing to a terminating pod)."""
+        with self.lock:
+            self.live.remove(bridge)
+
+    def pick(self, avoid=None):
+        with self.lock:
+            choices = [b for b in self.live if b is not avoid] or list(self.live)
+        return random.choice(choices)
+
+    def owned(self):
+        with self.lock:
+            live = list(self.live)
+        return sum(metric(b, "progress_bridge_partitions_owned") for b in live)
+
+    def wait_settled(self, timeout=60):
+        """Until the live replicas own every partition between them."""
+        started = time.time()
+        assert wait_for(lambda: self.owned() == PARTITIONS, timeout=timeout, interval=0.1), \
+            f"the live replicas own {self.owned()} of {PARTITIONS} partitions"
+        return time.time() - started
+
+    def owner_of(self, partition):
+        for bridge in list(self.live):
+            if f"progress.events/{partition}" in owned_partitions(bridge):
+                return bridge
+        return None
+
+    def close(self):
+        for bridge in self.all:
+            if bridge.process.poll() is None:
+                bridge.stop()
+        self.kafka.stop()
+
+
+def owned_partitions(bridge):
+    """The partitions `bridge` last said it owns (its latest "partitions assigned/revoked" log line)."""
+    owned = ""
+    for line in list(bridge.lines):
+        if '"owned"' in line:
+            try:
+                owned = json.loads(line).get("owned", owned)
+            except ValueError:
+                pass
+    return set(filter(None, owned.split(",")))
+
+
+def workload(jobs=60, videos=4, bad_every=6):
+    """Jobs interleaved as a busy monitor sends them, with some invalid events: (key, value) pairs in order, the
+    jobs, and the invalid events' values."""
+    names = [f"job_rep_{uuid.uuid4().hex[:8]}" for _ in range(jobs)]
+    streams = []
+    bad = []
+    for index, job in enumerate(names):
+        events = [json.dumps(e) for e in a_job(job, videos=videos, fail={2} if index % 3 == 0 else set(), start_ms=index * 7)]
+        if index % bad_every == 0:
+            broken = f'{{"not json for {job}'
+            violation = json.dumps(event(job, "video.completed", {"video_id": "v9"}, 5))  # no processing_ms
+            events[3:3] = [broken, violation]
+            bad += [broken, violation]
+        streams.append([(job, value) for value in events])
+    ordered = []
+    while any(streams):
+        for stream in streams:
+            if stream:
+                ordered.append(stream.pop(0))
+    return ordered, names, bad
+
+
+class Publisher(threading.Thread):
+    """The monitor: publishes the workload at a steady rate."""
+
+    def __init__(self, bootstrap, records, rate):
+        super().__init__(daemon=True)
+        self.monitor = Monitor(bootstrap)
+        self.records = records
+        self.rate = rate
+        self.error = None
+
+    def run(self):
+        try:
+            started = time.time()
+            for i, (key, value) in enumerate(self.records):
+                self.monitor.send(key, value)
+                self.monitor.producer.poll(0)
+                delay = started + i / self.rate - time.time()
+                if delay > 0:
+                    time.sleep(delay)
+            self.monitor.flush()
+        except Exception as error:  # reported by the test
+            self.error = error
+
+
+class Watchers(threading.Thread):
+    """Dashboards: one WebSocket subscriber per job, each on some live replica; when its replica goes away
+    (1001 on SIGTERM, a reset on SIGKILL) it reconnects to another with `last_seq`, as the client rule says."""
+
+    def __init__(self, replicas, jobs):
+        super().__init__(daemon=True)
+        self.replicas = replicas
+        self.jobs = jobs
+        self.received = {job: [] for job in jobs}  # (replica port, message), in arrival order
+        self.moves = {job: 0 for job in jobs}
+        self.error = None
+
+    def run(self):
+        try:
+            asyncio.run(self.watch_all())
+        except Exception as error:
+            self.error = error
+
+    async def watch_all(self):
+        await asyncio.wait_for(asyncio.gather(*(self.watch(job) for job in self.jobs)), timeout=240)
+
+    async def watch(self, job):
+        last, current = None, None
+        while True:
+            bridge = self.replicas.pick(avoid=current)
+            current = bridge
+            url = f"{bridge.ws_url}/?job_id={job}&connection_id=watch-{job}"
+            if last is not None:
+                url += f"&last_seq={last}"
+            try:
+                async with websockets.connect(url, open_timeout=5, close_timeout=2) as ws:
+                    while True:
+                        message = json.loads(await asyncio.wait_for(ws.recv(), timeout=60))
+                        self.received[job].append((bridge.port, message))
+                        if message["type"] == "job.snapshot":
+                            last = message["seq"]
+                            if (message["data"]["job"] or {}).get("state") in ("completed", "failed", "canceled"):
+                                return
+                            continue
+                        if message["seq"] > 0 and (last is None or message["seq"] > last):
+                            last = message["seq"]
+                            if message["type"] in TERMINAL:
+                                return
+            except (websockets.exceptions.ConnectionClosed, OSError, asyncio.TimeoutError):
+                self.moves[job] += 1
+                await asyncio.sleep(0.1)
+
+
+def accepted(received):
+    """What the client rule keeps: snapshots (which reset the largest seq seen) and messages with a larger seq."""
+    kept, last = [], None
+    for _, message in received:
+        if message["type"] == "job.snapshot":  # seq 0 before the job's first event
+            kept.append(message)
+            last = message["seq"]
+        elif message["seq"] == 0:
+            continue
+        elif last is None or message["seq"] > last:
+            kept.append(message)
+            last = message["seq"]
+    return kept
+
+
+def history(bridge, job):
+    """Every message of `job` as `bridge` keeps it for resume (the whole job: far fewer than 1,000 messages)."""
+    async def replay():
+        async with websockets.connect(f"{bridge.ws_url}/?job_id={job}&last_seq=0") as ws:
+            messages = []
+            while True:
+                message = json.loads(await asyncio.wait_for(ws.recv(), timeout=20))
+                if message["seq"] > 0:
+                    messages.append(message)
+                if message["type"] in TERMINAL:
+                    return messages
+    return asyncio.run(replay())
+
+
+def assert_watched_without_gaps(job, received, reference):
+    """The subscriber of `job` saw every message the reference has after its first snapshot, each identical to the
+    reference's, in order; a gap is allowed only where a snapshot filled it."""
+    kept = accepted(received)
+    assert kept and kept[0]["type"] == "job.snapshot", (job, kept[:2])
+    by_seq = {m["seq"]: m for m in reference}
+    seqs = sorted(by_seq)
+    for message in kept:
+        if message["type"] != "job.snapshot":
+            assert message == by_seq.get(message["seq"]), (job, message, by_seq.get(message["seq"]))
+    for before, after in zip(kept, kept[1:]):
+        if after["type"] == "job.snapshot":
+            continue
+        missed = [s for s in seqs if before["seq"] < s < after["seq"]]
+        assert not missed, f"{job}: seqs {missed} between {before['seq']} and {after['seq']} were never delivered"
+    assert kept[-1]["type"] in TERMINAL or kept[-1]["data"]["job"]["state"] in ("completed", "failed", "canceled"), kept[-1]
+
+
+def dead_letters(bootstrap, topic="progress.events.dlq", settle=3.0):
+    """Every record of the dead-letter topic (read until nothing new arrives for `settle` seconds)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "dlq-" + uuid.uuid4().hex, "auto.offset.reset": "earliest",
+                         "fetch.wait.max.ms": 10, "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    values, quiet = [], time.time()
+    while time.time() - quiet < settle:
+        message = consumer.poll(0.2)
+        if message is not None and not message.error():
+            values.append(message.value().decode(errors="replace"))
+            quiet = time.time()
+    consumer.close()
+    return values
+
+
+def clean_run(replicas):
+    """One more bridge, in a group of its own with its own dead-letter and state topics, reading the same stream."""
+    return Bridge("--insecure-no-auth", "--group-id", "clean-" + uuid.uuid4().hex[:6], "--dlq-topic", "clean.dlq",
+                  "--state-topic", "clean.state", kafka=replicas.kafka.bootstrap).wait_ready()
+
+
+def assert_same_as_clean_run(bridges, clean, jobs):
+    for job in jobs:
+        assert wait_for(lambda: (job_state(clean, job) or {}).get("state") == "completed", timeout=60), job
+        reference = job_state(clean, job)
+        videos = json.loads(http_get(f"{clean.http_url}/api/v1/bulk-jobs/{job}/videos?sort=id&limit=100")[1])["videos"]
+        for bridge in bridges:
+            assert wait_for(lambda: job_state(bridge, job) == reference, timeout=30), (bridge.port, job, job_state(bridge, job), reference)
+            theirs = json.loads(http_get(f"{bridge.http_url}/api/v1/bulk-jobs/{job}/videos?sort=id&limit=100")[1])["videos"]
+            assert theirs == videos, (bridge.port, job)
+
+
+def test_three_replicas_share_the_work_and_serve_the_same_job_identically():
+    replicas = Replicas(3)
+    try:
+        replicas.wait_settled()
+        assert sorted(metric(b, "progress_bridge_partitions_owned") for b in replicas.live) == [1, 1, 2]
+        records, jobs, bad = workload(jobs=12, videos=4, bad_every=4)
+        # The same job on every replica at once, subscribed before anything is published.
+        watched = jobs[0]
+
+        async def watch_everywhere():
+            async def one(bridge):
+                async with websockets.connect(f"{bridge.ws_url}/?job_id={watched}") as ws:
+                    messages = []
+                    while not messages or messages[-1]["type"] not in TERMINAL:
+                        messages.append(json.loads(await asyncio.wait_for(ws.recv(), timeout=30)))
+                    return messages
+            tasks = [asyncio.create_task(one(b)) for b in replicas.live]
+            await asyncio.sleep(0.5)
+            publisher = Publisher(replicas.kafka.bootstrap, records, rate=400)
+            publisher.start()
+            await asyncio.get_running_loop().run_in_executor(None, publisher.join)
+            assert publisher.error is None, publisher.error
+            return await asyncio.gather(*tasks)
+
+        seen = asyncio.run(watch_everywhere())
+        acks = [messages[0] for messages in seen]
+        assert all(a["type"] == "connection.ack" for a in acks)
+        rest = [[m for m in messages[1:]] for messages in seen]
+        for messages in rest:
+            messages[0]["ts"] = None  # the snapshot's ts is each replica's own clock; all else must match
+        assert rest[0] == rest[1] == rest[2], "identical messages and seqs on every replica"
+        seqs = [m["seq"] for m in rest[0][1:]]
+        assert seqs == sorted(set(seqs)) and len(seqs) >= 10
+
+        clean = clean_run(replicas)
+        try:
+            assert_same_as_clean_run(replicas.live, clean, jobs)
+        finally:
+            clean.stop()
+        # Dead letters: each invalid event exactly once, written by its partition's owner alone.
+        assert sorted(dead_letters(replicas.kafka.bootstrap)) == sorted(bad)
+        assert all(metric(b, "progress_bridge_events_invalid_total") == len(bad) for b in replicas.live), \
+            "every replica finds the same events invalid"
+        assert sum(metric(b, "progress_bridge_events_dead_lettered_total") for b in replicas.live) == len(bad)
+        # State: only the owner checkpoints a job — one header record per checkpoint it changed in, not one per replica.
+        consumer = Consumer({"bootstrap.servers": replicas.kafka.bootstrap, "group.id": "state-" + uuid.uuid4().hex,
+                             "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10, "enable.auto.commit": False})
+        partition = partition_of(watched)
+        consumer.assign([TopicPartition("progress.state", p, 0) for p in range(PARTITIONS)])
+        headers, quiet = 0, time.time()
+        while time.time() - quiet < 3:
+            message = consumer.poll(0.2)
+            if message is not None and not message.error():
+                quiet = time.time()
+                headers += message.key() == watched.encode()
+        consumer.close()
+        checkpoints = metric(replicas.owner_of(partition), "progress_bridge_last_commit_timestamp_seconds")
+        assert 1 <= headers <= 3, f"{headers} header records of one job: its owner checkpointed it, the others did not"
+        assert checkpoints > 0
+    finally:
+        replicas.close()
+
+
+def test_a_rolling_restart_mid_stream_loses_nothing_and_subscribers_resume_elsewhere():
+    replicas = Replicas(3)
+    try:
+        replicas.wait_settled()
+        records, jobs, bad = workload(jobs=100, videos=3, bad_every=10)
+        watchers = Watchers(replicas, jobs[::4])
+        watchers.start()
+        time.sleep(1.0)
+        publisher = Publisher(replicas.kafka.bootstrap, records, rate=len(records) / 25)
+        publisher.start()
+        handovers = []
+        for old in list(replicas.live):
+            time.sleep(2.0)
+            replicas.add()  # maxSurge 1: the new pod is ready (state restored, caught up) before the old one goes
+            replicas.retire(old)
+            stopped = time.time()
+            code, took = old.stop()
+            assert code == 0, "".join(old.lines[-20:])
+            replicas.wait_settled()
+            handovers.append(time.time() - stopped)
+        publisher.join()
+        assert publisher.error is None, publisher.error
+        watchers.join(timeout=180)
+        assert not watchers.is_alive() and watchers.error is None, watchers.error
+        print(f"\nhandover after SIGTERM (stop → the others own every partition): {', '.join(f'{h:.1f} s' for h in handovers)}")
+        assert sum(watchers.moves.values()) >= 1, "some subscribers were on a replica that went away"
+
+        clean = clean_run(replicas)
+        try:
+            assert_same_as_clean_run(replicas.live, clean, jobs)
+            for job in watchers.jobs:
+                assert_watched_without_gaps(job, watchers.received[job], history(clean, job))
+        finally:
+            clean.stop()
+        # Clean handovers: every invalid event dead-lettered exactly once.
+        assert sorted(dead_letters(replicas.kafka.bootstrap)) == sorted(bad)
+    finally:
+        replicas.close()
+
+
+def test_kill_9_of_the_owner_of_a_busy_partition_loses_nothing():
+    replicas = Replicas(3)
+    try:
+        replicas.wait_settled()
+        records, jobs, bad = workload(jobs=60, videos=3, bad_every=5)
+        busy = partition_of(jobs[0])
+        watchers = Watchers(replicas, jobs[::3])
+        watchers.start()
+        time.sleep(1.0)
+        publisher = Publisher(replicas.kafka.bootstrap, records, rate=len(records) / 15)
+        publisher.start()
+        time.sleep(5.0)
+        victim = replicas.owner_of(busy)
+        assert victim is not None
+        replicas.retire(victim)
+        killed = time.time()
+        victim.process.kill()
+        victim.process.wait(10)
+        handover = replicas.wait_settled()
+        print(f"\nhandover after SIGKILL (kill → the others own every partition, session timeout 6 s): {handover:.1f} s")
+        publisher.join()
+        assert publisher.error is None, publisher.error
+        watchers.join(timeout=180)
+        assert not watchers.is_alive() and watchers.error is None, watchers.error
+        clean = clean_run(replicas)
+        try:
+            assert_same_as_clean_run(replicas.live, clean, jobs)
+            for job in watchers.jobs:
+                assert_watched_without_gaps(job, watchers.received[job], history(clean, job))
+        finally:
+            clean.stop()
+        # At least once: every invalid event is in the dead-letter topic (the dead owner may have written some of
+        # those its successor writes again).
+        written = dead_letters(replicas.kafka.bootstrap)
+        assert set(written) == set(bad) and len(written) >= len(bad)
+        assert time.time() - killed < 120
+    finally:
+        replicas.close()
