@@ -30,6 +30,8 @@ public final class KafkaGroupMembership: Sendable {
         public var failures = 0
         /// The latest failure.
         public var lastError: String?
+        /// The latest offset committed per partition.
+        public var committed: [TopicPartition: Int64] = [:]
     }
 
     private let client: KafkaClientHandle
@@ -110,6 +112,14 @@ public final class KafkaGroupMembership: Sendable {
                         $0.failures += 1
                         $0.lastError = reason
                     }
+                }
+                if let list = rd_kafka_event_topic_partition_list(event) {
+                    var done: [TopicPartition: Int64] = [:]
+                    for i in 0..<Int(list.pointee.cnt) where list.pointee.elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR && list.pointee.elems[i].offset >= 0 {
+                        let entry = list.pointee.elems[i]
+                        done[TopicPartition(topic: String(cString: entry.topic), partition: entry.partition)] = entry.offset
+                    }
+                    commits.results.withLock { $0.committed.merge(done) { max($0, $1) } }
                 }
             case RD_KAFKA_EVENT_ERROR:
                 let err = rd_kafka_event_error(event)

@@ -153,6 +153,7 @@ public struct IngestService: Service {
                 let all = try await reader.partitions(of: topics)
                 guard !all.isEmpty else { throw KafkaError(code: -1, message: "the input topics \(topics) have no partitions (do they exist?)") }
                 store.setPartitionCount(all.count)
+                metrics.inputPartitions.set(Double(all.count))
                 // Committed offsets first, state second: the state topic's end then covers at least every committed
                 // offset (owners write state before they commit); what it covers beyond is recognised by offset.
                 let committed = try await membership.committed(all)
@@ -323,11 +324,15 @@ public struct IngestService: Service {
             try membership.store(due)
             for entry in due { partitions[TopicPartition(topic: entry.topic, partition: entry.partition)]?.committed = entry.offset }
             partitions.checkpointFailures = 0
-            // Up to date: everything owned is committed (a replica that owns nothing has nothing to commit).
-            if partitions.owned.allSatisfy({ partitions[$0]?.isActiveOwner ?? false }) {
+            // Up to date: every stored offset of the partitions owned is committed (librdkafka commits them every
+            // second; a replica that owns nothing has nothing to commit).
+            let commits = membership.commitResults
+            if partitions.owned.allSatisfy({ p in
+                guard let progress = partitions[p], progress.isActiveOwner else { return false }
+                return (commits.committed[p] ?? -1) >= (progress.committed ?? -1)
+            }) {
                 metrics.lastCommit.set(Double(WallClock.nowMs()) / 1000)
             }
-            let commits = membership.commitResults
             if commits.failures > partitions.commitFailuresSeen {
                 metrics.checkpointFailures.increment(by: Int64(commits.failures - partitions.commitFailuresSeen))
                 logger.warning("offset commits failed; librdkafka retries with the next", metadata: ["error": "\(commits.lastError ?? "")", "failures": "\(commits.failures)"])

@@ -38,6 +38,7 @@ public final class BridgeMetrics: Sendable {
     let resumesRateLimited: Counter
     let lastCommit: Gauge
     let partitionsOwned: Gauge
+    let inputPartitions: Gauge
     let handoverDeadLettersMissed: Counter
 
     /// Creates every metric up front so a scrape shows them all from the start.
@@ -98,6 +99,8 @@ public final class BridgeMetrics: Sendable {
             descriptor: .bridge("last_commit_timestamp_seconds", "Unix time of the last successful checkpoint (state written, offsets committed)."))
         partitionsOwned = registry.makeGauge(
             descriptor: .bridge("partitions_owned", "Input partitions this replica owns in the consumer group (it dead-letters, checkpoints and commits for them)."))
+        inputPartitions = registry.makeGauge(
+            descriptor: .bridge("input_partitions", "Partitions of the input topics (every replica reads all of them)."))
         handoverDeadLettersMissed = registry.makeCounter(
             descriptor: .bridge(
                 "handover_dead_letters_missed_total",
