@@ -46,7 +46,7 @@ extension KafkaClientHandle {
                 }
                 continue
             }
-            messages.append(KafkaConsumer.copy(raw))
+            messages.append(KafkaMessage(copying: raw))
         }
         if !messages.isEmpty { status.markHealthy() }
         return messages

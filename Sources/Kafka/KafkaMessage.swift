@@ -1,3 +1,5 @@
+import CRdKafka
+
 /// One consumed Kafka record, copied out of librdkafka's buffers.
 public struct KafkaMessage: Sendable {
     public let topic: String
@@ -72,5 +74,33 @@ public struct TopicPartition: Sendable, Hashable {
     public init(topic: String, partition: Int32) {
         self.topic = topic
         self.partition = partition
+    }
+}
+
+extension KafkaMessage {
+    /// A copy of a librdkafka message (which the caller still destroys).
+    init(copying raw: UnsafeMutablePointer<rd_kafka_message_t>) {
+        let m = raw.pointee
+        let topic = String(cString: rd_kafka_topic_name(m.rkt))
+        let value = m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: m.len)) } ?? []
+        let key = m.key.map { Array(UnsafeRawBufferPointer(start: $0, count: m.key_len)) }
+        var headers: [KafkaHeader] = []
+        var hdrs: OpaquePointer?
+        if rd_kafka_message_headers(raw, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR, let hdrs {
+            var index = 0
+            var name: UnsafePointer<CChar>?
+            var valuePointer: UnsafeRawPointer?
+            var size = 0
+            while rd_kafka_header_get_all(hdrs, index, &name, &valuePointer, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+                let headerValue = valuePointer.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) }
+                headers.append(KafkaHeader(name: name.map { String(cString: $0) } ?? "", value: headerValue))
+                index += 1
+            }
+        }
+        var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+        let timestamp = rd_kafka_message_timestamp(raw, &timestampType)
+        self.init(
+            topic: topic, partition: m.partition, offset: m.offset, key: key, value: value, headers: headers,
+            timestampMs: timestampType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : timestamp, isTombstone: m.payload == nil)
     }
 }

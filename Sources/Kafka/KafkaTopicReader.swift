@@ -29,26 +29,16 @@ public final class KafkaTopicReader: Sendable {
         let topic = self.topic
         // Partitions and their current ends.
         let ends: [(Int32, Int64, Int64)] = try await blocking { () -> Result<[(Int32, Int64, Int64)], KafkaError> in
-            var metadata: UnsafePointer<rd_kafka_metadata>?
-            let handle = rd_kafka_topic_new(client.pointer, topic, nil)
-            defer { if let handle { rd_kafka_topic_destroy(handle) } }
-            let err = rd_kafka_metadata(client.pointer, 0, handle, &metadata, timeoutMs)
-            guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { return .failure(KafkaError(err, context: "metadata of \(topic)")) }
-            defer { rd_kafka_metadata_destroy(metadata) }
-            guard metadata.pointee.topic_cnt > 0 else { return .success([]) }
-            let entry = metadata.pointee.topics[0]
-            if entry.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART { return .success([]) }
-            guard entry.err == RD_KAFKA_RESP_ERR_NO_ERROR else { return .failure(KafkaError(entry.err, context: "metadata of \(topic)")) }
-            var result: [(Int32, Int64, Int64)] = []
-            for i in 0..<Int(entry.partition_cnt) {
-                let partition = entry.partitions[i].id
-                var low: Int64 = 0
-                var high: Int64 = 0
-                let werr = rd_kafka_query_watermark_offsets(client.pointer, topic, partition, &low, &high, timeoutMs)
-                guard werr == RD_KAFKA_RESP_ERR_NO_ERROR else { return .failure(KafkaError(werr, context: "watermarks of \(topic)/\(partition)")) }
-                result.append((partition, low, high))
+            client.partitions(of: topic, timeoutMs: timeoutMs).flatMap { ids in
+                var result: [(Int32, Int64, Int64)] = []
+                for id in ids {
+                    switch client.watermarks(TopicPartition(topic: topic, partition: id), timeoutMs: timeoutMs) {
+                    case .success(let marks): result.append((id, marks.low, marks.high))
+                    case .failure(let error): return .failure(error)
+                    }
+                }
+                return .success(result)
             }
-            return .success(result)
         }.get()
         var remaining = Dictionary(uniqueKeysWithValues: ends.filter { $0.2 > $0.1 }.map { ($0.0, $0.2) })
         guard !remaining.isEmpty else { return }
@@ -75,7 +65,7 @@ public final class KafkaTopicReader: Sendable {
                 for i in 0..<max(0, count) {
                     guard let raw = buffer[i] else { continue }
                     defer { rd_kafka_message_destroy(raw) }
-                    if raw.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR { messages.append(KafkaConsumer.copy(raw)) }
+                    if raw.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR { messages.append(KafkaMessage(copying: raw)) }
                 }
                 return messages
             }

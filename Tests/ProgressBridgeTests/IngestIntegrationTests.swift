@@ -126,13 +126,12 @@ struct IngestIntegrationTests {
         }
         #expect(h.store.aggregate(jobId)?.progress().completed == 1)
 
-        let reader = try KafkaConsumer(
-            configuration: .init(bootstrapServers: h.cluster.bootstrapServers, groupId: "dlq-\(UUID().uuidString)", topics: [h.deadLetterTopic]),
-            logger: h.logger)
-        var dead: [KafkaMessage] = []
-        for _ in 0..<100 where dead.count < 2 { dead += await reader.poll() }
+        let reader = try KafkaPartitionReader(bootstrapServers: h.cluster.bootstrapServers, logger: h.logger)
+        let box = MessageBox()
+        try await reader.read(TopicPartition(topic: h.deadLetterTopic, partition: 0), from: 0, to: 2, timeoutMs: 10_000) { box.append($0) }
         await reader.close()
-        try #require(dead.count == 2)
+        let dead = box.all
+        #expect(dead.count == 2)
         let reasons = dead.map { m in m.headers.first { $0.name == "x-dlq-reason" }.flatMap { $0.value.map { String(decoding: $0, as: UTF8.self) } } }
         #expect(reasons == ["malformed_json", "schema_violation"])
         #expect(dead[0].value == Array("{oops".utf8))
@@ -149,3 +148,10 @@ final class MessageLog: Sendable {
 }
 
 import Synchronization
+
+/// Collects records from a reader's callback.
+final class MessageBox: Sendable {
+    private let messages = Mutex<[KafkaMessage]>([])
+    func append(_ message: KafkaMessage) { messages.withLock { $0.append(message) } }
+    var all: [KafkaMessage] { messages.withLock { $0 } }
+}

@@ -409,3 +409,40 @@ def test_kill_9_of_the_owner_of_a_busy_partition_loses_nothing():
         assert time.time() - killed < 120
     finally:
         replicas.close()
+
+
+def test_a_new_replica_is_ready_only_once_it_has_read_what_was_there_at_its_start():
+    """A rollout routes clients to a new pod once it is ready: by then it must show current data."""
+    kafka = MockKafka(topics=TOPICS)
+    bridge = None
+    try:
+        monitor = Monitor(kafka.bootstrap)
+        jobs = [f"job_backlog_{uuid.uuid4().hex[:6]}_{i}" for i in range(40)]
+        for job in jobs:
+            for e in a_job(job, videos=15):
+                monitor.send(job, e)
+        monitor.flush()
+        bridge = Bridge("--insecure-no-auth", "--group-id", "late-" + uuid.uuid4().hex[:6], kafka=kafka.bootstrap)
+        answers = []
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                status, body, _ = http_get(bridge.admin_url + "/readyz", timeout=1)
+            except OSError:
+                time.sleep(0.02)
+                continue
+            answers.append((status, body))
+            if status == 200:
+                break
+            time.sleep(0.02)
+        assert answers and answers[-1][0] == 200, answers[-3:]
+        # At its first "ready", every job of the backlog is there, complete.
+        states = [(job_state(bridge, job) or {}).get("state") for job in jobs]
+        assert states == ["completed"] * len(jobs), states
+        not_ready = [body for status, body in answers if status == 503]
+        print(f"\n{len(not_ready)} answers 503 before ready")
+        assert all(b"ingest" in body for body in not_ready), not_ready[:1]
+    finally:
+        if bridge is not None:
+            assert bridge.stop()[0] == 0
+        kafka.stop()
