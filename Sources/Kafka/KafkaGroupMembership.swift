@@ -68,6 +68,10 @@ public final class KafkaGroupMembership: Sendable {
         queue = QueueHandle(rd_kafka_queue_get_consumer(client.pointer)!, owner: client)
     }
 
+    /// Whether librdkafka considers this member's assignment lost (it was out of the group: session expired, or
+    /// stalled past `max.poll.interval.ms`): another member may own its partitions already.
+    public var isAssignmentLost: Bool { rd_kafka_assignment_lost(client.pointer) != 0 }
+
     /// Subscribes to the configured topics: the group starts assigning partitions to this member.
     public func join() throws(KafkaError) {
         let list = makePartitionList(configuration.topics.map { TopicPartitionOffset(topic: $0, partition: RD_KAFKA_PARTITION_UA, offset: 0) })
@@ -100,8 +104,13 @@ public final class KafkaGroupMembership: Sendable {
                 case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
                     changes.append(.revoked(partitions, lost: rd_kafka_assignment_lost(client.pointer) != 0))
                 default:
-                    // A rebalance error: librdkafka asks for the whole assignment to be dropped.
+                    // A rebalance error: librdkafka asks for the whole assignment to be dropped — as lost.
                     client.status.recordError(code: rd_kafka_event_error(event), reason: "rebalance failed")
+                    var current: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+                    if rd_kafka_assignment(client.pointer, &current) == RD_KAFKA_RESP_ERR_NO_ERROR, let current {
+                        changes.append(.revoked(partitionSet(current), lost: true))
+                        rd_kafka_topic_partition_list_destroy(current)
+                    }
                     _ = rd_kafka_assign(client.pointer, nil)
                 }
             case RD_KAFKA_EVENT_OFFSET_COMMIT:
@@ -121,9 +130,6 @@ public final class KafkaGroupMembership: Sendable {
                     }
                     commits.results.withLock { $0.committed.merge(done) { max($0, $1) } }
                 }
-            case RD_KAFKA_EVENT_ERROR:
-                let err = rd_kafka_event_error(event)
-                client.status.recordError(code: err, reason: rd_kafka_event_error_string(event).map { String(cString: $0) } ?? "")
             default:
                 break  // records fetched before their partition was paused: nobody reads them here
             }

@@ -136,6 +136,19 @@ public final class KafkaPartitionReader: Sendable {
         }
     }
 
+    /// librdkafka's cached high watermark of each partition (no request: as of its latest fetch).
+    public func highWatermarks(of partitions: some Collection<TopicPartition>) -> [TopicPartition: Int64] {
+        var result: [TopicPartition: Int64] = [:]
+        for partition in partitions {
+            var low: Int64 = 0
+            var high: Int64 = 0
+            if rd_kafka_get_watermark_offsets(client.pointer, partition.topic, partition.partition, &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR, high >= 0 {
+                result[partition] = high
+            }
+        }
+        return result
+    }
+
     /// Lag per partition: librdkafka's cached high watermark − `positions[partition]` (the next offset to handle).
     public func lags(positions: [TopicPartition: Int64]) -> [PartitionLag] {
         positions.map { partition, position in

@@ -254,12 +254,25 @@ def test_finished_jobs_are_forgotten_after_their_retention_also_across_restarts(
     assert wait_for(lambda: job_state(bridge, job) is None, timeout=15), "a finished job is forgotten after its retention"
     assert job_state(bridge, running) is not None, "running jobs stay"
     assert bridge.stop()[0] == 0
-    again = Bridge(*flags, kafka=mock_kafka.bootstrap).wait_ready()
+    again = Bridge(*flags, kafka=mock_kafka.bootstrap).wait_ready().wait_owning(4)
     try:
         assert job_state(again, running) is not None
         assert job_state(again, job) is None, "and it does not come back from the state topic"
+        # The same job id again, later in the stream: a new incarnation, which survives the next restart whole.
+        base = datetime.datetime(2026, 11, 24, 10, 0, 0, tzinfo=datetime.timezone.utc)  # the monitor's time origin
+        for e in a_job(job, videos=3, start_ms=int((at - base).total_seconds() * 1000) + 1000):
+            monitor.send(job, e, partition=0)
+        monitor.flush()
+        assert wait_for(lambda: (job_state(again, job) or {}).get("total_videos") == 3 and job_state(again, job)["state"] == "completed")
+        reborn = job_state(again, job)
+        time.sleep(2)  # a checkpoint
     finally:
         assert again.stop()[0] == 0
+    third = Bridge(*flags, kafka=mock_kafka.bootstrap).wait_ready()
+    try:
+        assert job_state(third, job) == reborn, "the new incarnation was checkpointed after the old one's tombstones"
+    finally:
+        assert third.stop()[0] == 0
 
 
 def test_jobs_that_stop_without_finishing_are_forgotten_after_the_idle_retention(mock_kafka):

@@ -149,7 +149,7 @@ class Watchers(threading.Thread):
         super().__init__(daemon=True)
         self.replicas = replicas
         self.jobs = jobs
-        self.received = {job: [] for job in jobs}  # (replica port, message), in arrival order
+        self.received = {job: [] for job in jobs}  # (connection number, replica port, message), in arrival order
         self.moves = {job: 0 for job in jobs}
         self.error = None
 
@@ -163,8 +163,9 @@ class Watchers(threading.Thread):
         await asyncio.wait_for(asyncio.gather(*(self.watch(job) for job in self.jobs)), timeout=240)
 
     async def watch(self, job):
-        last, current = None, None
+        last, current, connection = None, None, 0
         while True:
+            connection += 1
             bridge = self.replicas.pick(avoid=current)
             current = bridge
             url = f"{bridge.ws_url}/?job_id={job}&connection_id=watch-{job}"
@@ -174,7 +175,7 @@ class Watchers(threading.Thread):
                 async with websockets.connect(url, open_timeout=5, close_timeout=2) as ws:
                     while True:
                         message = json.loads(await asyncio.wait_for(ws.recv(), timeout=60))
-                        self.received[job].append((bridge.port, message))
+                        self.received[job].append((connection, bridge.port, message))
                         if message["type"] == "job.snapshot":
                             last = message["seq"]
                             if (message["data"]["job"] or {}).get("state") in ("completed", "failed", "canceled"):
@@ -192,7 +193,7 @@ class Watchers(threading.Thread):
 def accepted(received):
     """What the client rule keeps: snapshots (which reset the largest seq seen) and messages with a larger seq."""
     kept, last = [], None
-    for _, message in received:
+    for *_, message in received:
         if message["type"] == "job.snapshot":  # seq 0 before the job's first event
             kept.append(message)
             last = message["seq"]
@@ -220,7 +221,19 @@ def history(bridge, job):
 
 def assert_watched_without_gaps(job, received, reference):
     """The subscriber of `job` saw every message the reference has after its first snapshot, each identical to the
-    reference's, in order; a gap is allowed only where a snapshot filled it."""
+    reference's, in order; a gap is allowed only where a snapshot filled it. Every connection's own messages have
+    strictly increasing seqs (nothing twice, nothing backwards), and every reconnect resumed from a replica's
+    history (no `resume_unavailable`)."""
+    by_connection = {}
+    for number, _, message in received:
+        by_connection.setdefault(number, []).append(message)
+    for number, messages in by_connection.items():
+        seqs = [m["seq"] for m in messages if m["seq"] > 0 and m["type"] != "job.snapshot"]
+        assert seqs == sorted(set(seqs)), (job, number, seqs)
+        errors = [m for m in messages if m["type"] == "error"]
+        assert not errors, (job, number, errors)
+        if number > 1 and len(messages) >= 2:  # a reconnect that got further than its ack
+            assert any(m["type"] == "resume.ok" for m in messages), (job, number, messages[:3])
     kept = accepted(received)
     assert kept and kept[0]["type"] == "job.snapshot", (job, kept[:2])
     by_seq = {m["seq"]: m for m in reference}
@@ -315,18 +328,21 @@ def test_three_replicas_share_the_work_and_serve_the_same_job_identically():
         # State: only the owner checkpoints a job — one header record per checkpoint it changed in, not one per replica.
         consumer = Consumer({"bootstrap.servers": replicas.kafka.bootstrap, "group.id": "state-" + uuid.uuid4().hex,
                              "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10, "enable.auto.commit": False})
-        partition = partition_of(watched)
         consumer.assign([TopicPartition("progress.state", p, 0) for p in range(PARTITIONS)])
-        headers, quiet = 0, time.time()
+        headers, records, quiet = {job: 0 for job in jobs}, 0, time.time()
         while time.time() - quiet < 3:
             message = consumer.poll(0.2)
             if message is not None and not message.error():
                 quiet = time.time()
-                headers += message.key() == watched.encode()
+                records += 1
+                key = message.key().decode()
+                if key in headers:
+                    headers[key] += 1
         consumer.close()
-        checkpoints = metric(replicas.owner_of(partition), "progress_bridge_last_commit_timestamp_seconds")
-        assert 1 <= headers <= 3, f"{headers} header records of one job: its owner checkpointed it, the others did not"
-        assert checkpoints > 0
+        # Each job came in a burst of about half a second: its owner wrote its header once or twice (the burst may
+        # straddle a checkpoint); three writers would have written it at least three times.
+        assert all(1 <= n <= 2 for n in headers.values()), headers
+        assert records == sum(metric(b, "progress_bridge_state_records_written_total") for b in replicas.live)
     finally:
         replicas.close()
 
@@ -395,6 +411,11 @@ def test_kill_9_of_the_owner_of_a_busy_partition_loses_nothing():
         assert publisher.error is None, publisher.error
         watchers.join(timeout=180)
         assert not watchers.is_alive() and watchers.error is None, watchers.error
+        # The new owner read back and dead-lettered what it had rejected while the partition had no owner.
+        taken_over = [json.loads(line) for b in replicas.live for line in list(b.lines) if "took over: dead-lettered" in line]
+        assert any(int(entry["dead_letters"]) > 0 for entry in taken_over), taken_over
+        # And a replica started now, from the state the survivors wrote, agrees with them too.
+        replicas.add()
         clean = clean_run(replicas)
         try:
             assert_same_as_clean_run(replicas.live, clean, jobs)

@@ -100,11 +100,14 @@ public struct IngestService: Service {
                 await apply(change, to: &partitions)
             }
             for message in await reader.poll() {
+                if Task.isShuttingDownGracefully { break }  // the rest is read again by the next owner
                 let partition = TopicPartition(topic: message.topic, partition: message.partition)
                 guard case .done = await handle(message, &partitions[partition, default: PartitionProgress(position: message.offset)]) else { break }
                 partitions[partition]?.position = message.offset + 1
             }
             partitions.markCaughtUp(reader.positions())
+            // So that a resume from a replica further ahead can be told from a made-up last_seq (cheap: cached).
+            store.updateHighWatermarks(reader.highWatermarks(of: partitions.all))
             if !readiness.isIngestRunning, partitions.isCaughtUp {
                 readiness.ingestStarted(status: reader.status)
                 logger.info("caught up with the input topics: ready")
@@ -117,15 +120,9 @@ public struct IngestService: Service {
             metrics.kafkaUp.set(reader.status.allBrokersDown ? 0.0 : 1.0)
             if ContinuousClock.now - lastLagUpdate > .seconds(2) {
                 lastLagUpdate = .now
-                let positions = partitions.positions
-                var highWatermarks: [TopicPartition: Int64] = [:]
-                for lag in reader.lags(positions: positions) {
-                    guard let value = lag.lag else { continue }
-                    metrics.setLag(topic: lag.topic, partition: lag.partition, lag: value)
-                    let partition = TopicPartition(topic: lag.topic, partition: lag.partition)
-                    highWatermarks[partition] = (positions[partition] ?? 0) + value
+                for lag in reader.lags(positions: partitions.positions) {
+                    if let value = lag.lag { metrics.setLag(topic: lag.topic, partition: lag.partition, lag: value) }
                 }
-                store.updateHighWatermarks(highWatermarks)
                 for broker in reader.status.brokers {
                     if let rtt = broker.meanRoundTripSeconds { metrics.setBrokerRoundTrip(broker: broker.nodeId, seconds: rtt) }
                 }
@@ -172,6 +169,7 @@ public struct IngestService: Service {
                 }
                 try await reader.assign(starts.map { TopicPartitionOffset(topic: $0.key.topic, partition: $0.key.partition, offset: $0.value) })
                 let ends = try await reader.highWatermarks(all)
+                store.updateHighWatermarks(ends)
                 logger.info(
                     "reading every input partition", metadata: ["partitions": "\(all.count)", "behind": "\(ends.reduce(0) { $0 + max(0, $1.value - (starts[$1.key] ?? 0)) })"])
                 return Partitions(starts: starts, ends: ends)
@@ -287,6 +285,7 @@ public struct IngestService: Service {
         progress.forgotten += progress.forgottenAsReader
         progress.forgottenAsReader.removeAll()
         progress.ownedFrom = from
+        progress.committed = nil
         partitions[partition] = progress
     }
 
@@ -295,12 +294,16 @@ public struct IngestService: Service {
     /// runs ahead of the state.
     @discardableResult
     private func checkpoint(_ partitions: inout Partitions, _ which: Set<TopicPartition>) async -> Bool {
+        // Out of the group (a stall past max.poll.interval.ms, a session lost): another replica may own these
+        // partitions already; this one writes nothing until the group says what it owns.
+        if membership.isAssignmentLost { return false }
         let active = which.filter { partitions[$0]?.isActiveOwner ?? false }
         // Forgotten jobs: tombstones are the owner's business; readers keep them for a takeover.
         let owned = partitions.owned
         for job in store.takeForgotten() {
             guard let partition = job.partition else { continue }
-            partitions[partition]?.dirtyJobs.remove(job.jobId)
+            // A job started afresh since keeps its change mark: its new state is written after the tombstones.
+            if store.read(job.jobId, { _ in true }) == nil { partitions[partition]?.dirtyJobs.remove(job.jobId) }
             if owned.contains(partition) {
                 partitions[partition]?.forgotten.append(job)
             } else {
@@ -311,7 +314,7 @@ public struct IngestService: Service {
         let forgotten = active.flatMap { partitions[$0]?.forgotten ?? [] }
         do {
             if let durability, !jobs.isEmpty || !forgotten.isEmpty {
-                try await durability.changelog.write(jobs, forgotten: forgotten, from: store)
+                metrics.stateRecordsWritten.increment(by: Int64(try await durability.changelog.write(jobs, forgotten: forgotten, from: store)))
             }
             for partition in active {
                 partitions[partition]?.dirtyJobs.removeAll()
@@ -416,9 +419,20 @@ public struct IngestService: Service {
         var backoff = Duration.milliseconds(100)
         var blocked = false
         let firstAttempt = ContinuousClock.now
+        var shutdownSeen: ContinuousClock.Instant?
+        // Once handed to the producer, a dead letter may still be delivered: on shutdown wait a little for its report
+        // (so that the next owner does not write it again), but never let a broken topic hold shutdown up; nor keep
+        // writing for a partition this replica has lost.
+        func abandon() -> Bool {
+            if membership.isAssignmentLost { return true }
+            guard Task.isShuttingDownGracefully else { return false }
+            let seen = shutdownSeen ?? ContinuousClock.now
+            shutdownSeen = seen
+            return ContinuousClock.now - seen > .seconds(5)
+        }
         while true {
             do {
-                try await deadLetterProducer.sendAll([record.record], abandonIf: { Task.isShuttingDownGracefully })
+                try await deadLetterProducer.sendAll([record.record], abandonIf: abandon)
                 metrics.eventsDeadLettered.increment()
                 if blocked {
                     readiness.deadLettersBlocked(nil)
@@ -445,7 +459,7 @@ public struct IngestService: Service {
                     blocked = true
                 }
             }
-            if Task.isShuttingDownGracefully || Task.isCancelled { return false }
+            if Task.isShuttingDownGracefully || Task.isCancelled || membership.isAssignmentLost { return false }
             try? await Task.sleep(for: backoff)
             backoff = min(backoff * 2, .seconds(5))
         }

@@ -46,7 +46,9 @@ public struct StateChangelog: Sendable {
 
     /// Writes the changes of `jobs` and tombstones for `forgotten`, and waits for every acknowledgement.
     /// On failure the change marks of `jobs` are given back to the store, so the next checkpoint writes them again.
-    func write(_ jobs: some Collection<String>, forgotten: [ForgottenJob] = [], from store: JobStore) async throws {
+    /// Returns the number of records written.
+    @discardableResult
+    func write(_ jobs: some Collection<String>, forgotten: [ForgottenJob] = [], from store: JobStore) async throws -> Int {
         let encoder = JSONEncoder()
         var records: [KafkaRecord] = []
         var headers: [KafkaRecord] = []
@@ -73,6 +75,7 @@ public struct StateChangelog: Sendable {
             // not committed, so its events are read again and its header follows with the next checkpoint.
             try await producer.sendAll(records)
             try await producer.sendAll(headers)
+            return records.count + headers.count
         } catch {
             for (jobId, videoIds) in taken { store.markChanged(jobId, videoIds: videoIds) }
             throw error

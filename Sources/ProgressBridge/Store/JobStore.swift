@@ -189,14 +189,17 @@ public final class JobStore: Sendable {
     private func apply(_ event: ProgressEvent, at origin: EventOrigin?, to channel: JobChannel) -> ApplyOutcome? {
         let limits = self.limits
         let book = origin?.partition ?? Self.unpartitioned
-        // The stream time with this event in it; it moves only with events that are applied (or already were): so a
-        // replica restored from the state topic has the stream time of one that read everything.
+        // The stream time with this event in it; it moves only with events that are applied: so a replica restored
+        // from the state topic has the stream time of one that read everything.
         let streamTime = max(self.streamTime(book) ?? .min, event.occurredAt)
         let jobsPerPartition = self.jobsPerPartition
         // At the cap, jobs past their retention do not count, whether or not a sweep removed them yet (and whoever
         // watches them): every replica refuses the same jobs.
+        // (Counted only for a job that is new here: a flood of new job ids at the cap scans, the jobs already held do not.)
         var expiredInPartition = 0
-        if let origin, partitions.withLock({ $0[origin.partition]?.jobs ?? 0 }) >= jobsPerPartition {
+        if let origin, partitions.withLock({ $0[origin.partition]?.jobs ?? 0 }) >= jobsPerPartition,
+            channel.state.withLock({ $0.aggregate == nil || $0.isExpired(at: streamTime, limits: limits) })
+        {
             expiredInPartition = countExpired(in: origin.partition, at: streamTime)
         }
         var expired: ForgottenJob?
@@ -216,6 +219,8 @@ public final class JobStore: Sendable {
                 endedActive = !(aggregate.state?.isTerminal ?? false)
                 s.aggregate = nil
                 s.dirtyVideos = []
+                // What the old incarnation said can no longer be replayed: a resume from before now gets a snapshot.
+                s.historyFrom = max(s.historyFrom, origin.map(\.offset) ?? s.seq)
             }
             let wasNew = s.aggregate == nil
             if wasNew {
@@ -572,10 +577,12 @@ private enum Handling {
         }
     }
 
+    /// Only applied events move the stream time: a covered one was applied before the state it was restored from,
+    /// whose stream time came back with it (and on a replica that read it, it may have been a duplicate).
     var movesStreamTime: Bool {
         switch self {
-        case .applied, .covered: true
-        case .other: false
+        case .applied: true
+        case .covered, .other: false
         }
     }
 }

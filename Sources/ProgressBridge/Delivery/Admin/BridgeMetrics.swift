@@ -39,6 +39,7 @@ public final class BridgeMetrics: Sendable {
     let lastCommit: Gauge
     let partitionsOwned: Gauge
     let inputPartitions: Gauge
+    let stateRecordsWritten: Counter
     let handoverDeadLettersMissed: Counter
 
     /// Creates every metric up front so a scrape shows them all from the start.
@@ -99,6 +100,8 @@ public final class BridgeMetrics: Sendable {
             descriptor: .bridge("last_commit_timestamp_seconds", "Unix time of the last successful checkpoint (state written, offsets committed)."))
         partitionsOwned = registry.makeGauge(
             descriptor: .bridge("partitions_owned", "Input partitions this replica owns in the consumer group (it dead-letters, checkpoints and commits for them)."))
+        stateRecordsWritten = registry.makeCounter(
+            descriptor: .bridge("state_records_written_total", "Records this replica wrote to the state topic (job headers, videos, tombstones) as the owner of their partitions."))
         inputPartitions = registry.makeGauge(
             descriptor: .bridge("input_partitions", "Partitions of the input topics (every replica reads all of them)."))
         handoverDeadLettersMissed = registry.makeCounter(
