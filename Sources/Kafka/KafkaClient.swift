@@ -62,6 +62,8 @@ final class KafkaClientHandle: @unchecked Sendable {
     let pointer: OpaquePointer
     let status: KafkaClientStatus
     private let statusBox: Unmanaged<KafkaClientStatus>
+    /// Set when a consumer's close did not finish in time: destroying must not try again (it would wait as long).
+    let skipConsumerClose = Atomic<Bool>(false)
 
     init(type: rd_kafka_type_t, properties: KafkaProperties, logger: Logger, configure: (OpaquePointer) -> Void = { _ in }) throws(KafkaError) {
         let conf = try properties.makeConf()
@@ -102,7 +104,11 @@ final class KafkaClientHandle: @unchecked Sendable {
     }
 
     deinit {
-        rd_kafka_destroy(pointer)
+        if skipConsumerClose.load(ordering: .acquiring) {
+            rd_kafka_destroy_flags(pointer, Int32(RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE))
+        } else {
+            rd_kafka_destroy(pointer)
+        }
         statusBox.release()
     }
 }

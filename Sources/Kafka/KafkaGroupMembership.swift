@@ -199,8 +199,8 @@ public final class KafkaGroupMembership: Sendable {
 
     /// Leaves the group at once (so its partitions move without waiting out a session); `onRevoke` runs for
     /// the partitions taken away on the way out, before they are given back (and their stored offsets committed).
-    /// Safe to call more than once.
-    public func leave(onRevoke: (Set<TopicPartition>, Bool) async -> Void) async {
+    /// Gives up after `closeTimeout` (default 10 s). Safe to call more than once.
+    public func leave(closeTimeout: Duration = .seconds(10), onRevoke: (Set<TopicPartition>, Bool) async -> Void) async {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let client = self.client
         let queue = self.queue
@@ -211,8 +211,15 @@ public final class KafkaGroupMembership: Sendable {
             return false
         }
         if started {
-            let deadline = ContinuousClock.now + .seconds(30)
-            while await blocking({ rd_kafka_consumer_closed(client.pointer) == 0 }), ContinuousClock.now < deadline {
+            // Bounded, so that shutdown fits the pod's grace period whatever the group does; after it, the group
+            // notices the member's absence when its session expires.
+            let deadline = ContinuousClock.now + closeTimeout
+            while await blocking({ rd_kafka_consumer_closed(client.pointer) == 0 }) {
+                guard ContinuousClock.now < deadline else {
+                    client.skipConsumerClose.store(true, ordering: .releasing)
+                    client.status.logger.warning("leaving the consumer group did not finish in time; the group notices at the session timeout")
+                    return
+                }
                 for change in await blocking({ [commits] in Self.serve(queue, client: client, commits: commits, timeoutMs: 100) }) {
                     if case .revoked(let partitions, let lost) = change { await onRevoke(partitions, lost) }
                     await acknowledge(change)
