@@ -12,6 +12,8 @@ public final class KafkaPartitionReader: Sendable {
     private let maxBatch: Int
     private let pollTimeoutMs: Int32
 
+    var clientHandle: KafkaClientHandle { client }
+
     /// What librdkafka reported (errors, broker reachability from its statistics).
     public var status: KafkaClientStatus { client.status }
 
@@ -35,6 +37,21 @@ public final class KafkaPartitionReader: Sendable {
         client = try KafkaClientHandle(type: RD_KAFKA_CONSUMER, properties: effective, logger: logger)
         rd_kafka_poll_set_consumer(client.pointer)
         queue = QueueHandle(rd_kafka_queue_get_consumer(client.pointer)!, owner: client)
+    }
+
+    /// Which of `topics` the cluster does not have (from its metadata).
+    public func missingTopics(_ topics: [String], timeoutMs: Int32 = 10_000) async throws(KafkaError) -> [String] {
+        let client = self.client
+        return try await blocking { () -> Result<[String], KafkaError> in
+            var missing: [String] = []
+            for topic in topics {
+                switch client.partitions(of: topic, timeoutMs: timeoutMs) {
+                case .success(let ids): if ids.isEmpty { missing.append(topic) }
+                case .failure(let error): return .failure(error)
+                }
+            }
+            return .success(missing)
+        }.get()
     }
 
     /// Every partition of `topics` (from the cluster's metadata); a topic that does not exist has none.

@@ -10,7 +10,7 @@ import pytest
 import websockets
 from confluent_kafka import Consumer, TopicPartition
 
-from conftest import BINARY, ROOT, Bridge, http_get, job_state, receive_until, wait_for
+from conftest import BINARY, ROOT, Bridge, http_get, job_state, metric, receive_until, wait_for
 from monitor import Monitor, a_job, event
 
 
@@ -320,3 +320,27 @@ def test_a_large_snapshot_arrives_whole(bridge):
     snapshot = asyncio.run(scenario())[-1]
     assert snapshot["data"]["videos_total"] == 300 and len(snapshot["data"]["videos"]) == 300
     assert len(json.dumps(snapshot)) > 300_000
+
+
+def test_under_steady_traffic_checkpoints_commit_and_the_dashboard_queries_only_exported_metrics(tmp_path):
+    """The embedded default (the demo monitor publishes all the time): the last committed checkpoint stays recent,
+    and every metric the Grafana dashboard queries is one the bridge exports."""
+    b = Bridge().wait_ready().wait_owning(4)
+    try:
+        samples = []
+        for _ in range(4):
+            time.sleep(2)
+            samples.append((time.time(), metric(b, "progress_bridge_last_commit_timestamp_seconds")))
+        assert all(now - last < 5 for now, last in samples), samples
+        assert samples[-1][1] > samples[0][1], f"the last commit advances while events arrive: {samples}"
+        # Labelled families appear with their first sample (lag and round trips within a few seconds).
+        assert wait_for(lambda: "progress_bridge_consumer_lag{" in http_get(b.admin_url + "/metrics")[1].decode()
+                        and "progress_bridge_kafka_broker_rtt_seconds{" in http_get(b.admin_url + "/metrics")[1].decode(), timeout=20)
+        scrape = tmp_path / "metrics.txt"
+        scrape.write_bytes(http_get(b.admin_url + "/metrics")[1])
+        check = subprocess.run([shutil.which("python3") or "python3", str(ROOT / "deploy" / "check_dashboard.py"),
+                                str(ROOT / "deploy" / "grafana" / "progress-bridge.json"), str(scrape)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert "all exported" in check.stdout
+    finally:
+        assert b.stop()[0] == 0

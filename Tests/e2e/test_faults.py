@@ -7,7 +7,7 @@ import uuid
 
 import websockets
 
-from conftest import Bridge, http_get, job_state, metric, wait_for
+from conftest import Bridge, MockKafka, http_get, job_state, metric, wait_for
 from monitor import Monitor, a_job, event
 
 
@@ -303,3 +303,25 @@ def test_jobs_that_stop_without_finishing_are_forgotten_after_the_idle_retention
         assert job_state(again, silent) is None, "and it does not come back from the state topic"
     finally:
         assert again.stop()[0] == 0
+
+
+def test_a_missing_topic_keeps_the_bridge_unready_and_says_which():
+    kafka = MockKafka()
+    # The mock creates any topic a client asks about; this makes it answer "unknown topic" for the dead-letter topic.
+    kafka.command("topic-error progress.events.dlq 3")
+    bridge = Bridge("--insecure-no-auth", kafka=kafka.bootstrap)
+    try:
+        def refused():
+            try:
+                status, body, _ = http_get(bridge.admin_url + "/readyz", timeout=1)
+            except OSError:
+                return None
+            return body.decode() if status == 503 and "progress.events.dlq" in body.decode() else None
+        assert wait_for(lambda: refused() is not None, timeout=30), "".join(bridge.lines[-10:])
+        assert "does not create topics" in refused()
+        assert any("cannot start ingest" in line and "progress.events.dlq" in line for line in bridge.lines)
+        status, _, _ = http_get(bridge.admin_url + "/healthz")
+        assert status == 200, "alive, only not ready"
+    finally:
+        assert bridge.stop()[0] == 0
+        kafka.stop()

@@ -89,6 +89,8 @@ public struct IngestService: Service {
     }
 
     public func run() async throws {
+        // Start-up (restoring the state topic) is not a stall: the clock of the commits alert starts now.
+        metrics.lastCommit.set(Double(WallClock.nowMs()) / 1000)
         guard var partitions = await start() else { return }
         try membership.join()
         logger.info("consuming", metadata: ["topics": "\(topics.joined(separator: ","))", "group": "\(membership.configuration.groupId)"])
@@ -147,8 +149,8 @@ public struct IngestService: Service {
     private func start() async -> Partitions? {
         while true {
             do {
+                try await checkTopics()
                 let all = try await reader.partitions(of: topics)
-                guard !all.isEmpty else { throw KafkaError(code: -1, message: "the input topics \(topics) have no partitions (do they exist?)") }
                 store.setPartitionCount(all.count)
                 metrics.inputPartitions.set(Double(all.count))
                 // Committed offsets first, state second: the state topic's end then covers at least every committed
@@ -172,12 +174,35 @@ public struct IngestService: Service {
                 store.updateHighWatermarks(ends)
                 logger.info(
                     "reading every input partition", metadata: ["partitions": "\(all.count)", "behind": "\(ends.reduce(0) { $0 + max(0, $1.value - (starts[$1.key] ?? 0)) })"])
+                readiness.startupBlocked(nil)
                 return Partitions(starts: starts, ends: ends)
             } catch {
-                logger.error("start-up failed (state restore or input partitions); retrying", metadata: ["error": "\(error)"])
+                logger.error("cannot start ingest; retrying", metadata: ["error": "\(error)"])
+                readiness.startupBlocked("\(error)")
                 if Task.isShuttingDownGracefully || Task.isCancelled { return nil }
                 try? await Task.sleep(for: .seconds(2))
             }
+        }
+    }
+
+    /// The topics must exist (the bridge does not create topics), and the state topic must be compacted — checked
+    /// where the cluster lets the bridge read topic configurations. Throws what is wrong, precisely.
+    private func checkTopics() async throws {
+        let stateTopic = durability?.changelog.topic
+        let needed = topics + [deadLetterTopic] + (stateTopic.map { [$0] } ?? [])
+        let missing = try await reader.missingTopics(needed)
+        guard missing.isEmpty else {
+            throw StartupError(
+                "the cluster has no topic \(missing.joined(separator: ", ")); the bridge does not create topics: create them (deploy/kubernetes/topics, or the kafka-topics.sh commands in deploy/README.md)")
+        }
+        switch await reader.topicConfigs([deadLetterTopic] + (stateTopic.map { [$0] } ?? [])) {
+        case .failure(let error):
+            logger.notice("topic configurations not readable here; the state topic's cleanup.policy is not checked", metadata: ["error": "\(error)"])
+        case .success(let configs):
+            let verdict = TopicConfigCheck(stateTopic: stateTopic, deadLetterTopic: deadLetterTopic, deadLetterMaxBytes: deadLetterMaxBytes).verdict(configs)
+            if let problem = verdict.problem { throw StartupError(problem) }
+            for warning in verdict.warnings { logger.warning("\(warning)") }
+            logger.info("topics checked", metadata: ["topics": "\(needed.joined(separator: ","))"])
         }
     }
 
@@ -286,6 +311,8 @@ public struct IngestService: Service {
         progress.forgottenAsReader.removeAll()
         progress.ownedFrom = from
         progress.committed = nil
+        progress.stored.removeAll()
+        progress.confirmedAt = WallClock.nowMs()
         partitions[partition] = progress
     }
 
@@ -325,17 +352,28 @@ public struct IngestService: Service {
                 return TopicPartitionOffset(topic: p.topic, partition: p.partition, offset: progress.position)
             }
             try membership.store(due)
-            for entry in due { partitions[TopicPartition(topic: entry.topic, partition: entry.partition)]?.committed = entry.offset }
-            partitions.checkpointFailures = 0
-            // Up to date: every stored offset of the partitions owned is committed (librdkafka commits them every
-            // second; a replica that owns nothing has nothing to commit).
-            let commits = membership.commitResults
-            if partitions.owned.allSatisfy({ p in
-                guard let progress = partitions[p], progress.isActiveOwner else { return false }
-                return (commits.committed[p] ?? -1) >= (progress.committed ?? -1)
-            }) {
-                metrics.lastCommit.set(Double(WallClock.nowMs()) / 1000)
+            let now = WallClock.nowMs()
+            for entry in due {
+                let partition = TopicPartition(topic: entry.topic, partition: entry.partition)
+                partitions[partition]?.committed = entry.offset
+                partitions[partition]?.stored.append((entry.offset, now))
             }
+            partitions.checkpointFailures = 0
+            // The last checkpoint whose offsets librdkafka committed (it commits stored offsets every second), over the
+            // partitions owned; one with nothing waiting is up to date now, and a replica that owns nothing has nothing
+            // to commit.
+            let commits = membership.commitResults
+            var committedAt = now
+            for p in partitions.owned {
+                guard var progress = partitions[p], progress.isActiveOwner else {
+                    committedAt = min(committedAt, partitions[p]?.confirmedAt ?? 0)
+                    continue
+                }
+                progress.confirm(committedThrough: commits.committed[p] ?? -1, now: now)
+                committedAt = min(committedAt, progress.confirmedAt)
+                partitions[p] = progress
+            }
+            if committedAt > 0 { metrics.lastCommit.set(Double(committedAt) / 1000) }
             if commits.failures > partitions.commitFailuresSeen {
                 metrics.checkpointFailures.increment(by: Int64(commits.failures - partitions.commitFailuresSeen))
                 logger.warning("offset commits failed; librdkafka retries with the next", metadata: ["error": "\(commits.lastError ?? "")", "failures": "\(commits.failures)"])
@@ -481,6 +519,10 @@ struct PartitionProgress {
     var ownedFrom: Int64?
     /// The last offset this replica stored for commit.
     var committed: Int64?
+    /// Offsets stored and when, until librdkafka reports them committed.
+    var stored = Deque<(offset: Int64, at: Int64)>()
+    /// When the latest checkpoint librdkafka committed was taken (ms); now, when nothing waits.
+    var confirmedAt: Int64 = 0
     /// Jobs changed since this replica last checkpointed them (kept by readers too, for a takeover).
     var dirtyJobs = Set<String>()
     /// Jobs forgotten (retention) whose tombstones are due.
@@ -502,6 +544,15 @@ struct PartitionProgress {
 
     /// Whether this replica dead-letters the event at `offset`.
     func ownsSideEffects(at offset: Int64) -> Bool { ownedFrom.map { offset >= $0 } ?? false }
+
+    /// Drops the stored offsets librdkafka committed; the newest of them dates the last committed checkpoint.
+    mutating func confirm(committedThrough offset: Int64, now: Int64) {
+        while let first = stored.first, first.offset <= offset {
+            confirmedAt = first.at
+            stored.removeFirst()
+        }
+        if stored.isEmpty { confirmedAt = now }
+    }
 
     mutating func rememberForgotten(_ job: ForgottenJob, limit: Int) {
         forgottenAsReader.append(job)

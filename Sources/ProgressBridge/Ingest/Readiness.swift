@@ -6,6 +6,7 @@ public final class Readiness: Sendable {
     private let ingestRunning = Atomic<Bool>(false)
     private let kafkaStatus = Mutex<KafkaClientStatus?>(nil)
     private let deadLetterProblem = Mutex<String?>(nil)
+    private let startupProblem = Mutex<String?>(nil)
 
     public init() {}
 
@@ -17,6 +18,11 @@ public final class Readiness: Sendable {
     /// A dead-letter write Kafka refuses for good: ingest holds (nothing is skipped) until it is fixed.
     func deadLettersBlocked(_ reason: String?) {
         deadLetterProblem.withLock { $0 = reason }
+    }
+
+    /// What keeps ingest from starting (a missing topic, a state topic that is not compacted), until it is fixed.
+    func startupBlocked(_ reason: String?) {
+        startupProblem.withLock { $0 = reason }
     }
 
     /// Whether ingest has started (and caught up with the input topics).
@@ -32,8 +38,9 @@ public final class Readiness: Sendable {
         let status = kafkaStatus.withLock { $0 }
         let kafkaOK = status.map { !$0.allBrokersDown } ?? false
         let blocked = deadLetterProblem.withLock { $0 }
+        let startup = startupProblem.withLock { $0 }
         return [
-            ("ingest", running, running ? nil : "restoring state or catching up with the input topics"),
+            ("ingest", running, running ? nil : startup ?? "restoring state or catching up with the input topics"),
             ("kafka", kafkaOK, kafkaOK ? nil : (status?.lastError ?? "not connected yet")),
             ("dead_letters", blocked == nil, blocked.map { "ingest holds: the dead-letter topic refuses writes: \($0)" }),
         ]
