@@ -12,7 +12,7 @@ packages its apt-get line installs, runs its RUN command inside (users, groups),
 WORKDIR: `--help`, `validate` on a sample event, and the embedded default until `/readyz` is 200 and a WebSocket
 subscriber receives a snapshot. A missing shared library or schema path fails here.
 
-Usage: deploy/check_image.py [--work DIR]   (root required: debootstrap, chroot, mount namespaces)
+Usage: deploy/check_image.py [--work DIR] [--dockerfile FILE]   (root: debootstrap, chroot, mount namespaces)
 """
 import argparse
 import asyncio
@@ -133,6 +133,12 @@ def ensure_packages(packages):
 def build_stage(stage, work, patterns):
     """Runs the build stage in `work/root` (the stage's filesystem paths under it). Returns that root."""
     root = work / "build-root"
+    # A fresh layout every run; only SwiftPM's build folder survives between local runs (as a build cache would):
+    # CI starts from a new clone, so it builds from scratch.
+    cache = work / "swiftpm-build-cache"
+    for previous in root.glob("*/.build"):
+        shutil.rmtree(cache, ignore_errors=True)
+        previous.rename(cache)
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     workdir, mounts = "/", set()
@@ -154,6 +160,8 @@ def build_stage(stage, work, patterns):
             if "apt-get" in arguments:
                 ensure_packages(apt_packages(arguments))
                 continue
+            if cache.exists() and workdir != "/":
+                cache.rename(root / workdir.lstrip("/") / ".build")
             for path in re.findall(r"(?<![\w$.])(/[a-z]+)/", arguments):
                 if path not in ("/usr", "/bin", "/etc", "/tmp", "/opt", "/var", "/lib", "/proc", "/dev"):
                     mounts.add(path)
@@ -325,11 +333,13 @@ async def subscribe(port):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", default=str(ROOT / ".build-image"), help="working directory (kept between runs: the root filesystem is reused)")
-    work = pathlib.Path(parser.parse_args().work)
+    parser.add_argument("--dockerfile", default=str(DOCKERFILE), help="the Dockerfile to prove (default deploy/Dockerfile)")
+    arguments = parser.parse_args()
+    work = pathlib.Path(arguments.work)
     if os.geteuid() != 0:
         fail("needs root (debootstrap, chroot, mount namespaces)")
     work.mkdir(parents=True, exist_ok=True)
-    stages = parse_dockerfile(DOCKERFILE)
+    stages = parse_dockerfile(pathlib.Path(arguments.dockerfile))
     if len(stages) != 2 or stages[0]["name"] != "build":
         fail(f"expected two stages, the first named build; found {[(s['from'], s['name']) for s in stages]}")
     expected = re.search(r"swift-(\d+\.\d+)", subprocess.run(["swift", "--version"], capture_output=True, text=True).stdout)

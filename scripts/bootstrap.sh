@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing progress-bridge needs, when it is missing:
-# librdkafka (Debian librdkafka-dev), promtool (Debian prometheus), and the Python test clients.
+# librdkafka (Debian librdkafka-dev), promtool (Debian prometheus), debootstrap (for the image check), and the
+# Python test clients.
 # Set BOOTSTRAP_FORCE=1 (CI does) to run apt-get and pip even when everything looks present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,9 @@ pkg-config --exists rdkafka 2>/dev/null || need_apt+=(librdkafka-dev)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v pip3 >/dev/null || python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
-if [ "${BOOTSTRAP_FORCE:-0}" = 1 ]; then need_apt=(librdkafka-dev pkg-config prometheus python3-pip python3-venv); fi
+# The image check (scripts/check-image.sh) builds the runtime stage's root filesystem with debootstrap.
+if [ "${1:-}" = "--test-tools" ]; then command -v debootstrap >/dev/null || need_apt+=(debootstrap); fi
+if [ "${BOOTSTRAP_FORCE:-0}" = 1 ]; then need_apt=(librdkafka-dev pkg-config prometheus python3-pip python3-venv debootstrap); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need_apt[*]}" >&2
   as_root apt-get update -q
