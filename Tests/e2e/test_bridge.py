@@ -342,5 +342,10 @@ def test_under_steady_traffic_checkpoints_commit_and_the_dashboard_queries_only_
                                 str(ROOT / "deploy" / "grafana" / "progress-bridge.json"), str(scrape)], capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
         assert "all exported" in check.stdout
+        # And the README documents every metric the bridge exports.
+        families = {line.split()[2] for line in scrape.read_text().splitlines() if line.startswith("# TYPE progress_bridge_")}
+        readme = (ROOT / "README.md").read_text()
+        undocumented = sorted(f for f in families if f"`{f.removeprefix('progress_bridge_')}" not in readme and f"`{f}" not in readme)
+        assert len(families) >= 30 and not undocumented, undocumented
     finally:
         assert b.stop()[0] == 0
