@@ -84,6 +84,16 @@ let package = Package(
             dependencies: ["JSONSchema", "ProgressContract"],
             path: "Benchmarks/ValidatorBenchmark"
         ),
+        // The service's benchmark harness (ingest against raw librdkafka, in one run); see BENCHMARKS.md.
+        .executableTarget(
+            name: "bridge-benchmark",
+            dependencies: [
+                "ProgressBridge", "Kafka", "CRdKafka", "JSONSchema", "ProgressAggregation", "ProgressContract",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/BridgeBenchmark"
+        ),
         .testTarget(name: "JSONSchemaTests", dependencies: ["JSONSchema"]),
         .testTarget(name: "ProgressContractTests", dependencies: ["ProgressContract"]),
         .testTarget(
