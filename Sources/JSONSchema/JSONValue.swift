@@ -169,18 +169,12 @@ extension JSONValue {
         return String(decoding: out, as: UTF8.self)
     }
 
-    func write(into out: inout [UInt8]) {
+    /// Appends this value's JSON text (UTF-8) to `out`.
+    public func write(into out: inout [UInt8]) {
         switch self {
         case .null: out.append(contentsOf: "null".utf8)
         case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
-        case .number(let n):
-            if let i = n.integer {
-                JSONValue.writeInteger(i, into: &out)
-            } else if n.double.isFinite {
-                out.append(contentsOf: String(n.double).utf8)
-            } else {
-                out.append(contentsOf: "null".utf8)
-            }
+        case .number(let n): JSONValue.writeNumber(n, into: &out)
         case .string(let s): JSONValue.writeEscaped(s, into: &out)
         case .array(let items):
             out.append(UInt8(ascii: "["))
@@ -199,6 +193,18 @@ extension JSONValue {
                 members[key]!.write(into: &out)
             }
             out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    /// Appends a number as `serialized()` writes it: integral values as integers, others as Swift prints doubles,
+    /// non-finite ones as `null`.
+    public static func writeNumber(_ number: JSONNumber, into out: inout [UInt8]) {
+        if let i = number.integer {
+            writeInteger(i, into: &out)
+        } else if number.double.isFinite {
+            out.append(contentsOf: String(number.double).utf8)
+        } else {
+            out.append(contentsOf: "null".utf8)
         }
     }
 

@@ -64,6 +64,53 @@ extension VideoProgress {
     }
 }
 
+extension VideoProgress {
+    /// Appends exactly the bytes `json.serialized()` gives (keys in sorted order), without building the JSON tree:
+    /// every video event's message carries one, so this is on ingest's hot path.
+    public func writeJSON(into out: inout [UInt8]) {
+        func key(_ name: StaticString, first: Bool = false) {
+            if !first { out.append(UInt8(ascii: ",")) }
+            out.append(UInt8(ascii: "\""))
+            out.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+            out.append(contentsOf: "\":".utf8)
+        }
+        func string(_ value: String?) {
+            if let value { JSONValue.writeEscaped(value, into: &out) } else { out.append(contentsOf: "null".utf8) }
+        }
+        func number(_ value: JSONNumber?) {
+            if let value { JSONValue.writeNumber(value, into: &out) } else { out.append(contentsOf: "null".utf8) }
+        }
+        out.append(UInt8(ascii: "{"))
+        key("attempt", first: true)
+        number(attempt.map { JSONNumber(Int64($0)) })
+        key("error")
+        if let error { error.json.write(into: &out) } else { out.append(contentsOf: "null".utf8) }
+        key("id")
+        string(id)
+        key("job_id")
+        string(jobId)
+        key("output_url")
+        string(outputURL)
+        key("processing_ms")
+        number(processingMs.map { JSONNumber($0) })
+        key("progress_percent")
+        number(progressPercent.map { JSONNumber($0) })
+        key("retryable")
+        if let retryable { out.append(contentsOf: (retryable ? "true" : "false").utf8) } else { out.append(contentsOf: "null".utf8) }
+        key("row_index")
+        number(rowIndex.map { JSONNumber(Int64($0)) })
+        key("stage")
+        string(stage)
+        key("state")
+        string(state.rawValue)
+        key("title")
+        string(title)
+        key("updated_at")
+        string(RFC3339.format(milliseconds: updatedAt))
+        out.append(UInt8(ascii: "}"))
+    }
+}
+
 extension ErrorInfo {
     /// `{code, message}`.
     public var json: JSONValue { .object(["code": .string(code), "message": .string(message)]) }

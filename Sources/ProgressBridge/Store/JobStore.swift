@@ -252,18 +252,18 @@ public final class JobStore: Sendable {
             s.lastChangedAt = streamTime
             s.seq = origin?.seq ?? s.seq.adding(saturating: 1)
             s.headerDirty = true
-            let data: JSONValue
+            let writeData: (inout [UInt8]) -> Void
             if event.type.isJobEvent {
-                data = aggregate.progress().json
+                let progress = aggregate.progress().json
+                writeData = { progress.write(into: &$0) }
             } else if let id = event.payload.videoId, let video = aggregate.videos[id] {
                 s.dirtyVideos.insert(id)
-                data = video.json
+                writeData = { video.writeJSON(into: &$0) }
             } else {
-                data = .null
+                writeData = { $0.append(contentsOf: "null".utf8) }
             }
-            let message = OutboundMessage.make(
-                type: event.type.rawValue, jobId: event.jobId, seq: s.seq, ts: event.occurredAt, occurredAt: event.occurredAt,
-                data: data, extra: ["event_id": .string(event.eventId)])
+            let message = OutboundMessage.event(
+                type: event.type.rawValue, jobId: event.jobId, seq: s.seq, occurredAt: event.occurredAt, eventId: event.eventId, writeData: writeData)
             s.remember(message, limit: limits.historyPerJob, byteLimit: limits.historyBytesPerJob)
             s.deliver(message)
             let isTerminal = aggregate.state?.isTerminal ?? false

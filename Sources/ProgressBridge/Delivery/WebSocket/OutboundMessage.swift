@@ -31,6 +31,29 @@ public struct OutboundMessage: Sendable {
         return OutboundMessage(type: type, jobId: jobId, seq: seq, occurredAt: occurredAt, text: JSONValue.object(object).serialized())
     }
 
+    /// An event's message, `{"data","event_id","job_id","seq","ts","type"}` — the bytes `make` gives for it, written
+    /// straight (keys in sorted order) with `data` from `writeData`: one per applied event, on ingest's hot path.
+    static func event(
+        type: String, jobId: String, seq: Int64, occurredAt: Int64, eventId: String, writeData: (inout [UInt8]) -> Void
+    ) -> OutboundMessage {
+        var out: [UInt8] = []
+        out.reserveCapacity(512)
+        out.append(contentsOf: #"{"data":"#.utf8)
+        writeData(&out)
+        out.append(contentsOf: #","event_id":"#.utf8)
+        JSONValue.writeEscaped(eventId, into: &out)
+        out.append(contentsOf: #","job_id":"#.utf8)
+        JSONValue.writeEscaped(jobId, into: &out)
+        out.append(contentsOf: #","seq":"#.utf8)
+        JSONValue.writeNumber(JSONNumber(seq), into: &out)
+        out.append(contentsOf: #","ts":"#.utf8)
+        JSONValue.writeEscaped(RFC3339.format(milliseconds: occurredAt), into: &out)
+        out.append(contentsOf: #","type":"#.utf8)
+        JSONValue.writeEscaped(type, into: &out)
+        out.append(UInt8(ascii: "}"))
+        return OutboundMessage(type: type, jobId: jobId, seq: seq, occurredAt: occurredAt, text: String(decoding: out, as: UTF8.self))
+    }
+
     /// `{"type":"error","data":{"code","message"}}`.
     static func error(code: String, message: String, jobId: String? = nil, now: Int64) -> OutboundMessage {
         make(type: "error", jobId: jobId, seq: 0, ts: now, occurredAt: nil, data: .object(["code": .string(code), "message": .string(message)]))
