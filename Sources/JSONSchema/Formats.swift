@@ -93,20 +93,46 @@ public enum RFC3339 {
     /// Formats epoch milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
     /// Instants outside years 0000–9999 (which RFC 3339 cannot write) are clamped to that range.
     public static func format(milliseconds unclamped: Int64) -> String {
+        String(unsafeUninitializedCapacity: 24) { buffer in
+            write(milliseconds: unclamped, into: buffer)
+            return 24
+        }
+    }
+
+    /// Appends `format(milliseconds:)`'s 24 bytes to `out`, without making a `String` (for serialisers).
+    public static func write(milliseconds: Int64, into out: inout [UInt8]) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 24) { buffer in
+            write(milliseconds: milliseconds, into: buffer)
+            out.append(contentsOf: buffer)
+        }
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS.mmmZ` into the first 24 bytes of `buffer` (years clamped to 0000…9999).
+    private static func write(milliseconds unclamped: Int64, into buffer: UnsafeMutableBufferPointer<UInt8>) {
         let milliseconds = min(max(unclamped, -62_167_219_200_000), 253_402_300_799_999)
         let days = floorDiv(milliseconds, 86_400_000)
         let msOfDay = milliseconds - days * 86_400_000
         let (y, m, d) = civilFromDays(days)
-        let h = msOfDay / 3_600_000
-        let mi = msOfDay / 60_000 % 60
-        let s = msOfDay / 1000 % 60
-        let ms = msOfDay % 1000
-        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(h, 2)):\(pad(mi, 2)):\(pad(s, 2)).\(pad(ms, 3))Z"
-    }
-
-    private static func pad(_ v: Int64, _ width: Int) -> String {
-        let s = String(v)
-        return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
+        var index = 0
+        func put(_ value: Int64, _ width: Int, then separator: UInt8?) {
+            var v = value
+            for i in stride(from: width - 1, through: 0, by: -1) {
+                buffer[index + i] = UInt8(ascii: "0") + UInt8(v % 10)
+                v /= 10
+            }
+            index += width
+            if let separator {
+                buffer[index] = separator
+                index += 1
+            }
+        }
+        put(y, 4, then: UInt8(ascii: "-"))
+        put(m, 2, then: UInt8(ascii: "-"))
+        put(d, 2, then: UInt8(ascii: "T"))
+        put(msOfDay / 3_600_000, 2, then: UInt8(ascii: ":"))
+        put(msOfDay / 60_000 % 60, 2, then: UInt8(ascii: ":"))
+        put(msOfDay / 1000 % 60, 2, then: UInt8(ascii: "."))
+        put(msOfDay % 1000, 3, then: UInt8(ascii: "Z"))
     }
 
     private static func digits<C: Collection>(_ c: C) -> Int64? where C.Element == UInt8 {

@@ -106,7 +106,9 @@ extension VideoProgress {
         key("title")
         string(title)
         key("updated_at")
-        string(RFC3339.format(milliseconds: updatedAt))
+        out.append(UInt8(ascii: "\""))
+        RFC3339.write(milliseconds: updatedAt, into: &out)
+        out.append(UInt8(ascii: "\""))
         out.append(UInt8(ascii: "}"))
     }
 }
