@@ -65,9 +65,9 @@ struct ProgressBridgeCommand: AsyncParsableCommand {
     @Option(name: .customLong("history-per-job"), help: "Messages kept per job for resume. Env: BRIDGE_HISTORY_PER_JOB. Default: 1000.")
     var historyPerJob: String?
 
-    @Option(name: .customLong("finished-job-retention"), help: "Seconds a finished job is kept (in memory and the state topic) after it finished. Env: BRIDGE_FINISHED_JOB_RETENTION. Default: 86400.")
+    @Option(name: .customLong("finished-job-retention"), help: "Seconds of its partition's stream time a finished job is kept (in memory and the state topic) after it finished. Env: BRIDGE_FINISHED_JOB_RETENTION. Default: 86400.")
     var finishedJobRetention: String?
-    @Option(name: .customLong("idle-job-retention"), help: "Seconds a job that has not finished is kept after its last change. Env: BRIDGE_IDLE_JOB_RETENTION. Default: 604800.")
+    @Option(name: .customLong("idle-job-retention"), help: "Seconds of its partition's stream time a job that has not finished is kept after its last change. Env: BRIDGE_IDLE_JOB_RETENTION. Default: 604800.")
     var idleJobRetention: String?
 
     @Option(name: .customLong("max-connections"), help: "Most WebSocket connections in total (more: close 1013). Env: BRIDGE_MAX_CONNECTIONS. Default: 10000.")
@@ -85,13 +85,13 @@ struct ProgressBridgeCommand: AsyncParsableCommand {
     @Option(name: .customLong("send-queue-bytes"), help: "Bytes queued per WebSocket subscriber before it is disconnected (close code 4001). Env: BRIDGE_SEND_QUEUE_BYTES. Default: 1048576.")
     var sendQueueBytes: String?
 
-    @Option(name: .customLong("max-jobs"), help: "Most jobs held at once; events of more jobs are dead-lettered as limit_exceeded. Env: BRIDGE_MAX_JOBS. Default: 10000.")
+    @Option(name: .customLong("max-jobs"), help: "Most jobs held at once, shared out over the input partitions; events of more jobs are dead-lettered as limit_exceeded. Env: BRIDGE_MAX_JOBS. Default: 10000.")
     var maxJobs: String?
 
     @Option(name: .customLong("max-videos-per-job"), help: "Most videos per job; events about more are dead-lettered as limit_exceeded. Env: BRIDGE_MAX_VIDEOS_PER_JOB. Default: 200000.")
     var maxVideosPerJob: String?
 
-    @Option(name: .customLong("max-event-ids-per-job"), help: "Event ids remembered per job to recognise duplicates. Env: BRIDGE_MAX_EVENT_IDS_PER_JOB. Default: 10000.")
+    @Option(name: .customLong("max-event-ids-per-job"), help: "Event ids remembered per job (and kept in its state record) to recognise duplicates. Env: BRIDGE_MAX_EVENT_IDS_PER_JOB. Default: 2000.")
     var maxEventIdsPerJob: String?
 
     @Option(name: .customLong("max-clock-skew"), help: "Seconds occurred_at may be ahead of the Kafka record timestamp; more is dead-lettered as implausible_timestamp. Env: BRIDGE_MAX_CLOCK_SKEW. Default: 3600.")
