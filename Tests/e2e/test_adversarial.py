@@ -83,7 +83,9 @@ def upgrade_refusal(bridge, query):
 @pytest.fixture(scope="module")
 def ws_bridge():
     """Default delivery limits, except at most 3 WebSockets per address (so leaked slots show as refusals)."""
-    b = Bridge("--no-demo-monitor", "--max-connections-per-ip", "3").wait_ready()
+    # Retention runs on the partition's stream time: some tests send events stamped now, days after the fixed times
+    # of the reference job, which a day's retention would then forget.
+    b = Bridge("--no-demo-monitor", "--max-connections-per-ip", "3", "--finished-job-retention", "2592000").wait_ready()
     try:
         yield b, publish_reference_job(b)
     finally:
@@ -109,7 +111,8 @@ def big_job(ws_bridge):
 @pytest.fixture(scope="module")
 def ingest_bridge():
     """At most 5 videos per job, dead letters of at most 4,096 bytes."""
-    b = Bridge("--no-demo-monitor", "--max-videos-per-job", "5", "--dlq-max-bytes", "4096").wait_ready()
+    # (A month's retention: see ws_bridge.)
+    b = Bridge("--no-demo-monitor", "--max-videos-per-job", "5", "--dlq-max-bytes", "4096", "--finished-job-retention", "2592000").wait_ready()
     try:
         yield b, publish_reference_job(b)
     finally:
