@@ -41,17 +41,8 @@ public final class KafkaPartitionReader: Sendable {
 
     /// Which of `topics` the cluster does not have (from its metadata).
     public func missingTopics(_ topics: [String], timeoutMs: Int32 = 10_000) async throws(KafkaError) -> [String] {
-        let client = self.client
-        return try await blocking { () -> Result<[String], KafkaError> in
-            var missing: [String] = []
-            for topic in topics {
-                switch client.partitions(of: topic, timeoutMs: timeoutMs) {
-                case .success(let ids): if ids.isEmpty { missing.append(topic) }
-                case .failure(let error): return .failure(error)
-                }
-            }
-            return .success(missing)
-        }.get()
+        let present = Set(try await partitions(of: topics, timeoutMs: timeoutMs).map(\.topic))
+        return topics.filter { !present.contains($0) }
     }
 
     /// Every partition of `topics` (from the cluster's metadata); a topic that does not exist has none.
