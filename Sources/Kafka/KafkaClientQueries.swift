@@ -31,9 +31,15 @@ extension KafkaClientHandle {
     /// Takes up to `size` records from `queue`, waiting up to `timeoutMs` for the first. Consumer errors are
     /// reported to `status` and skipped (a partition's end is not an error).
     static func consumeBatch(_ queue: QueueHandle, timeoutMs: Int32, size: Int, status: KafkaClientStatus) -> [KafkaMessage] {
-        var buffer = [UnsafeMutablePointer<rd_kafka_message_t>?](repeating: nil, count: size)
-        let count = rd_kafka_consume_batch_queue(queue.pointer, timeoutMs, &buffer, size)
-        guard count > 0 else { return [] }
+        var buffer = [UnsafeMutablePointer<rd_kafka_message_t>?](repeating: nil, count: max(1, size))
+        // librdkafka's batch call waits the whole timeout unless the batch fills: at a few events per second every
+        // record would wait out the timeout. So wait for the first record alone, then take what else is there.
+        let first = rd_kafka_consume_batch_queue(queue.pointer, timeoutMs, &buffer, 1)
+        guard first > 0 else { return [] }
+        let rest = buffer.count > 1
+            ? buffer.withUnsafeMutableBufferPointer { rd_kafka_consume_batch_queue(queue.pointer, 0, $0.baseAddress! + 1, $0.count - 1) }
+            : 0
+        let count = first + max(0, rest)
         var messages: [KafkaMessage] = []
         messages.reserveCapacity(count)
         for i in 0..<count {

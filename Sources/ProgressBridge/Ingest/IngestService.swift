@@ -50,6 +50,8 @@ public struct IngestService: Service {
     let checkpointInterval: Duration
     /// How long failing dead-letter writes may hold ingest before the bridge says it is not ready.
     static let deadLetterStallLimit = Duration.seconds(60)
+    /// How long a partition given back may wait for librdkafka's report that its last offsets were committed.
+    static let handoverCommitWait = Duration.seconds(10)
     /// Rejections a replica remembers per partition it does not own, for when it takes the partition over.
     static let rememberedRejectionsPerPartition = 10_000
 
@@ -129,6 +131,7 @@ public struct IngestService: Service {
                     if let rtt = broker.meanRoundTripSeconds { metrics.setBrokerRoundTrip(broker: broker.nodeId, seconds: rtt) }
                 }
             }
+            reportHandovers(&partitions, final: false)
             if ContinuousClock.now - lastPrune > .seconds(10) {
                 lastPrune = .now
                 await pruneRememberedRejections(&partitions)
@@ -140,6 +143,7 @@ public struct IngestService: Service {
         await membership.leave { revoked, lost in
             await apply(.revoked(revoked, lost: lost), to: &partitions, acknowledge: false)
         }
+        reportHandovers(&partitions, final: true)
         await reader.close()
         logger.info("left the group; reader closed")
     }
@@ -243,10 +247,36 @@ public struct IngestService: Service {
                     try? await Task.sleep(for: .milliseconds(500))
                 }
             }
-            for partition in revoked { partitions[partition]?.ownedFrom = nil }
+            let committed = membership.commitResults.committed
+            for partition in revoked {
+                guard let progress = partitions[partition], let ownedFrom = progress.ownedFrom else { continue }
+                if !lost, let stored = progress.committed {
+                    partitions.handovers.append(Handover(partition: partition, committed: max(committed[partition] ?? ownedFrom, ownedFrom), stored: stored, at: .now))
+                }
+                partitions[partition]?.ownedFrom = nil
+            }
             if acknowledge { await membership.acknowledge(change) }
             metrics.partitionsOwned.set(Double(partitions.owned.count))
             logger.info("partitions revoked", metadata: ["partitions": "\(describe(revoked))", "owned": "\(describe(partitions.owned))"])
+        }
+    }
+
+    /// Says out loud which partitions were given back without their last offsets committed (librdkafka commits them
+    /// on the way out; the group refuses a commit in the middle of a rebalance): their next owner starts from the
+    /// earlier commit and dead-letters again what this replica dead-lettered in between — at-least-once.
+    /// `final`: this replica is leaving; no commit result arrives any more.
+    private func reportHandovers(_ partitions: inout Partitions, final: Bool) {
+        guard !partitions.handovers.isEmpty else { return }
+        let committed = membership.commitResults
+        partitions.handovers.removeAll { handover in
+            if (committed.committed[handover.partition] ?? -1) >= handover.stored { return true }
+            guard final || ContinuousClock.now - handover.at > Self.handoverCommitWait else { return false }
+            logger.warning("partition handed over without its last offsets committed: its next owner repeats the dead letters in between", metadata: [
+                "partition": "\(describe([handover.partition]))", "committed": "\(handover.committed)", "handled": "\(handover.stored)",
+                "error": "\(committed.lastError ?? "no commit result")",
+            ])
+            metrics.handoversUncommitted.increment()
+            return true
         }
     }
 
@@ -565,6 +595,16 @@ struct PartitionProgress {
     }
 }
 
+/// A partition given back to the group, until its last stored offset is known committed.
+struct Handover {
+    var partition: TopicPartition
+    /// What the group had committed before (as far as this replica knows).
+    var committed: Int64
+    /// The offset this replica stored last: everything before it is handled.
+    var stored: Int64
+    var at: ContinuousClock.Instant
+}
+
 /// Every input partition this replica reads.
 struct Partitions {
     private var entries: [TopicPartition: PartitionProgress]
@@ -573,6 +613,8 @@ struct Partitions {
     var checkpointFailures = 0
     /// Commit failures librdkafka reported that are already counted.
     var commitFailuresSeen = 0
+    /// Partitions given back whose last stored offsets librdkafka has not yet reported committed.
+    var handovers: [Handover] = []
 
     init(starts: [TopicPartition: Int64], ends: [TopicPartition: Int64]) {
         entries = starts.mapValues { PartitionProgress(position: $0) }

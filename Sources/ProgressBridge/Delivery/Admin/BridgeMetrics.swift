@@ -41,6 +41,7 @@ public final class BridgeMetrics: Sendable {
     let inputPartitions: Gauge
     let stateRecordsWritten: Counter
     let handoverDeadLettersMissed: Counter
+    let handoversUncommitted: Counter
 
     /// Creates every metric up front so a scrape shows them all from the start.
     public init() {
@@ -108,6 +109,10 @@ public final class BridgeMetrics: Sendable {
             descriptor: .bridge(
                 "handover_dead_letters_missed_total",
                 "Rejected events a new partition owner could not dead-letter (more rejections while the partition had no owner than remembered, or not readable back)."))
+        handoversUncommitted = registry.makeCounter(
+            descriptor: .bridge(
+                "handovers_uncommitted_total",
+                "Partitions this replica gave back without their last offsets committed (refused mid-rebalance): the next owner repeats the dead letters in between."))
         kafkaUp = registry.makeGauge(descriptor: .bridge("kafka_up", "1 while the consumer reaches Kafka, 0 while all brokers are down."))
     }
 
