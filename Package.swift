@@ -7,6 +7,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "progress-bridge", targets: ["progress-bridge"]),
+        .executable(name: "bridge-load", targets: ["bridge-load"]),
         .library(name: "JSONSchema", targets: ["JSONSchema"]),
         .library(name: "ProgressContract", targets: ["ProgressContract"]),
         .library(name: "ProgressAggregation", targets: ["ProgressAggregation"]),
@@ -68,6 +69,8 @@ let package = Package(
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
             ]
         ),
         .executableTarget(
@@ -84,16 +87,37 @@ let package = Package(
             dependencies: ["JSONSchema", "ProgressContract"],
             path: "Benchmarks/ValidatorBenchmark"
         ),
-        // The service's benchmark harness (ingest against raw librdkafka, in one run); see BENCHMARKS.md.
+        // The service's benchmark harness (ingest, latency, fan-out, restart, against raw librdkafka in one run); see BENCHMARKS.md.
         .executableTarget(
             name: "bridge-benchmark",
             dependencies: [
-                "ProgressBridge", "Kafka", "CRdKafka", "JSONSchema", "ProgressAggregation", "ProgressContract",
+                "ProgressBridge", "Kafka", "CRdKafka", "JSONSchema", "ProgressAggregation", "ProgressContract", "SubscriberLoad",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/BridgeBenchmark"
         ),
+        // A subscriber load generator (SwiftNIO WebSocket client): many connections, delivery latency, a seq audit.
+        .target(
+            name: "SubscriberLoad",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ]
+        ),
+        // Its command, for operators and benchmarks; see Sources/bridge-load/README.md.
+        .executableTarget(
+            name: "bridge-load",
+            dependencies: [
+                "SubscriberLoad",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            exclude: ["README.md"]
+        ),
+        .testTarget(name: "SubscriberLoadTests", dependencies: ["SubscriberLoad"]),
         .testTarget(name: "JSONSchemaTests", dependencies: ["JSONSchema"]),
         .testTarget(name: "ProgressContractTests", dependencies: ["ProgressContract"]),
         .testTarget(

@@ -1,184 +1,133 @@
-// The bridge's own benchmark harness (not a timed test): side by side in one run, on librdkafka's mock cluster in
-// this process, it prints what the practical limit is and what the bridge does. See BENCHMARKS.md.
+// The bridge's benchmark harness (not a timed test): side by side in one run, on librdkafka's mock cluster in this
+// process, it prints what the practical limit is and what the bridge does. See BENCHMARKS.md.
 //
-//   swift run -c release bridge-benchmark [runs] [schemas-dir]
+//   swift build -c release --product progress-bridge && swift build -c release --product bridge-benchmark
+//   .build/release/bridge-benchmark [ingest] [latency] [fanout] [restart] [--runs N] [--schemas DIR]
+//       [--bridge PATH] [--subscribers N,N,…] [--seconds S]
 //
-// Ingest: the same topic (16 partitions) read by a raw librdkafka consumer loop (records fetched and freed, no
-// copies) and by the bridge's ingest path (read, decode + validate, aggregate, with dead-letter and state
-// producers, a consumer group and checkpoints), for small jobs and for large jobs of the same total size. The
-// bridge's final aggregates are checked, so a fast wrong answer cannot pass.
-import CRdKafka
+// - ingest: the same topic (16 partitions) read by a raw librdkafka consumer loop (records fetched and freed) and by
+//   the bridge's ingest path in this process (read, decode + validate, aggregate, with dead-letter and state
+//   producers, a consumer group and checkpoints), for small jobs and for large jobs of the same total size. The
+//   bridge's final aggregates are checked, so a fast wrong answer cannot pass.
+// - latency: 20 events/s of one job; Kafka's own produce → consume latency (a raw consumer) against produce →
+//   WebSocket receive by 1,000 subscribers of the real binary (started as its own process).
+// - fanout: N subscribers of one job of the real binary, 20,000 deliveries/s in all (20,000 / N events/s):
+//   deliveries/s, latency, losses the contract forbids, and the bridge's memory per connected subscriber.
+// - restart: start to ready of the real binary with 10,000 jobs in the state topic.
 import Foundation
-import JSONSchema
 import Kafka
-import Logging
-import ProgressAggregation
-import ProgressBridge
-import ProgressContract
-import ServiceLifecycle
 
-/// A workload: `jobs` jobs of `videos` videos each, their events interleaved as a busy monitor sends them.
-struct Workload {
-    let name: String
-    let jobs: Int
-    let videos: Int
+/// What to run, from the command line.
+struct Options {
+    var sections: [String] = []
+    var runs = 3
+    var schemas = "schemas"
+    var bridgeBinary = ".build/release/progress-bridge"
+    var fanOut = [1_000, 10_000]
+    var seconds = 20
 
-    var eventsPerJob: Int { 3 + videos * 3 }
-    var total: Int { jobs * eventsPerJob }
-
-    func records(topic: String) -> [KafkaRecord] {
-        var streams: [[KafkaRecord]] = []
-        for j in 0..<jobs {
-            let job = "job_bench_\(name)_\(j)"
-            var events: [String] = []
-            var n = 0
-            func event(_ type: String, _ data: String, at ms: Int) {
-                n += 1
-                let seconds = ms / 1000
-                let stamp = String(format: "2026-11-24T%02d:%02d:%02d.%03dZ", 10 + seconds / 3600, (seconds / 60) % 60, seconds % 60, ms % 1000)
-                events.append(
-                    #"{"schema_version":1,"event_id":"\#(job)-\#(n)","type":"\#(type)","job_id":"\#(job)","occurred_at":"\#(stamp)","seq":\#(n),"data":\#(data)}"#)
+    static func parse() -> Options {
+        var options = Options()
+        var arguments = CommandLine.arguments.dropFirst()
+        while let argument = arguments.popFirst() {
+            switch argument {
+            case "--runs": options.runs = Int(arguments.popFirst() ?? "") ?? options.runs
+            case "--schemas": options.schemas = arguments.popFirst() ?? options.schemas
+            case "--bridge": options.bridgeBinary = arguments.popFirst() ?? options.bridgeBinary
+            case "--subscribers": options.fanOut = (arguments.popFirst() ?? "").split(separator: ",").compactMap { Int($0) }
+            case "--seconds": options.seconds = Int(arguments.popFirst() ?? "") ?? options.seconds
+            case "ingest", "latency", "fanout", "restart": options.sections.append(argument)
+            default:
+                FileHandle.standardError.write(Data("unknown argument \(argument)\n".utf8))
+                exit(2)
             }
-            event("job.state_changed", #"{"from":null,"to":"pending","job":{"title":"Benchmark job","total_videos":\#(videos),"processing_deadline_ms":3600000,"priority":"high"}}"#, at: 0)
-            event("job.state_changed", #"{"from":"pending","to":"running"}"#, at: 1)
-            for v in 0..<videos {
-                let video = "vid_\(v)"
-                event("video.created", #"{"video_id":"\#(video)","row_index":\#(v + 2),"title":"Video \#(v)"}"#, at: 2 + v)
-                event("video.updated", #"{"video_id":"\#(video)","state":"processing","progress_percent":50,"stage":"render","attempt":1}"#, at: 3 + v)
-                event("video.completed", #"{"video_id":"\#(video)","processing_ms":48210,"attempt":1,"output_url":"s3://content-outputs/\#(job)/\#(video).mp4"}"#, at: 4 + v)
-            }
-            event("job.completed", "{}", at: 5 + videos)
-            streams.append(events.map { KafkaRecord(topic: topic, key: Array(job.utf8), value: Array($0.utf8)) })
         }
-        var interleaved: [KafkaRecord] = []
-        interleaved.reserveCapacity(total)
-        for i in 0..<eventsPerJob {
-            for stream in streams { interleaved.append(stream[i]) }
-        }
-        return interleaved
+        if options.sections.isEmpty { options.sections = ["ingest", "latency", "fanout", "restart"] }
+        return options
     }
 }
 
-let logger = Logger(label: "bridge-benchmark")
-let arguments = CommandLine.arguments
-let runs = arguments.count > 1 ? Int(arguments[1]) ?? 3 : 3
-let schemas = arguments.count > 2 ? arguments[2] : "schemas"
-
-/// Reads every record of `topic` with librdkafka alone, fetching and freeing them; returns events/s.
-func rawConsume(bootstrap: String, topic: String, partitions: Int32, total: Int) -> Double {
-    var errorBuffer = [CChar](repeating: 0, count: 512)
-    let conf = rd_kafka_conf_new()!
-    for (key, value) in [
-        ("bootstrap.servers", bootstrap), ("group.id", "raw-\(UUID().uuidString)"), ("enable.auto.commit", "false"),
-        ("fetch.wait.max.ms", "10"), ("enable.partition.eof", "false"),
-    ] {
-        _ = rd_kafka_conf_set(conf, key, value, &errorBuffer, errorBuffer.count)
-    }
-    let consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, &errorBuffer, errorBuffer.count)!
-    defer { rd_kafka_destroy(consumer) }
-    rd_kafka_poll_set_consumer(consumer)
-    let queue = rd_kafka_queue_get_consumer(consumer)!
-    defer { rd_kafka_queue_destroy(queue) }
-    let list = rd_kafka_topic_partition_list_new(partitions)!
-    for p in 0..<partitions { rd_kafka_topic_partition_list_add(list, topic, p)!.pointee.offset = 0 }
-    rd_kafka_assign(consumer, list)
-    rd_kafka_topic_partition_list_destroy(list)
-    var buffer = [UnsafeMutablePointer<rd_kafka_message_t>?](repeating: nil, count: 1000)
-    var seen = 0
-    var bytes = 0
-    let started = ContinuousClock.now
-    while seen < total {
-        let count = rd_kafka_consume_batch_queue(queue, 100, &buffer, buffer.count)
-        for i in 0..<max(0, count) {
-            guard let message = buffer[i] else { continue }
-            if message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
-                seen += 1
-                bytes += message.pointee.len
-            }
-            rd_kafka_message_destroy(message)
-        }
-    }
-    let elapsed = ContinuousClock.now - started
-    _ = bytes
-    return Double(total) / seconds(elapsed)
-}
-
-func seconds(_ duration: Duration) -> Double {
-    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-}
-
-/// Runs the bridge's ingest over `topic` until every event is applied; returns events/s, and checks the aggregates.
-func bridgeIngest(bootstrap: String, topic: String, workload: Workload, validator: JSONSchemaValidatorBox) async throws -> Double {
-    let metrics = BridgeMetrics()
-    let store = JobStore(limits: StoreLimits(maxJobs: 100_000), metrics: metrics)
-    let properties = KafkaProperties(["fetch.wait.max.ms": "10"])
-    let group = "bench-\(UUID().uuidString)"
-    let reader = try KafkaPartitionReader(bootstrapServers: bootstrap, properties: properties, logger: logger)
-    let membership = try KafkaGroupMembership(
-        configuration: KafkaConsumerConfiguration(bootstrapServers: bootstrap, groupId: group, topics: [topic], properties: properties, autoCommit: false),
-        logger: logger)
-    let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap), logger: logger)
-    let changelogProducer = try KafkaProducer(
-        configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap, properties: KafkaProperties(["compression.type": "lz4"])), logger: logger)
-    let ingest = IngestService(
-        reader: reader, membership: membership, deadLetterProducer: producer, deadLetterTopic: "bench.dlq",
-        decoder: EventDecoder(validator: validator.validator), store: store, metrics: metrics, readiness: Readiness(), logger: logger,
-        durability: IngestService.Durability(
-            changelog: StateChangelog(producer: changelogProducer, topic: "bench.state.\(group)"), bootstrapServers: bootstrap, properties: properties))
-    let started = ContinuousClock.now
-    let elapsed = try await withThrowingTaskGroup(of: Duration?.self) { tasks in
-        tasks.addTask {
-            try await ingest.run()
-            return nil
-        }
-        tasks.addTask {
-            while store.readAll({ $0.state == .completed ? 1 : nil }).count < workload.jobs {
-                try await Task.sleep(for: .milliseconds(5))
-            }
-            return ContinuousClock.now - started
-        }
-        var result: Duration?
-        while let next = try await tasks.next() {
-            if let next {
-                result = next
-                tasks.cancelAll()
-            }
-        }
-        return result!
-    }
-    // A fast wrong answer cannot pass: every job complete, every video counted.
-    let totals = store.readAll { aggregate -> (Int, Int)? in (aggregate.progress().completed, aggregate.videos.count) }
-    precondition(totals.count == workload.jobs && totals.allSatisfy { $0 == (workload.videos, workload.videos) }, "wrong aggregates: \(totals.prefix(3))")
-    return Double(workload.total) / seconds(elapsed)
-}
-
-/// The validator, loaded once (loading compiles the schemas).
-struct JSONSchemaValidatorBox: Sendable {
-    let validator: JSONSchemaValidator
-}
-
+let options = Options.parse()
+let runs = options.runs
+let seconds = options.seconds
 let cluster = try KafkaMockCluster(brokers: 1, logger: logger)
-let validator = JSONSchemaValidatorBox(validator: try BridgeRuntime.loadValidator(schemasPath: schemas))
-try cluster.createTopic("bench.dlq", partitions: 1)
-let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrapServers: cluster.bootstrapServers), logger: logger)
+let producer = try KafkaProducer(
+    configuration: KafkaProducerConfiguration(bootstrapServers: cluster.bootstrapServers, properties: KafkaProperties(["linger.ms": "0"])), logger: logger)
 
-print("ingest, \(runs) runs each (events/s; median in bold)")
-print("| workload | events | raw librdkafka | bridge | bridge / raw |")
-print("| --- | --- | --- | --- | --- |")
-for workload in [Workload(name: "small", jobs: 100, videos: 200), Workload(name: "large", jobs: 4, videos: 5_000)] {
-    let topic = "bench.events.\(workload.name)"
-    try cluster.createTopic(topic, partitions: 16)
-    try await producer.sendAll(workload.records(topic: topic))
-    var raw: [Double] = []
-    var bridge: [Double] = []
-    for _ in 0..<runs {
-        raw.append(rawConsume(bootstrap: cluster.bootstrapServers, topic: topic, partitions: 16, total: workload.total))
-        bridge.append(try await bridgeIngest(bootstrap: cluster.bootstrapServers, topic: topic, workload: workload, validator: validator))
+/// The real binary on this cluster, reading `topic`, with limits raised for load from one address.
+func startBridge(topic: String, label: String, options: Options, cluster: KafkaMockCluster) async throws -> BridgeProcess {
+    let suffix = UUID().uuidString.prefix(8).lowercased()
+    try cluster.createTopic("\(label).dlq.\(suffix)", partitions: 1)
+    try cluster.createTopic("\(label).state.\(suffix)", partitions: 16)
+    let bridge = try BridgeProcess(
+        binary: options.bridgeBinary,
+        arguments: [
+            "--kafka-bootstrap", cluster.bootstrapServers, "--topic", topic, "--dlq-topic", "\(label).dlq.\(suffix)",
+            "--state-topic", "\(label).state.\(suffix)", "--group-id", "\(label)-\(suffix)", "--insecure-no-auth", "--schemas", options.schemas,
+            "--log-level", "warning", "--kafka-config", "fetch.wait.max.ms=10",
+            "--max-connections", "20000", "--max-connections-per-ip", "20000", "--max-connections-per-subject", "20000",
+            "--max-http-connections", "21000", "--max-http-connections-per-ip", "21000",
+        ],
+        label: label)
+    _ = try await bridge.waitReady()
+    return bridge
+}
+
+func ms(_ value: Double) -> String { value.isNaN ? "–" : String(format: "%.1f", value) }
+func ms(_ value: Int64?) -> String { value.map(String.init) ?? "–" }
+
+for section in options.sections {
+    switch section {
+    case "ingest":
+        try await ingestSection(runs: runs, schemas: options.schemas, cluster: cluster, producer: producer)
+    case "latency":
+        let topic = "latency.events"
+        try cluster.createTopic(topic, partitions: 16)
+        let bridge = try await startBridge(topic: topic, label: "latency", options: options, cluster: cluster)
+        print("\nlatency: one job, 20 events/s for \(seconds) s, \(runs) runs (ms; p50 / p99 / max)")
+        print("| run | Kafka: produce → raw consumer | bridge: produce → WebSocket, 1,000 subscribers | bridge adds at p50 / p99 | deliveries/s | lost |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for run in 1...runs {
+            var rawJob = LiveJob(topic: topic, videos: 100, label: "raw")
+            try await producer.sendAll(rawJob.opening())
+            let raw = try await rawDeliveryLatency(
+                bootstrap: cluster.bootstrapServers, job: &rawJob, partitions: 16, rate: 20, duration: .seconds(seconds), producer: producer)
+            let result = try await bridgeDelivery(
+                bridge: bridge, topic: topic, subscribers: 1_000, rate: 20, duration: .seconds(seconds), producer: producer, label: "latency")
+            let r = result.report
+            let added = r.latency.map { "\(ms(Double($0.p50) - raw.p50)) / \(ms(Double($0.p99) - raw.p99))" } ?? "–"
+            print(
+                "| \(run) | \(ms(raw.p50)) / \(ms(raw.p99)) / \(ms(raw.max)) (\(raw.count) events) | \(ms(r.latency?.p50)) / \(ms(r.latency?.p99)) / \(ms(r.latency?.max)) (\(r.connectionsConnected) connected) | \(added) | \(String(format: "%.0f", r.deliveriesPerSecond)) | \(r.neverConflatedMissing + r.terminalMissing) |"
+            )
+        }
+        bridge.stop()
+    case "fanout":
+        print("\nfan-out: one job, 20,000 deliveries/s in all, \(seconds) s (ms)")
+        print("| subscribers | events/s | connected | deliveries/s | p50 / p99 / max | lost | closed by the bridge | bridge memory per idle subscriber |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        for subscribers in options.fanOut {
+            let topic = "fanout.events.\(subscribers)"
+            try cluster.createTopic(topic, partitions: 16)
+            let bridge = try await startBridge(topic: topic, label: "fanout", options: options, cluster: cluster)
+            let rate = 20_000 / Double(subscribers)
+            let result = try await bridgeDelivery(
+                bridge: bridge, topic: topic, subscribers: subscribers, rate: rate, duration: .seconds(seconds), producer: producer, label: "fanout")
+            let r = result.report
+            print(
+                "| \(subscribers) | \(String(format: "%.1f", rate)) | \(r.connectionsConnected) | \(String(format: "%.0f", r.deliveriesPerSecond)) | \(ms(r.latency?.p50)) / \(ms(r.latency?.p99)) / \(ms(r.latency?.max)) | \(r.neverConflatedMissing + r.terminalMissing) | \(r.closesByCode.filter { $0.key != "1000" }.values.reduce(0, +)) | \(String(format: "%.1f KiB", result.perSubscriberKiB)) |"
+            )
+            bridge.stop()
+        }
+    case "restart":
+        let jobs = 10_000
+        let (ingested, restarts) = try await restartTimes(
+            binary: options.bridgeBinary, schemas: options.schemas, bootstrap: cluster.bootstrapServers, cluster: cluster, producer: producer, jobs: jobs, runs: runs)
+        let times = restarts.map { Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18 }
+        print("\nrestart: \(jobs) jobs (\(jobs * 9) events) in the input, checkpointed to the state topic")
+        print("| first start: read the input, ready | restart to ready (state restored), \(runs) runs | median |")
+        print("| --- | --- | --- |")
+        print("| \(ingested) | \(times.map { String(format: "%.2f s", $0) }.joined(separator: ", ")) | **\(String(format: "%.2f s", median(times)))** |")
+    default:
+        break
     }
-    let rawMedian = raw.sorted()[raw.count / 2]
-    let bridgeMedian = bridge.sorted()[bridge.count / 2]
-    func list(_ values: [Double]) -> String { values.map { String(format: "%.0f", $0) }.joined(separator: ", ") }
-    print(
-        "| \(workload.name): \(workload.jobs) jobs × \(workload.videos) videos | \(workload.total) | \(list(raw)) (**\(String(format: "%.0f", rawMedian))**) | \(list(bridge)) (**\(String(format: "%.0f", bridgeMedian))**) | \(String(format: "%.1f %%", 100 * bridgeMedian / rawMedian)) |"
-    )
 }

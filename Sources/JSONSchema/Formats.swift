@@ -33,29 +33,43 @@ struct FormatAssertion: Sendable {
 public enum RFC3339 {
     /// Parses `2026-11-24T10:15:30.123Z` (any offset; fraction optional) into epoch milliseconds.
     public static func parseMilliseconds(_ string: String) -> Int64? {
-        let s = Substring(string)
-        guard s.count >= 20 else { return nil }
-        guard let tIndex = s.firstIndex(where: { $0 == "T" || $0 == "t" || $0 == " " }) else { return nil }
-        guard let days = parseDate(s[..<tIndex]) else { return nil }
-        guard let timeMillis = parseTime(s[s.index(after: tIndex)...]) else { return nil }
+        // On the UTF-8 bytes in place: every event's `occurred_at` comes through here (twice: format check and
+        // decoding), and `String` indexing costs far more than the parse.
+        var string = string
+        return string.withUTF8 { parseMilliseconds(bytes: $0) }
+    }
+
+    /// `parseMilliseconds(_:)` over UTF-8 bytes.
+    static func parseMilliseconds(bytes s: UnsafeBufferPointer<UInt8>) -> Int64? {
+        // `YYYY-MM-DD` is exactly ten bytes, so the date and time separator can only be the eleventh.
+        guard s.count >= 20, s[10] == UInt8(ascii: "T") || s[10] == UInt8(ascii: "t") || s[10] == UInt8(ascii: " "),
+            let days = parseDate(bytes: UnsafeBufferPointer(rebasing: s[0..<10])),
+            let timeMillis = parseTime(bytes: UnsafeBufferPointer(rebasing: s[11...]))
+        else { return nil }
         return days * 86_400_000 + timeMillis
     }
 
     /// Parses `YYYY-MM-DD` into days since the epoch.
     static func parseDate(_ s: Substring) -> Int64? {
-        let parts = s.split(separator: "-", omittingEmptySubsequences: false)
-        guard parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
-            let y = digits(parts[0]), let m = digits(parts[1]), let d = digits(parts[2]),
+        var string = String(s)
+        return string.withUTF8 { parseDate(bytes: $0) }
+    }
+
+    private static func parseDate(bytes s: UnsafeBufferPointer<UInt8>) -> Int64? {
+        guard s.count == 10, s[4] == UInt8(ascii: "-"), s[7] == UInt8(ascii: "-"),
+            let y = digits(s[0..<4]), let m = digits(s[5..<7]), let d = digits(s[8..<10]),
             (1...12).contains(m), d >= 1, d <= daysInMonth(y, m)
         else { return nil }
         return daysFromCivil(y, m, d)
     }
 
-    static func isValidTime(_ s: Substring) -> Bool { parseTime(s) != nil }
+    static func isValidTime(_ s: Substring) -> Bool {
+        var string = String(s)
+        return string.withUTF8 { parseTime(bytes: $0) } != nil
+    }
 
     /// Parses `HH:MM:SS[.frac](Z|±HH:MM)` into milliseconds from midnight UTC (may be negative or past a day).
-    static func parseTime(_ s: Substring) -> Int64? {
-        let chars = Array(s.utf8)
+    private static func parseTime(bytes chars: UnsafeBufferPointer<UInt8>) -> Int64? {
         guard chars.count >= 9, chars[2] == UInt8(ascii: ":"), chars[5] == UInt8(ascii: ":"),
             let h = digits(chars[0..<2]), let mi = digits(chars[3..<5]), let sec = digits(chars[6..<8]),
             h <= 23, mi <= 59, sec <= 60
@@ -144,8 +158,6 @@ public enum RFC3339 {
         }
         return v
     }
-
-    private static func digits(_ s: Substring) -> Int64? { digits(s.utf8) }
 
     /// Rounds towards −∞ (`b > 0`); no negation, so `Int64.min` (from a corrupt state record) cannot trap.
     private static func floorDiv(_ a: Int64, _ b: Int64) -> Int64 { a >= 0 ? a / b : (a + 1) / b - 1 }

@@ -1,4 +1,5 @@
 import JSONSchema
+import NIOCore
 import ProgressContract
 
 /// One server → client message, serialized once and shared by every subscriber.
@@ -10,11 +11,27 @@ public struct OutboundMessage: Sendable {
     public let seq: Int64
     /// Event time of the underlying event, for the delivery-age metric.
     public let occurredAt: Int64?
-    /// The JSON text frame.
-    public let text: String
+    /// The JSON text of the frame, as bytes: one buffer shared by every subscriber's write (no copy per subscriber).
+    public let frame: ByteBuffer
+
+    /// The JSON text of the frame.
+    public var text: String { String(buffer: frame) }
 
     /// Bytes of the frame's text, what it costs to hold it.
-    public var byteCount: Int { text.utf8.count }
+    public var byteCount: Int { frame.readableBytes }
+
+    init(type: String, jobId: String?, seq: Int64, occurredAt: Int64?, frame: ByteBuffer) {
+        self.type = type
+        self.jobId = jobId
+        self.seq = seq
+        self.occurredAt = occurredAt
+        self.frame = frame
+    }
+
+    /// A message of the JSON text `text`.
+    init(type: String, jobId: String?, seq: Int64, occurredAt: Int64?, text: String) {
+        self.init(type: type, jobId: jobId, seq: seq, occurredAt: occurredAt, frame: ByteBuffer(string: text))
+    }
 
     /// Whether a newer message of the same job may replace this one before it is sent
     /// (only `job.progress`; terminal events and failures are never conflated).
@@ -28,7 +45,7 @@ public struct OutboundMessage: Sendable {
         object["seq"] = .number(JSONNumber(seq))
         object["ts"] = .string(RFC3339.format(milliseconds: ts))
         object["data"] = data
-        return OutboundMessage(type: type, jobId: jobId, seq: seq, occurredAt: occurredAt, text: JSONValue.object(object).serialized())
+        return OutboundMessage(type: type, jobId: jobId, seq: seq, occurredAt: occurredAt, frame: ByteBuffer(string: JSONValue.object(object).serialized()))
     }
 
     /// An event's message, `{"data","event_id","job_id","seq","ts","type"}` — the bytes `make` gives for it, written
@@ -52,7 +69,7 @@ public struct OutboundMessage: Sendable {
         out.append(contentsOf: #","type":"#.utf8)
         JSONValue.writeEscaped(type, into: &out)
         out.append(UInt8(ascii: "}"))
-        return OutboundMessage(type: type, jobId: jobId, seq: seq, occurredAt: occurredAt, text: String(decoding: out, as: UTF8.self))
+        return OutboundMessage(type: type, jobId: jobId, seq: seq, occurredAt: occurredAt, frame: ByteBuffer(bytes: out))
     }
 
     /// `{"type":"error","data":{"code","message"}}`.

@@ -2,6 +2,7 @@ import Foundation
 import HummingbirdWebSocket
 import JSONSchema
 import Logging
+import NIOWebSocket
 import ServiceLifecycle
 import SubscriberProtocol
 
@@ -176,7 +177,7 @@ struct SubscriberSession {
 
     private func writeLoop(outbox: Outbox, outbound: WebSocketOutboundWriter) async throws {
         while let message = await outbox.next() {
-            try await outbound.write(.text(message.text))
+            try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: message.frame)))
             metrics.messagesSent.increment()
             if let occurredAt = message.occurredAt {
                 metrics.deliveryAge.record(.milliseconds(max(0, WallClock.nowMs().subtracting(saturating: occurredAt))))

@@ -1,0 +1,175 @@
+import CRdKafka
+import Foundation
+import JSONSchema
+import Kafka
+import Logging
+import ProgressAggregation
+import ProgressBridge
+import ProgressContract
+import ServiceLifecycle
+
+/// The harness's own log (librdkafka's complaints, mostly).
+let logger = Logger(label: "bridge-benchmark")
+
+/// A workload: `jobs` jobs of `videos` videos each, their events interleaved as a busy monitor sends them.
+struct Workload {
+    let name: String
+    let jobs: Int
+    let videos: Int
+
+    var eventsPerJob: Int { 3 + videos * 3 }
+    var total: Int { jobs * eventsPerJob }
+
+    func records(topic: String) -> [KafkaRecord] {
+        var streams: [[KafkaRecord]] = []
+        for j in 0..<jobs {
+            let job = "job_bench_\(name)_\(j)"
+            var events: [String] = []
+            var n = 0
+            func event(_ type: String, _ data: String, at ms: Int) {
+                n += 1
+                let seconds = ms / 1000
+                let stamp = String(format: "2026-11-24T%02d:%02d:%02d.%03dZ", 10 + seconds / 3600, (seconds / 60) % 60, seconds % 60, ms % 1000)
+                events.append(
+                    #"{"schema_version":1,"event_id":"\#(job)-\#(n)","type":"\#(type)","job_id":"\#(job)","occurred_at":"\#(stamp)","seq":\#(n),"data":\#(data)}"#)
+            }
+            event("job.state_changed", #"{"from":null,"to":"pending","job":{"title":"Benchmark job","total_videos":\#(videos),"processing_deadline_ms":3600000,"priority":"high"}}"#, at: 0)
+            event("job.state_changed", #"{"from":"pending","to":"running"}"#, at: 1)
+            for v in 0..<videos {
+                let video = "vid_\(v)"
+                event("video.created", #"{"video_id":"\#(video)","row_index":\#(v + 2),"title":"Video \#(v)"}"#, at: 2 + v)
+                event("video.updated", #"{"video_id":"\#(video)","state":"processing","progress_percent":50,"stage":"render","attempt":1}"#, at: 3 + v)
+                event("video.completed", #"{"video_id":"\#(video)","processing_ms":48210,"attempt":1,"output_url":"s3://content-outputs/\#(job)/\#(video).mp4"}"#, at: 4 + v)
+            }
+            event("job.completed", "{}", at: 5 + videos)
+            streams.append(events.map { KafkaRecord(topic: topic, key: Array(job.utf8), value: Array($0.utf8)) })
+        }
+        var interleaved: [KafkaRecord] = []
+        interleaved.reserveCapacity(total)
+        for i in 0..<eventsPerJob {
+            for stream in streams { interleaved.append(stream[i]) }
+        }
+        return interleaved
+    }
+}
+
+/// Reads every record of `topic` with librdkafka alone, fetching and freeing them; returns events/s.
+func rawConsume(bootstrap: String, topic: String, partitions: Int32, total: Int) -> Double {
+    var errorBuffer = [CChar](repeating: 0, count: 512)
+    let conf = rd_kafka_conf_new()!
+    for (key, value) in [
+        ("bootstrap.servers", bootstrap), ("group.id", "raw-\(UUID().uuidString)"), ("enable.auto.commit", "false"),
+        ("fetch.wait.max.ms", "10"), ("enable.partition.eof", "false"),
+    ] {
+        _ = rd_kafka_conf_set(conf, key, value, &errorBuffer, errorBuffer.count)
+    }
+    let consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, &errorBuffer, errorBuffer.count)!
+    defer { rd_kafka_destroy(consumer) }
+    rd_kafka_poll_set_consumer(consumer)
+    let queue = rd_kafka_queue_get_consumer(consumer)!
+    defer { rd_kafka_queue_destroy(queue) }
+    let list = rd_kafka_topic_partition_list_new(partitions)!
+    for p in 0..<partitions { rd_kafka_topic_partition_list_add(list, topic, p)!.pointee.offset = 0 }
+    rd_kafka_assign(consumer, list)
+    rd_kafka_topic_partition_list_destroy(list)
+    var buffer = [UnsafeMutablePointer<rd_kafka_message_t>?](repeating: nil, count: 1000)
+    var seen = 0
+    var bytes = 0
+    let started = ContinuousClock.now
+    while seen < total {
+        let count = rd_kafka_consume_batch_queue(queue, 100, &buffer, buffer.count)
+        for i in 0..<max(0, count) {
+            guard let message = buffer[i] else { continue }
+            if message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
+                seen += 1
+                bytes += message.pointee.len
+            }
+            rd_kafka_message_destroy(message)
+        }
+    }
+    let elapsed = ContinuousClock.now - started
+    _ = bytes
+    return Double(total) / seconds(elapsed)
+}
+
+func seconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+}
+
+/// Runs the bridge's ingest over `topic` until every event is applied; returns events/s, and checks the aggregates.
+func bridgeIngest(bootstrap: String, topic: String, workload: Workload, validator: JSONSchemaValidatorBox) async throws -> Double {
+    let metrics = BridgeMetrics()
+    let store = JobStore(limits: StoreLimits(maxJobs: 100_000), metrics: metrics)
+    let properties = KafkaProperties(["fetch.wait.max.ms": "10"])
+    let group = "bench-\(UUID().uuidString)"
+    let reader = try KafkaPartitionReader(bootstrapServers: bootstrap, properties: properties, logger: logger)
+    let membership = try KafkaGroupMembership(
+        configuration: KafkaConsumerConfiguration(bootstrapServers: bootstrap, groupId: group, topics: [topic], properties: properties, autoCommit: false),
+        logger: logger)
+    let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap), logger: logger)
+    let changelogProducer = try KafkaProducer(
+        configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap, properties: KafkaProperties(["compression.type": "lz4"])), logger: logger)
+    let ingest = IngestService(
+        reader: reader, membership: membership, deadLetterProducer: producer, deadLetterTopic: "bench.dlq",
+        decoder: EventDecoder(validator: validator.validator), store: store, metrics: metrics, readiness: Readiness(), logger: logger,
+        durability: IngestService.Durability(
+            changelog: StateChangelog(producer: changelogProducer, topic: "bench.state.\(group)"), bootstrapServers: bootstrap, properties: properties))
+    let started = ContinuousClock.now
+    let elapsed = try await withThrowingTaskGroup(of: Duration?.self) { tasks in
+        tasks.addTask {
+            try await ingest.run()
+            return nil
+        }
+        tasks.addTask {
+            while store.readAll({ $0.state == .completed ? 1 : nil }).count < workload.jobs {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            return ContinuousClock.now - started
+        }
+        var result: Duration?
+        while let next = try await tasks.next() {
+            if let next {
+                result = next
+                tasks.cancelAll()
+            }
+        }
+        return result!
+    }
+    // A fast wrong answer cannot pass: every job complete, every video counted.
+    let totals = store.readAll { aggregate -> (Int, Int)? in (aggregate.progress().completed, aggregate.videos.count) }
+    precondition(totals.count == workload.jobs && totals.allSatisfy { $0 == (workload.videos, workload.videos) }, "wrong aggregates: \(totals.prefix(3))")
+    return Double(workload.total) / seconds(elapsed)
+}
+
+/// The validator, loaded once (loading compiles the schemas).
+struct JSONSchemaValidatorBox: Sendable {
+    let validator: JSONSchemaValidator
+}
+
+/// Ingest, small and large jobs: raw librdkafka against the bridge's ingest path, `runs` times each; prints a table.
+func ingestSection(runs: Int, schemas: String, cluster: KafkaMockCluster, producer: KafkaProducer) async throws {
+    let validator = JSONSchemaValidatorBox(validator: try BridgeRuntime.loadValidator(schemasPath: schemas))
+    try cluster.createTopic("bench.dlq", partitions: 1)
+    print("ingest, \(runs) runs each (events/s; median in bold)")
+    print("| workload | events | raw librdkafka | bridge | bridge / raw |")
+    print("| --- | --- | --- | --- | --- |")
+    for workload in [Workload(name: "small", jobs: 100, videos: 200), Workload(name: "large", jobs: 4, videos: 5_000)] {
+        let topic = "bench.events.\(workload.name)"
+        try cluster.createTopic(topic, partitions: 16)
+        try await producer.sendAll(workload.records(topic: topic))
+        var raw: [Double] = []
+        var bridge: [Double] = []
+        for _ in 0..<runs {
+            raw.append(rawConsume(bootstrap: cluster.bootstrapServers, topic: topic, partitions: 16, total: workload.total))
+            bridge.append(try await bridgeIngest(bootstrap: cluster.bootstrapServers, topic: topic, workload: workload, validator: validator))
+        }
+        let rawMedian = median(raw)
+        let bridgeMedian = median(bridge)
+        func list(_ values: [Double]) -> String { values.map { String(format: "%.0f", $0) }.joined(separator: ", ") }
+        print(
+            "| \(workload.name): \(workload.jobs) jobs × \(workload.videos) videos | \(workload.total) | \(list(raw)) (**\(String(format: "%.0f", rawMedian))**) | \(list(bridge)) (**\(String(format: "%.0f", bridgeMedian))**) | \(String(format: "%.1f %%", 100 * bridgeMedian / rawMedian)) |"
+        )
+    }
+}
+
+func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }

@@ -1,0 +1,143 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Why one try to subscribe failed.
+enum ConnectFailure: Error, Sendable, Hashable {
+    /// The bridge answered the upgrade with this HTTP status.
+    case refused(status: Int)
+    /// The WebSocket opened but closed before the snapshot (with this close code, `nil`: without a close frame);
+    /// 1013 is the bridge's connection limit.
+    case closedBeforeSnapshot(code: UInt16?)
+    /// The connection closed before the upgrade was answered (e.g. the bridge's HTTP connection cap).
+    case closedDuringHandshake
+    /// No snapshot within the handshake timeout.
+    case timedOut
+    /// The TCP connect failed (refused, unreachable, …), described briefly.
+    case connect(String)
+    /// Anything else, described briefly.
+    case other(String)
+
+    /// A short reason for the report.
+    var reason: String {
+        switch self {
+        case .refused(let status): "HTTP \(status)"
+        case .closedBeforeSnapshot(let code): code.map { "closed \($0) before snapshot" } ?? "closed before snapshot"
+        case .closedDuringHandshake: "closed during handshake"
+        case .timedOut: "handshake timeout"
+        case .connect(let why): "connect: \(why)"
+        case .other(let why): why
+        }
+    }
+
+    /// Whether another try may succeed: not for refusals of the request itself (bad job id, token, origin).
+    var isRetryable: Bool {
+        switch self {
+        case .refused(let status): status == 408 || status == 429 || status >= 500
+        case .closedBeforeSnapshot(let code): code != 1008 && code != 4401
+        default: true
+        }
+    }
+
+    /// Classifies an error thrown while connecting.
+    init(_ error: any Error) {
+        switch error {
+        case let failure as ConnectFailure: self = failure
+        case let error as NIOConnectionError:
+            self = .connect(error.connectionErrors.first.map { Self.brief($0.error) } ?? "no address")
+        case ChannelError.connectTimeout: self = .connect("timeout")
+        case let error as IOError: self = .connect(Self.brief(error))
+        case is ChannelError: self = .closedDuringHandshake  // e.g. I/O on a channel the bridge closed
+        case let error as NIOHTTPClientUpgradeError: self = .other("upgrade: \(error)")
+        default: self = .other(String(describing: type(of: error)))
+        }
+    }
+
+    private static func brief(_ error: any Error) -> String {
+        if let error = error as? IOError {
+            switch error.errnoCode {
+            case ECONNREFUSED: return "connection refused"
+            case ECONNRESET: return "connection reset"
+            case ETIMEDOUT: return "timed out"
+            case EADDRNOTAVAIL: return "no local address/port left"
+            case EMFILE, ENFILE: return "too many open files"
+            case ENETUNREACH, EHOSTUNREACH: return "unreachable"
+            default: return "errno \(error.errnoCode)"
+            }
+        }
+        if case ChannelError.connectTimeout = error { return "timeout" }
+        return String(describing: type(of: error))
+    }
+}
+
+/// Opens one subscription: TCP connect, HTTP upgrade to WebSocket, wait for the snapshot.
+struct SubscriberConnector: Sendable {
+    let target: SubscriberTarget
+    /// The bridge's address, resolved once for all connections.
+    let address: SocketAddress
+    let token: String?
+    let handshakeTimeout: TimeAmount
+    let maxMessageBytes: Int
+
+    /// One try; returns once the snapshot came, throws a ``ConnectFailure`` otherwise.
+    func subscribe(job: Int, jobId: String, connectionId: String, recorder: NIOLoopBound<LoopRecorder>) async throws(ConnectFailure) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Host", value: target.hostHeader)
+        let head = HTTPRequestHead(
+            version: .http1_1, method: .GET, uri: target.requestURI(jobId: jobId, connectionId: connectionId, token: token), headers: headers)
+        let handshakeTimeout = handshakeTimeout
+        let maxMessageBytes = maxMessageBytes
+        do {
+            let snapshot = try await ClientBootstrap(group: recorder.eventLoop)
+                .connectTimeout(handshakeTimeout)
+                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+                .connect(to: address) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let ready = channel.eventLoop.makePromise(of: Void.self)
+                        let timeout = channel.eventLoop.scheduleTask(in: handshakeTimeout) {
+                            ready.fail(ConnectFailure.timedOut)
+                            channel.close(promise: nil)
+                        }
+                        ready.futureResult.whenComplete { _ in timeout.cancel() }
+                        let upgrader = NIOTypedWebSocketClientUpgrader<Void>(
+                            // Frames of the bridge are at most 64 KiB (it fragments larger messages); leave room.
+                            maxFrameSize: 1 << 20,
+                            upgradePipelineHandler: { channel, _ in
+                                channel.eventLoop.makeCompletedFuture {
+                                    let loopRecorder = recorder.value
+                                    let index = loopRecorder.register(job: job, channel: channel)
+                                    try channel.pipeline.syncOperations.addHandlers(
+                                        NIOWebSocketFrameAggregator(
+                                            minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 4096, maxAccumulatedFrameSize: maxMessageBytes),
+                                        SubscriberHandler(recorder: loopRecorder, index: index, ready: ready))
+                                }
+                            })
+                        let upgrade = NIOTypedHTTPClientUpgradeConfiguration<Void>(
+                            upgradeRequestHead: head, upgraders: [upgrader],
+                            notUpgradingCompletionHandler: { channel in
+                                channel.eventLoop.makeCompletedFuture {
+                                    try channel.pipeline.syncOperations.addHandler(RefusedUpgradeHandler(ready: ready))
+                                }
+                            })
+                        var pipeline = NIOUpgradableHTTPClientPipelineConfiguration(upgradeConfiguration: upgrade)
+                        // The bridge sends its ack and snapshot right after the 101, often in the same read: what the
+                        // HTTP decoder read past the response must reach the WebSocket decoder, not be dropped.
+                        pipeline.leftOverBytesStrategy = .forwardBytes
+                        let upgraded = try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(configuration: pipeline)
+                        upgraded.cascadeFailure(to: ready)
+                        return ready.futureResult
+                    }
+                }
+            try await snapshot.get()
+        } catch {
+            throw ConnectFailure(error)
+        }
+    }
+}
