@@ -81,7 +81,7 @@ func buildWebSocketRouter(
             let channel = context.requestContext.channel
             let session = SubscriberSession(
                 request: subscription, store: store, metrics: metrics, settings: settings, logger: context.logger, expiresAt: grant.expiresAt,
-                forceClose: { channel.close(promise: nil) })
+                channel: channel, forceClose: { channel.close(promise: nil) })
             try await session.run(inbound: inbound, outbound: outbound)
         }
     }

@@ -30,6 +30,11 @@ public final class Outbox: Sendable {
         /// The one task waiting in `closed()` (the session's watchdog).
         var closeWatcher: CheckedContinuation<Void, Never>?
         var watcherCancelled = false
+        /// Delivery driven from outside (the subscriber's event loop): called when a message lands and no drain is
+        /// under way.
+        var wake: (@Sendable () -> Void)?
+        /// A drain is scheduled or running: it takes messages until `take()` finds none.
+        var draining = false
 
         mutating func popFirst() -> OutboundMessage? {
             guard let first = queue.popFirst() else { return nil }
@@ -70,6 +75,7 @@ public final class Outbox: Sendable {
         var overflowed = false
         var byteChange = 0
         var watcher: CheckedContinuation<Void, Never>?
+        var wake: (@Sendable () -> Void)?
         let waiter: CheckedContinuation<OutboundMessage?, Never>? = state.withLock { s in
             guard s.closure == nil else { return nil }
             if let waiter = s.waiter {
@@ -98,9 +104,14 @@ public final class Outbox: Sendable {
             s.queue.append(message)
             s.bytes += size
             byteChange += size
+            if !s.draining, let drain = s.wake {
+                s.draining = true
+                wake = drain
+            }
             return nil
         }
         if let waiter { waiter.resume(returning: message) }
+        wake?()
         watcher?.resume()
         if byteChange != 0 { metrics.queuedBytes.increment(by: Double(byteChange)) }
         if conflated { metrics.messagesConflated.increment() }
@@ -108,6 +119,32 @@ public final class Outbox: Sendable {
             metrics.sendQueueOverflows.increment()
             metrics.messagesDropped.increment(by: Int64(dropped))
         }
+    }
+
+    /// Hands delivery to `wake`, called (outside the lock) whenever a message lands while no drain is under way;
+    /// the drain then takes messages with `take()` until it finds none. Used instead of `next()`, so that no task
+    /// has to be woken per message: the subscriber's event loop drains it (see `SubscriberChannelDrain`).
+    public func drain(with wake: @escaping @Sendable () -> Void) {
+        let now: (@Sendable () -> Void)? = state.withLock { s in
+            guard s.closure == nil else { return nil }
+            s.wake = wake
+            guard !s.queue.isEmpty, !s.draining else { return nil }
+            s.draining = true
+            return wake
+        }
+        now?()
+    }
+
+    /// The next message for the drain, or `nil` when the queue is empty (the next message wakes the drain again).
+    /// A drain that stops before `nil` (the socket takes no more for now) must come back on its own.
+    public func take() -> OutboundMessage? {
+        let message: OutboundMessage? = state.withLock { s in
+            if let first = s.popFirst() { return first }
+            s.draining = false
+            return nil
+        }
+        if let message { metrics.queuedBytes.decrement(by: Double(message.byteCount)) }
+        return message
     }
 
     /// Queues several messages in order.
@@ -148,6 +185,7 @@ public final class Outbox: Sendable {
                 s.bytes = 0
             }
             swap(&watcher, &s.closeWatcher)
+            s.wake = nil  // (it holds the channel, whose pipeline holds this outbox)
             defer { s.waiter = nil }
             return s.waiter
         }

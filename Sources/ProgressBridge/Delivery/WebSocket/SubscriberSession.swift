@@ -2,6 +2,7 @@ import Foundation
 import HummingbirdWebSocket
 import JSONSchema
 import Logging
+import NIOCore
 import NIOWebSocket
 import ServiceLifecycle
 import SubscriberProtocol
@@ -73,6 +74,8 @@ struct SubscriberSession {
     let logger: Logger
     /// When the token stops being valid (`exp` + leeway); the session is closed with 4401 then.
     var expiresAt: Date? = nil
+    /// The connection: its event loop sends the subscriber's messages (`SubscriberChannelDrain`).
+    let channel: any Channel
     /// Closes the connection at once, when the writer cannot get its close frame out (the client stopped reading).
     var forceClose: @Sendable () -> Void = {}
     /// How long a session may take to end once its outbox closed, before the connection is forced shut.
@@ -80,7 +83,7 @@ struct SubscriberSession {
 
     /// Which task of the session ended (the reader with what ended it).
     private enum Ended {
-        case writer, expiry, grace
+        case closer, expiry
         case reader((any Error)?)
     }
 
@@ -112,13 +115,24 @@ struct SubscriberSession {
 
         let clientError = await withGracefulShutdownHandler {
             await withTaskGroup(of: Ended.self, returning: (any Error)?.self) { group in
+                // Messages leave from the connection's event loop; this task only sees the session out: once the
+                // outbox closes — for whatever reason — it sends the close frame that reason calls for, within
+                // `closeGrace` (a client that stopped reading would otherwise hold the session, its slot and its
+                // subscription for ever), and ends the session.
                 group.addTask {
                     do {
-                        try await writeLoop(outbox: outbox, outbound: outbound)
+                        try await SubscriberChannelDrain.attach(outbox, to: channel, metrics: metrics)
                     } catch {
-                        logger.debug("subscriber write failed", metadata: ["connection_id": "\(request.connectionId)", "error": "\(error)"])
+                        logger.debug("subscriber channel closed before delivery started", metadata: ["connection_id": "\(request.connectionId)"])
+                        outbox.close(.clientGone)
                     }
-                    return .writer
+                    await outbox.closed()
+                    if await !sendCloseFrame(for: outbox.closure, outbound: outbound, within: Self.closeGrace) {
+                        logger.info("session did not end in time after its outbox closed; closing the connection",
+                                    metadata: ["connection_id": "\(request.connectionId)", "why": "\(String(describing: outbox.closure))"])
+                        forceClose()
+                    }
+                    return .closer
                 }
                 group.addTask {
                     do {
@@ -128,14 +142,6 @@ struct SubscriberSession {
                         logger.debug("subscriber read failed", metadata: ["connection_id": "\(request.connectionId)", "error": "\(error)"])
                         return .reader(error)
                     }
-                }
-                // The watchdog: once the outbox closes — for whatever reason — the session has `closeGrace` to end. A
-                // writer blocked on a client that stopped reading (TCP window closed) would otherwise wait for ever,
-                // and with it the session, its slot and its subscription.
-                group.addTask {
-                    await outbox.closed()
-                    try? await Task.sleep(for: Self.closeGrace)  // cancelled: the session ended in time
-                    return .grace
                 }
                 if let expiresAt {
                     group.addTask {
@@ -149,20 +155,14 @@ struct SubscriberSession {
                 while let ended = await group.next() {
                     logger.trace("session task ended", metadata: ["connection_id": "\(request.connectionId)", "task": "\(ended)"])
                     switch ended {
-                    case .writer:
+                    case .closer:
                         group.cancelAll()  // the reader, the expiry timer
                         return clientError
                     case .reader(let error):
                         clientError = error
                         // The client is gone or broke the protocol. A close frame decided by the reader (rate limit)
-                        // still goes out; otherwise there is nobody to write to. The watchdog gives the writer a moment.
+                        // still goes out; otherwise there is nobody to write to.
                         outbox.close(.clientGone)
-                    case .grace:
-                        if Task.isCancelled { continue }
-                        logger.info("session did not end in time after its outbox closed; closing the connection",
-                                    metadata: ["connection_id": "\(request.connectionId)", "why": "\(String(describing: outbox.closure))"])
-                        forceClose()
-                        group.cancelAll()  // a writer still blocked on a dead socket
                     case .expiry:
                         continue
                     }
@@ -175,15 +175,30 @@ struct SubscriberSession {
         if let clientError, !(clientError is CancellationError) { throw clientError }
     }
 
-    private func writeLoop(outbox: Outbox, outbound: WebSocketOutboundWriter) async throws {
-        while let message = await outbox.next() {
-            try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: message.frame)))
-            metrics.messagesSent.increment()
-            if let occurredAt = message.occurredAt {
-                metrics.deliveryAge.record(.milliseconds(max(0, WallClock.nowMs().subtracting(saturating: occurredAt))))
+    /// Sends the close frame `closure` calls for; false if that took longer than `grace` (the client stopped
+    /// reading: the caller closes the connection).
+    private func sendCloseFrame(for closure: OutboxClosure?, outbound: WebSocketOutboundWriter, within grace: Duration) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                do {
+                    try await closeFrame(for: closure, outbound: outbound)
+                } catch {
+                    logger.debug("subscriber close frame failed", metadata: ["connection_id": "\(request.connectionId)", "error": "\(error)"])
+                }
+                return true
             }
+            group.addTask {
+                try? await Task.sleep(for: grace)
+                return Task.isCancelled
+            }
+            let inTime = await group.next() ?? true
+            group.cancelAll()
+            return inTime
         }
-        switch outbox.closure {
+    }
+
+    private func closeFrame(for closure: OutboxClosure?, outbound: WebSocketOutboundWriter) async throws {
+        switch closure {
         case .overflowed:
             logger.info("subscriber too slow; closing", metadata: ["connection_id": "\(request.connectionId)"])
             try await outbound.close(.unknown(BridgeCloseCode.sendQueueOverflow), reason: "send queue overflow; reconnect with last_seq")

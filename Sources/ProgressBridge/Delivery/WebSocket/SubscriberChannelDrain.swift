@@ -1,0 +1,53 @@
+import NIOCore
+import NIOWebSocket
+
+/// Sends a subscriber's queued messages from its channel's event loop: an event fanned out to thousands of
+/// subscribers costs a write per subscriber, not a task woken per subscriber and a hop into the event loop per
+/// message, and the messages of one wake-up leave with one flush.
+///
+/// It writes only while the channel is writable (NIO's pending bytes under its high watermark); the rest stays in
+/// the outbox, whose limits close it when the subscriber reads too slowly (4001), and a `WritabilityHandler` at
+/// the end of the pipeline resumes the drain once the socket takes more.
+enum SubscriberChannelDrain {
+    /// Makes `channel`'s event loop deliver what `outbox` queues.
+    static func attach(_ outbox: Outbox, to channel: any Channel, metrics: BridgeMetrics) async throws {
+        try await channel.eventLoop.submit {
+            try channel.pipeline.syncOperations.addHandler(WritabilityHandler(outbox: outbox, metrics: metrics))
+        }.get()
+        outbox.drain { [weak outbox] in
+            guard let outbox else { return }
+            channel.eventLoop.execute { drain(outbox, into: channel, metrics: metrics) }
+        }
+    }
+
+    /// Writes what is queued while the channel is writable; on the channel's event loop.
+    static func drain(_ outbox: Outbox, into channel: any Channel, metrics: BridgeMetrics) {
+        var wrote = false
+        while channel.isWritable, let message = outbox.take() {
+            channel.write(WebSocketFrame(fin: true, opcode: .text, data: message.frame), promise: nil)
+            metrics.messagesSent.increment()
+            if let occurredAt = message.occurredAt {
+                metrics.deliveryAge.record(.milliseconds(max(0, WallClock.nowMs().subtracting(saturating: occurredAt))))
+            }
+            wrote = true
+        }
+        if wrote { channel.flush() }
+    }
+
+    /// Resumes the drain when the channel becomes writable again.
+    final class WritabilityHandler: ChannelInboundHandler, RemovableChannelHandler {
+        typealias InboundIn = NIOAny
+        private let outbox: Outbox
+        private let metrics: BridgeMetrics
+
+        init(outbox: Outbox, metrics: BridgeMetrics) {
+            self.outbox = outbox
+            self.metrics = metrics
+        }
+
+        func channelWritabilityChanged(context: ChannelHandlerContext) {
+            if context.channel.isWritable { SubscriberChannelDrain.drain(outbox, into: context.channel, metrics: metrics) }
+            context.fireChannelWritabilityChanged()
+        }
+    }
+}
