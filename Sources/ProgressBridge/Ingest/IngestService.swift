@@ -5,6 +5,7 @@ import Logging
 import ProgressAggregation
 import ProgressContract
 import ServiceLifecycle
+import Synchronization
 
 /// Kafka in → contract → aggregation, on every replica alike.
 ///
@@ -100,49 +101,72 @@ public struct IngestService: Service {
         var lastCheckpoint = ContinuousClock.now
         var lastPrune = ContinuousClock.now
         // Two stages on two cores: while one batch is applied here, the next is read and decoded (parsed and
-        // validated: pure, and nearly half the cost of an event) beside it.
-        var batch = await readAndDecode()
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            for change in await membership.poll() {
-                await apply(change, to: &partitions)
+        // validated: pure, and nearly half the cost of an event) beside it. And a periodic checkpoint's write (tens
+        // of ms waiting for Kafka) goes on beside ingest, which would otherwise hold every event back meanwhile.
+        await withTaskGroup(of: Result<Int, any Error>.self) { writes in
+            var writing: PreparedCheckpoint?
+            let written = WrittenFlag()
+            /// Finishes the checkpoint being written, waiting for it if `wait` (before a rebalance is acted on, before
+            /// another checkpoint, at shutdown: offsets are stored in order, and never for a partition given back).
+            func settle(wait: Bool) async {
+                guard let prepared = writing, wait || written.isSet, let result = await writes.next() else { return }
+                finishCheckpoint(&partitions, prepared, result)
+                writing = nil
             }
-            // librdkafka's positions now cover what `batch` holds and no more: what readiness may go by once it is applied.
-            let fetched = reader.positions()
-            async let next = readAndDecode()
-            for (message, decoded) in batch {
-                if Task.isShuttingDownGracefully { break }  // the rest is read again by the next owner
-                let partition = TopicPartition(topic: message.topic, partition: message.partition)
-                guard case .done = await handle(message, decoded, &partitions[partition, default: PartitionProgress(position: message.offset)]) else { break }
-                partitions[partition]?.position = message.offset + 1
-            }
-            batch = await next
-            partitions.markCaughtUp(fetched)
-            // So that a resume from a replica further ahead can be told from a made-up last_seq (cheap: cached).
-            store.updateHighWatermarks(reader.highWatermarks(of: partitions.all))
-            if !readiness.isIngestRunning, partitions.isCaughtUp {
-                readiness.ingestStarted(status: reader.status)
-                logger.info("caught up with the input topics: ready")
-            }
-            if ContinuousClock.now - lastCheckpoint >= checkpointInterval {
-                store.evictExpired()
-                await checkpoint(&partitions, partitions.owned)
-                lastCheckpoint = .now
-            }
-            metrics.kafkaUp.set(reader.status.allBrokersDown ? 0.0 : 1.0)
-            if ContinuousClock.now - lastLagUpdate > .seconds(2) {
-                lastLagUpdate = .now
-                for lag in reader.lags(positions: partitions.positions) {
-                    if let value = lag.lag { metrics.setLag(topic: lag.topic, partition: lag.partition, lag: value) }
+            var batch = await readAndDecode()
+            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                let changes = await membership.poll()
+                if !changes.isEmpty { await settle(wait: true) }
+                for change in changes {
+                    await apply(change, to: &partitions)
                 }
-                for broker in reader.status.brokers {
-                    if let rtt = broker.meanRoundTripSeconds { metrics.setBrokerRoundTrip(broker: broker.nodeId, seconds: rtt) }
+                // librdkafka's positions now cover what `batch` holds and no more: what readiness may go by once it is applied.
+                let fetched = reader.positions()
+                async let next = readAndDecode()
+                for (message, decoded) in batch {
+                    if Task.isShuttingDownGracefully { break }  // the rest is read again by the next owner
+                    let partition = TopicPartition(topic: message.topic, partition: message.partition)
+                    guard case .done = await handle(message, decoded, &partitions[partition, default: PartitionProgress(position: message.offset)]) else { break }
+                    partitions[partition]?.position = message.offset + 1
+                }
+                batch = await next
+                partitions.markCaughtUp(fetched)
+                // So that a resume from a replica further ahead can be told from a made-up last_seq (cheap: cached).
+                store.updateHighWatermarks(reader.highWatermarks(of: partitions.all))
+                if !readiness.isIngestRunning, partitions.isCaughtUp {
+                    readiness.ingestStarted(status: reader.status)
+                    logger.info("caught up with the input topics: ready")
+                }
+                await settle(wait: false)
+                if writing == nil, ContinuousClock.now - lastCheckpoint >= checkpointInterval {
+                    store.evictExpired()
+                    if let prepared = prepareCheckpoint(&partitions, partitions.owned) {
+                        writing = prepared
+                        written.reset()
+                        writes.addTask {
+                            defer { written.set() }
+                            return await writeCheckpoint(prepared)
+                        }
+                    }
+                    lastCheckpoint = .now
+                }
+                metrics.kafkaUp.set(reader.status.allBrokersDown ? 0.0 : 1.0)
+                if ContinuousClock.now - lastLagUpdate > .seconds(2) {
+                    lastLagUpdate = .now
+                    for lag in reader.lags(positions: partitions.positions) {
+                        if let value = lag.lag { metrics.setLag(topic: lag.topic, partition: lag.partition, lag: value) }
+                    }
+                    for broker in reader.status.brokers {
+                        if let rtt = broker.meanRoundTripSeconds { metrics.setBrokerRoundTrip(broker: broker.nodeId, seconds: rtt) }
+                    }
+                }
+                reportHandovers(&partitions, final: false)
+                if ContinuousClock.now - lastPrune > .seconds(10) {
+                    lastPrune = .now
+                    await pruneRememberedRejections(&partitions)
                 }
             }
-            reportHandovers(&partitions, final: false)
-            if ContinuousClock.now - lastPrune > .seconds(10) {
-                lastPrune = .now
-                await pruneRememberedRejections(&partitions)
-            }
+            await settle(wait: true)
         }
         readiness.ingestStopped()
         await checkpoint(&partitions, partitions.owned)
@@ -358,9 +382,17 @@ public struct IngestService: Service {
     /// runs ahead of the state.
     @discardableResult
     private func checkpoint(_ partitions: inout Partitions, _ which: Set<TopicPartition>) async -> Bool {
+        guard let prepared = prepareCheckpoint(&partitions, which) else { return false }
+        return finishCheckpoint(&partitions, prepared, await writeCheckpoint(prepared))
+    }
+
+    /// Takes a checkpoint of `which` partitions: the jobs changed in them, the jobs forgotten, and the positions the
+    /// state will cover (stored for commit once it is written). The partitions' change marks are taken with it and
+    /// given back if the write fails. `nil` when this replica is out of the group.
+    private func prepareCheckpoint(_ partitions: inout Partitions, _ which: Set<TopicPartition>) -> PreparedCheckpoint? {
         // Out of the group (a stall past max.poll.interval.ms, a session lost): another replica may own these
         // partitions already; this one writes nothing until the group says what it owns.
-        if membership.isAssignmentLost { return false }
+        if membership.isAssignmentLost { return nil }
         let active = which.filter { partitions[$0]?.isActiveOwner ?? false }
         // Forgotten jobs: tombstones are the owner's business; readers keep them for a takeover.
         let owned = partitions.owned
@@ -374,20 +406,41 @@ public struct IngestService: Service {
                 partitions[partition]?.rememberForgotten(job, limit: Self.rememberedRejectionsPerPartition)
             }
         }
-        let jobs = active.flatMap { partitions[$0]?.dirtyJobs ?? [] }
-        let forgotten = active.flatMap { partitions[$0]?.forgotten ?? [] }
+        var prepared = PreparedCheckpoint()
+        for partition in active {
+            guard let progress = partitions[partition] else { continue }
+            prepared.dirty[partition] = progress.dirtyJobs
+            prepared.forgotten[partition] = progress.forgotten
+            if progress.position > progress.committed ?? -1 {
+                prepared.due.append(TopicPartitionOffset(topic: partition.topic, partition: partition.partition, offset: progress.position))
+            }
+            partitions[partition]?.dirtyJobs.removeAll()
+            partitions[partition]?.forgotten.removeAll()
+        }
+        return prepared
+    }
+
+    /// Writes a prepared checkpoint's state records: I/O only, so ingest may go on meanwhile (events applied
+    /// meanwhile may be in the records too; restore recognises them by their offsets).
+    private func writeCheckpoint(_ prepared: PreparedCheckpoint) async -> Result<Int, any Error> {
+        let jobs = prepared.dirty.values.flatMap { $0 }
+        let forgotten = prepared.forgotten.values.flatMap { $0 }
+        guard let durability, !jobs.isEmpty || !forgotten.isEmpty else { return .success(0) }
         do {
-            if let durability, !jobs.isEmpty || !forgotten.isEmpty {
-                metrics.stateRecordsWritten.increment(by: Int64(try await durability.changelog.write(jobs, forgotten: forgotten, from: store)))
-            }
-            for partition in active {
-                partitions[partition]?.dirtyJobs.removeAll()
-                partitions[partition]?.forgotten.removeAll()
-            }
-            let due = active.compactMap { p -> TopicPartitionOffset? in
-                guard let progress = partitions[p], progress.position > progress.committed ?? -1 else { return nil }
-                return TopicPartitionOffset(topic: p.topic, partition: p.partition, offset: progress.position)
-            }
+            return .success(try await durability.changelog.write(jobs, forgotten: forgotten, from: store))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// Stores the positions of a written checkpoint for commit (those of partitions still owned, while in the
+    /// group), or gives its change marks back if the write failed. Returns whether it succeeded.
+    @discardableResult
+    private func finishCheckpoint(_ partitions: inout Partitions, _ prepared: PreparedCheckpoint, _ written: Result<Int, any Error>) -> Bool {
+        do {
+            metrics.stateRecordsWritten.increment(by: Int64(try written.get()))
+            if membership.isAssignmentLost { return false }
+            let due = prepared.due.filter { partitions[TopicPartition(topic: $0.topic, partition: $0.partition)]?.ownedFrom != nil }
             try membership.store(due)
             let now = WallClock.nowMs()
             for entry in due {
@@ -420,7 +473,12 @@ public struct IngestService: Service {
         } catch {
             metrics.checkpointFailures.increment()
             partitions.checkpointFailures += 1
-            // The change marks were given back to the store and the partitions keep theirs: the next interval retries.
+            // The store's change marks were given back by the changelog; the partitions get theirs back here: the
+            // next interval retries.
+            if case .failure = written {
+                for (partition, jobs) in prepared.dirty { partitions[partition]?.dirtyJobs.formUnion(jobs) }
+                for (partition, jobs) in prepared.forgotten { partitions[partition]?.forgotten.insert(contentsOf: jobs, at: 0) }
+            }
             if partitions.checkpointFailures <= 3 || partitions.checkpointFailures % 60 == 0 {
                 logger.error("checkpoint failed; offsets stay uncommitted", metadata: ["error": "\(error)", "failures": "\(partitions.checkpointFailures)"])
             }
@@ -605,6 +663,24 @@ struct PartitionProgress {
         rejections.append((offset, Rejection(rejection.reason, String(rejection.detail.prefix(300)))))
         if rejections.count > limit, let dropped = rejections.popFirst() { rejectionsForgottenThrough = dropped.offset }
     }
+}
+
+/// Whether the checkpoint being written is done (so that the loop only waits for it when it must).
+final class WrittenFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    var isSet: Bool { value.load(ordering: .acquiring) }
+    func set() { value.store(true, ordering: .releasing) }
+    func reset() { value.store(false, ordering: .releasing) }
+}
+
+/// A checkpoint taken from the partitions, being written.
+struct PreparedCheckpoint: Sendable {
+    /// The jobs changed, per partition (their marks, given back if the write fails).
+    var dirty: [TopicPartition: Set<String>] = [:]
+    /// The jobs forgotten, per partition: their tombstones are due.
+    var forgotten: [TopicPartition: [ForgottenJob]] = [:]
+    /// The positions the state covers once written: stored for commit then.
+    var due: [TopicPartitionOffset] = []
 }
 
 /// A partition given back to the group, until its last stored offset is known committed.
