@@ -87,16 +87,7 @@ struct Percentiles {
 func rawDeliveryLatency(bootstrap: String, job: inout LiveJob, partitions: Int32, rate: Double, duration: Duration, producer: KafkaProducer) async throws
     -> Percentiles
 {
-    var errorBuffer = [CChar](repeating: 0, count: 512)
-    let conf = rd_kafka_conf_new()!
-    for (key, value) in [
-        ("bootstrap.servers", bootstrap), ("group.id", "raw-latency-\(UUID().uuidString)"), ("enable.auto.commit", "false"),
-        ("fetch.wait.max.ms", "10"), ("enable.partition.eof", "false"),
-    ] {
-        _ = rd_kafka_conf_set(conf, key, value, &errorBuffer, errorBuffer.count)
-    }
-    let consumer = RawConsumer(rd_kafka_new(RD_KAFKA_CONSUMER, conf, &errorBuffer, errorBuffer.count)!)
-    rd_kafka_poll_set_consumer(consumer.handle)
+    let consumer = RawConsumer(makeRawConsumer(bootstrap: bootstrap))
     let list = rd_kafka_topic_partition_list_new(partitions)!
     for p in 0..<partitions { rd_kafka_topic_partition_list_add(list, job.topic, p)!.pointee.offset = Int64(RD_KAFKA_OFFSET_END) }
     rd_kafka_assign(consumer.handle, list)

@@ -53,8 +53,9 @@ struct Workload {
     }
 }
 
-/// Reads every record of `topic` with librdkafka alone, fetching and freeing them; returns events/s.
-func rawConsume(bootstrap: String, topic: String, partitions: Int32, total: Int) -> Double {
+/// A plain librdkafka consumer (no group membership used; `fetch.wait.max.ms=10`, as the bridge is run), polled
+/// through its consumer queue; the caller assigns partitions and destroys it.
+func makeRawConsumer(bootstrap: String) -> OpaquePointer {
     var errorBuffer = [CChar](repeating: 0, count: 512)
     let conf = rd_kafka_conf_new()!
     for (key, value) in [
@@ -64,8 +65,14 @@ func rawConsume(bootstrap: String, topic: String, partitions: Int32, total: Int)
         _ = rd_kafka_conf_set(conf, key, value, &errorBuffer, errorBuffer.count)
     }
     let consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, &errorBuffer, errorBuffer.count)!
-    defer { rd_kafka_destroy(consumer) }
     rd_kafka_poll_set_consumer(consumer)
+    return consumer
+}
+
+/// Reads every record of `topic` with librdkafka alone, fetching and freeing them; returns events/s.
+func rawConsume(bootstrap: String, topic: String, partitions: Int32, total: Int) -> Double {
+    let consumer = makeRawConsumer(bootstrap: bootstrap)
+    defer { rd_kafka_destroy(consumer) }
     let queue = rd_kafka_queue_get_consumer(consumer)!
     defer { rd_kafka_queue_destroy(queue) }
     let list = rd_kafka_topic_partition_list_new(partitions)!

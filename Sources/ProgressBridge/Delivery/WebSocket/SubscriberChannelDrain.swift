@@ -1,5 +1,6 @@
 import NIOCore
 import NIOWebSocket
+import Synchronization
 
 /// Sends a subscriber's queued messages from its channel's event loop: an event fanned out to thousands of
 /// subscribers costs a write per subscriber, not a task woken per subscriber and a hop into the event loop per
@@ -14,9 +15,10 @@ enum SubscriberChannelDrain {
         try await channel.eventLoop.submit {
             try channel.pipeline.syncOperations.addHandler(WritabilityHandler(outbox: outbox, metrics: metrics))
         }.get()
+        let loop = LoopDrains.queue(of: channel.eventLoop)
         outbox.drain { [weak outbox] in
             guard let outbox else { return }
-            channel.eventLoop.execute { drain(outbox, into: channel, metrics: metrics) }
+            loop.schedule(Waiting(outbox: outbox, channel: channel, metrics: metrics))
         }
     }
 
@@ -32,6 +34,55 @@ enum SubscriberChannelDrain {
             wrote = true
         }
         if wrote { channel.flush() }
+    }
+
+    /// The outboxes waiting for one event loop: an event fanned out to the thousands of subscribers that loop
+    /// serves is one task on it, not one per subscriber.
+    struct Waiting: Sendable {
+        let outbox: Outbox
+        let channel: any Channel
+        let metrics: BridgeMetrics
+    }
+
+    final class LoopDrains: Sendable {
+        private let loop: any EventLoop
+        private let waiting = Mutex<(outboxes: [Waiting], scheduled: Bool)>(([], false))
+        /// One per event loop, for as long as the process runs (event loops are few and live as long).
+        private static let queues = Mutex<[ObjectIdentifier: LoopDrains]>([:])
+
+        private init(loop: any EventLoop) {
+            self.loop = loop
+        }
+
+        static func queue(of loop: any EventLoop) -> LoopDrains {
+            queues.withLock { queues in
+                if let queue = queues[ObjectIdentifier(loop)] { return queue }
+                let queue = LoopDrains(loop: loop)
+                queues[ObjectIdentifier(loop)] = queue
+                return queue
+            }
+        }
+
+        /// Drains `outbox` on this loop soon, with the others woken meanwhile.
+        func schedule(_ outbox: Waiting) {
+            let first = waiting.withLock { waiting -> Bool in
+                waiting.outboxes.append(outbox)
+                defer { waiting.scheduled = true }
+                return !waiting.scheduled
+            }
+            if first { loop.execute { self.drainWaiting() } }
+        }
+
+        private func drainWaiting() {
+            let outboxes = waiting.withLock { waiting in
+                defer {
+                    waiting.outboxes = []
+                    waiting.scheduled = false
+                }
+                return waiting.outboxes
+            }
+            for each in outboxes { SubscriberChannelDrain.drain(each.outbox, into: each.channel, metrics: each.metrics) }
+        }
     }
 
     /// Resumes the drain when the channel becomes writable again.
