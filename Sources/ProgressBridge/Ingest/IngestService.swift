@@ -281,8 +281,8 @@ public struct IngestService: Service {
             let committed = membership.commitResults.committed
             for partition in revoked {
                 guard let progress = partitions[partition], let ownedFrom = progress.ownedFrom else { continue }
-                if !lost, let stored = progress.committed {
-                    partitions.handovers.append(Handover(partition: partition, committed: max(committed[partition] ?? ownedFrom, ownedFrom), stored: stored, at: .now))
+                if !lost {
+                    partitions.handovers.append(Handover(partition: partition, committed: max(committed[partition] ?? ownedFrom, ownedFrom), handled: progress.position, at: .now))
                 }
                 partitions[partition]?.ownedFrom = nil
             }
@@ -300,10 +300,10 @@ public struct IngestService: Service {
         guard !partitions.handovers.isEmpty else { return }
         let committed = membership.commitResults
         partitions.handovers.removeAll { handover in
-            if (committed.committed[handover.partition] ?? -1) >= handover.stored { return true }
+            if max(committed.committed[handover.partition] ?? -1, handover.committed) >= handover.handled { return true }
             guard final || ContinuousClock.now - handover.at > Self.handoverCommitWait else { return false }
             logger.warning("partition handed over without its last offsets committed: its next owner repeats the dead letters in between", metadata: [
-                "partition": "\(describe([handover.partition]))", "committed": "\(handover.committed)", "handled": "\(handover.stored)",
+                "partition": "\(describe([handover.partition]))", "committed": "\(handover.committed)", "handled": "\(handover.handled)",
                 "error": "\(committed.lastError ?? "no commit result")",
             ])
             metrics.handoversUncommitted.increment()
@@ -535,7 +535,11 @@ public struct IngestService: Service {
         // Every replica counts what it found invalid (as it counts what it read); only the owner writes the dead letter.
         metrics.eventsInvalid[rejection.reason]?.increment()
         if progress.ownsSideEffects(at: message.offset) {
-            return await deadLetter(message, rejection) ? .done : .interrupted
+            if await deadLetter(message, rejection) { return .done }
+            // Shutdown: the position stays (the next owner reads the event again). Otherwise the assignment was lost:
+            // this replica only reads the partition now, and remembers the rejection as a reader does — skipping the
+            // rest of the batch would leave its store behind the others'.
+            if Task.isShuttingDownGracefully || Task.isCancelled { return .interrupted }
         }
         progress.remember(message.offset, rejection, limit: Self.rememberedRejectionsPerPartition)
         return .done
@@ -688,8 +692,9 @@ struct Handover {
     var partition: TopicPartition
     /// What the group had committed before (as far as this replica knows).
     var committed: Int64
-    /// The offset this replica stored last: everything before it is handled.
-    var stored: Int64
+    /// Where this replica had read to (and dead-lettered up to) when it gave the partition back: a commit of it
+    /// tells the next owner so.
+    var handled: Int64
     var at: ContinuousClock.Instant
 }
 

@@ -13,7 +13,12 @@ enum SubscriberChannelDrain {
     /// Makes `channel`'s event loop deliver what `outbox` queues.
     static func attach(_ outbox: Outbox, to channel: any Channel, metrics: BridgeMetrics) async throws {
         try await channel.eventLoop.submit {
-            try channel.pipeline.syncOperations.addHandler(WritabilityHandler(outbox: outbox, metrics: metrics))
+            let pipeline = channel.pipeline.syncOperations
+            try pipeline.addHandler(WritabilityHandler(outbox: outbox, metrics: metrics))
+            // Between the frame encoder and the WebSocket handler's writer, to see every close frame it sends.
+            if let encoder = try? pipeline.context(handlerType: WebSocketFrameEncoder.self) {
+                try pipeline.addHandler(CloseFrameWatcher(outbox: outbox), position: .after(encoder.handler))
+            }
         }.get()
         let loop = LoopDrains.queue(of: channel.eventLoop)
         outbox.drain { [weak outbox] in
@@ -47,7 +52,8 @@ enum SubscriberChannelDrain {
     final class LoopDrains: Sendable {
         private let loop: any EventLoop
         private let waiting = Mutex<(outboxes: [Waiting], scheduled: Bool)>(([], false))
-        /// One per event loop, for as long as the process runs (event loops are few and live as long).
+        /// One per event loop, for as long as the process runs: a few with the shared event loop group (a process
+        /// that makes event loop groups over and over keeps each loop's entry).
         private static let queues = Mutex<[ObjectIdentifier: LoopDrains]>([:])
 
         private init(loop: any EventLoop) {
@@ -82,6 +88,21 @@ enum SubscriberChannelDrain {
                 return waiting.outboxes
             }
             for each in outboxes { SubscriberChannelDrain.drain(each.outbox, into: each.channel, metrics: each.metrics) }
+        }
+    }
+
+    /// Stops the drain once a close frame goes out — the WebSocket handler answering the client's close, or
+    /// closing on its own (an unanswered ping) —, as RFC 6455 sends nothing after it.
+    final class CloseFrameWatcher: ChannelOutboundHandler, RemovableChannelHandler {
+        typealias OutboundIn = WebSocketFrame
+        typealias OutboundOut = WebSocketFrame
+        private let outbox: Outbox
+
+        init(outbox: Outbox) { self.outbox = outbox }
+
+        func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+            if unwrapOutboundIn(data).opcode == .connectionClose { outbox.close(.clientGone) }
+            context.write(data, promise: promise)
         }
     }
 
