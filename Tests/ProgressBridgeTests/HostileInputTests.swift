@@ -34,8 +34,8 @@ struct StoreEvents {
 /// Drains what an outbox holds now (without waiting).
 func drain(_ outbox: Outbox) async -> [OutboundMessage] {
     var messages: [OutboundMessage] = []
-    outbox.close(.finished)  // next() returns what is queued, then nil
-    while let m = await outbox.next() { messages.append(m) }
+    outbox.close(.finished)  // what is queued stays to be taken
+    while let m = outbox.take() { messages.append(m) }
     return messages
 }
 
@@ -189,7 +189,7 @@ struct OutboxBoundTests {
         let outbox = Outbox(capacity: 10, byteCapacity: 1000, metrics: BridgeMetrics())
         outbox.enqueue(Self.message(bytes: 5000))
         #expect(outbox.closure == nil)
-        #expect(await outbox.next()?.byteCount ?? 0 > 5000)
+        #expect(outbox.take()?.byteCount ?? 0 > 5000)
     }
 
     @Test func anOverflowWakesWhoeverWaitsForTheClose() async {
@@ -199,15 +199,6 @@ struct OutboxBoundTests {
         for i in 0..<3 { outbox.enqueue(Self.message(bytes: 10, seq: Int64(i))) }
         #expect(outbox.closure == .overflowed)
         await watchdog.value  // returns: a hang here fails the test run
-    }
-
-    @Test func aWaitingWriterEndsWhenItsTaskIsCancelled() async {
-        let outbox = Outbox(capacity: 10, metrics: BridgeMetrics())
-        let writer = Task { await outbox.next() }
-        try? await Task.sleep(for: .milliseconds(50))
-        writer.cancel()
-        #expect(await writer.value == nil)
-        #expect(outbox.closure == .finished)
     }
 }
 

@@ -1,4 +1,5 @@
 import SubscriberProtocol
+import Synchronization
 import Testing
 
 @testable import ProgressBridge
@@ -18,7 +19,7 @@ struct OutboxTests {
         outbox.enqueue(message("job.progress", seq: 4, job: "job_b"))
         outbox.enqueue(message("job.completed", seq: 5))
         var seen: [String] = []
-        for _ in 0..<4 { if let m = await outbox.next() { seen.append(m.text) } }
+        while let m = outbox.take() { seen.append(m.text) }
         #expect(seen == ["video.failed#2", "job.progress#3", "job.progress#4", "job.completed#5"])
         #expect(metrics.render().contains("progress_bridge_messages_conflated_total 1"))
     }
@@ -28,22 +29,28 @@ struct OutboxTests {
         let outbox = Outbox(capacity: 3, metrics: metrics)
         for i in 1...4 { outbox.enqueue(message("video.updated", seq: Int64(i))) }
         #expect(outbox.closure == .overflowed)
-        #expect(await outbox.next() == nil)
+        #expect(outbox.take() == nil)
         #expect(metrics.render().contains("progress_bridge_send_queue_overflows_total 1"))
         #expect(metrics.render().contains("progress_bridge_messages_dropped_total 4"))
     }
 
-    @Test func aWaitingWriterIsWokenAndClosingEndsIt() async {
+    @Test func theDrainIsWokenOnceUntilItFindsTheQueueEmpty() {
         let outbox = Outbox(capacity: 3, metrics: BridgeMetrics())
-        async let first = outbox.next()
-        try? await Task.sleep(for: .milliseconds(20))
+        let wakes = Mutex(0)
+        outbox.drain { wakes.withLock { $0 += 1 } }
+        #expect(wakes.withLock { $0 } == 0, "nothing queued, nothing to drain")
         outbox.enqueue(message("video.updated", seq: 1))
-        #expect(await first?.seq == 1)
-        async let second = outbox.next()
-        try? await Task.sleep(for: .milliseconds(20))
+        outbox.enqueue(message("video.updated", seq: 2))
+        #expect(wakes.withLock { $0 } == 1, "a drain under way is not woken again")
+        #expect(outbox.take()?.seq == 1)
+        #expect(outbox.take()?.seq == 2)
+        #expect(outbox.take() == nil)
+        outbox.enqueue(message("video.updated", seq: 3))
+        #expect(wakes.withLock { $0 } == 2, "once it found the queue empty, the next message wakes it")
         outbox.close(.shuttingDown)
-        #expect(await second == nil)
-        #expect(outbox.closure == .shuttingDown)
+        #expect(outbox.take() == nil)
+        outbox.enqueue(message("video.updated", seq: 4))
+        #expect(wakes.withLock { $0 } == 2, "a closed outbox wakes nobody")
     }
 }
 

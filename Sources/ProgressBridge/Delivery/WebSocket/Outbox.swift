@@ -25,7 +25,6 @@ public final class Outbox: Sendable {
     private struct State {
         var queue = Deque<OutboundMessage>()
         var bytes = 0
-        var waiter: CheckedContinuation<OutboundMessage?, Never>?
         var closure: OutboxClosure?
         /// The one task waiting in `closed()` (the session's watchdog).
         var closeWatcher: CheckedContinuation<Void, Never>?
@@ -76,12 +75,8 @@ public final class Outbox: Sendable {
         var byteChange = 0
         var watcher: CheckedContinuation<Void, Never>?
         var wake: (@Sendable () -> Void)?
-        let waiter: CheckedContinuation<OutboundMessage?, Never>? = state.withLock { s in
-            guard s.closure == nil else { return nil }
-            if let waiter = s.waiter {
-                s.waiter = nil
-                return waiter  // nothing queued: hand it straight to the writer
-            }
+        state.withLock { s in
+            guard s.closure == nil else { return }
             if message.isConflatable,
                 let index = s.queue.firstIndex(where: { $0.isConflatable && $0.jobId == message.jobId })
             {
@@ -99,7 +94,7 @@ public final class Outbox: Sendable {
                 s.closure = .overflowed
                 swap(&watcher, &s.closeWatcher)
                 overflowed = true
-                return nil
+                return
             }
             s.queue.append(message)
             s.bytes += size
@@ -108,9 +103,7 @@ public final class Outbox: Sendable {
                 s.draining = true
                 wake = drain
             }
-            return nil
         }
-        if let waiter { waiter.resume(returning: message) }
         wake?()
         watcher?.resume()
         if byteChange != 0 { metrics.queuedBytes.increment(by: Double(byteChange)) }
@@ -122,7 +115,7 @@ public final class Outbox: Sendable {
     }
 
     /// Hands delivery to `wake`, called (outside the lock) whenever a message lands while no drain is under way;
-    /// the drain then takes messages with `take()` until it finds none. Used instead of `next()`, so that no task
+    /// the drain then takes messages with `take()` until it finds none. So that no task
     /// has to be woken per message: the subscriber's event loop drains it (see `SubscriberChannelDrain`).
     public func drain(with wake: @escaping @Sendable () -> Void) {
         let now: (@Sendable () -> Void)? = state.withLock { s in
@@ -152,32 +145,11 @@ public final class Outbox: Sendable {
         for message in messages { enqueue(message) }
     }
 
-    /// The next message to send, waiting for one; `nil` once the outbox is closed or the waiting task is
-    /// cancelled (a session whose reader failed must not leave its writer waiting for ever).
-    public func next() async -> OutboundMessage? {
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<OutboundMessage?, Never>) in
-                let ready: OutboundMessage?? = state.withLock { s in
-                    if let first = s.popFirst() { return .some(first) }
-                    if s.closure != nil { return .some(nil) }
-                    s.waiter = continuation
-                    return nil
-                }
-                if let ready {
-                    if let message = ready { metrics.queuedBytes.decrement(by: Double(message.byteCount)) }
-                    continuation.resume(returning: ready)
-                }
-            }
-        } onCancel: {
-            close(.finished)
-        }
-    }
-
-    /// Stops delivery; a waiting `next()` returns `nil`. The first reason given wins.
+    /// Stops delivery; the drain finds nothing more (but what is queued, for `.finished`). The first reason given wins.
     public func close(_ reason: OutboxClosure) {
         var released = 0
         var watcher: CheckedContinuation<Void, Never>?
-        let waiter = state.withLock { s -> CheckedContinuation<OutboundMessage?, Never>? in
+        state.withLock { s in
             if s.closure == nil { s.closure = reason }
             if reason != .finished {  // nobody will send what is queued
                 released = s.bytes
@@ -186,10 +158,7 @@ public final class Outbox: Sendable {
             }
             swap(&watcher, &s.closeWatcher)
             s.wake = nil  // (it holds the channel, whose pipeline holds this outbox)
-            defer { s.waiter = nil }
-            return s.waiter
         }
-        waiter?.resume(returning: nil)
         watcher?.resume()
         if released != 0 { metrics.queuedBytes.decrement(by: Double(released)) }
     }
