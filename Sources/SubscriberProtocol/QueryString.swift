@@ -55,8 +55,8 @@ public struct QueryString: Sendable, Equatable {
 }
 
 extension SubscriptionRequest {
-    /// Parses a subscription URL's query: `job_id`, `token`, `connection_id`, `last_seq`.
+    /// Parses a subscription URL's query: `job_id` or `jobs`, `token`, `connection_id`, `last_seq`.
     public static func parse(query: QueryString) -> Result<SubscriptionRequest, SubscriptionError> {
-        parse(jobId: query["job_id"], connectionId: query["connection_id"], token: query["token"], lastSeq: query["last_seq"])
+        parse(jobId: query["job_id"], jobs: query["jobs"], connectionId: query["connection_id"], token: query["token"], lastSeq: query["last_seq"])
     }
 }

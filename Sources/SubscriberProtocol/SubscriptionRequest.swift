@@ -4,20 +4,70 @@ import Foundation
 /// can never overflow and every client language reads it exactly.
 public let maxSequenceNumber: Int64 = 9_007_199_254_740_991
 
+/// What a connection subscribes to.
+public enum SubscriptionTarget: Sendable, Equatable {
+    /// One job (`job_id=…`): every message of it, a `job.snapshot` first, resume by `last_seq`.
+    case job(String)
+    /// A job-list feed (`jobs=*` or `jobs=job_a,job_b`): the job-level messages of several jobs, a `jobs.snapshot` first.
+    case jobs(JobSelection)
+}
+
+/// The jobs of a feed.
+public enum JobSelection: Sendable, Equatable {
+    /// Every job the token grants, including jobs that appear later.
+    case all
+    /// These jobs (distinct, in the order given).
+    case listed([String])
+
+    /// Whether the selection names `jobId` (the token's grant is checked apart).
+    public func includes(_ jobId: String) -> Bool {
+        switch self {
+        case .all: true
+        case .listed(let ids): ids.contains(jobId)
+        }
+    }
+}
+
 /// What a subscriber asked for in its connection URL.
 public struct SubscriptionRequest: Sendable, Equatable {
-    public let jobId: String
+    public let target: SubscriptionTarget
     public let connectionId: String
     /// `token` — checked by authentication; never logged.
     public let token: String?
-    /// Resume after this bridge `seq` instead of starting with a snapshot.
+    /// Resume after this bridge `seq` instead of starting with a snapshot (one-job subscriptions only).
     public let lastSeq: Int64?
 
+    /// Most job ids a feed may list.
+    public static let maxListedJobs = 100
+
+    /// The job of a one-job subscription; nil for a feed.
+    public var jobId: String? {
+        if case .job(let id) = target { return id }
+        return nil
+    }
+
     /// Parses and checks the query parameters; the error message names the parameter.
-    public static func parse(jobId: String?, connectionId: String?, token: String?, lastSeq: String?) -> Result<SubscriptionRequest, SubscriptionError> {
-        guard let jobId, !jobId.isEmpty else { return .failure(SubscriptionError("query parameter job_id is required")) }
-        guard JobIdentifier.isValid(jobId) else {
-            return .failure(SubscriptionError("query parameter job_id must match ^job_[A-Za-z0-9_-]{1,120}$"))
+    public static func parse(
+        jobId: String?, jobs: String? = nil, connectionId: String?, token: String?, lastSeq: String?
+    ) -> Result<SubscriptionRequest, SubscriptionError> {
+        let target: SubscriptionTarget
+        switch (jobId, jobs) {
+        case (.some, .some):
+            return .failure(SubscriptionError("query parameters job_id and jobs exclude each other"))
+        case (nil, .some(let list)):
+            guard lastSeq == nil else {
+                return .failure(SubscriptionError("query parameter last_seq is for one-job subscriptions (a feed's jobs.snapshot has every job's state)"))
+            }
+            switch parseSelection(list) {
+            case .success(let selection): target = .jobs(selection)
+            case .failure(let error): return .failure(error)
+            }
+        case (let jobId, nil):
+            guard let jobId, !jobId.isEmpty else { return .failure(SubscriptionError("query parameter job_id (or jobs) is required")) }
+            guard JobIdentifier.isValid(jobId) else {
+                return .failure(SubscriptionError("query parameter job_id must match ^job_[A-Za-z0-9_-]{1,120}$"))
+            }
+            target = .job(jobId)
         }
         var resumeAfter: Int64?
         if let lastSeq {
@@ -33,7 +83,24 @@ public struct SubscriptionRequest: Sendable, Equatable {
         } else {
             connection = "conn_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16)
         }
-        return .success(SubscriptionRequest(jobId: jobId, connectionId: connection, token: token, lastSeq: resumeAfter))
+        return .success(SubscriptionRequest(target: target, connectionId: connection, token: token, lastSeq: resumeAfter))
+    }
+
+    /// `*`, or 1 to `maxListedJobs` job ids separated by commas (repeats count once).
+    private static func parseSelection(_ text: String) -> Result<JobSelection, SubscriptionError> {
+        if text == "*" { return .success(.all) }
+        let problem = SubscriptionError("query parameter jobs must be * or 1 to \(maxListedJobs) job ids (^job_[A-Za-z0-9_-]{1,120}$) separated by commas")
+        // Bounded before splitting: a hostile list is never split into more than the cap allows.
+        guard !text.isEmpty, text.utf8.count <= maxListedJobs * 125 else { return .failure(problem) }
+        var ids: [String] = []
+        var seen = Set<String>()
+        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+            let id = String(part)
+            guard JobIdentifier.isValid(id) else { return .failure(problem) }
+            if seen.insert(id).inserted { ids.append(id) }
+        }
+        guard ids.count <= maxListedJobs else { return .failure(problem) }
+        return .success(.listed(ids))
     }
 }
 

@@ -48,6 +48,9 @@ struct ProgressBridgeCommand: AsyncParsableCommand {
     @Option(name: .customLong("schemas"), help: "Directory of the contract's JSON Schemas. Env: BRIDGE_SCHEMAS. Default: schemas.")
     var schemas: String?
 
+    @Option(name: .customLong("web-root"), help: "Directory of the dashboard's files, served at / and /static/. Env: BRIDGE_WEB_ROOT. Default: web.")
+    var webRoot: String?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical. Env: LOG_LEVEL. Default: info.")
     var logLevel: String?
 
@@ -172,6 +175,7 @@ struct ProgressBridgeCommand: AsyncParsableCommand {
         flags.port = port
         flags.adminPort = adminPort
         flags.schemas = schemas
+        flags.webRoot = webRoot
         flags.logLevel = logLevel
         flags.logFormat = logFormat
         flags.demoMonitor = demoMonitor

@@ -13,7 +13,13 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     switch data[0] % 4 {
     case 0:
         if case .success(let request) = SubscriptionRequest.parse(query: QueryString(text)) {
-            precondition(JobIdentifier.isValid(request.jobId), "an accepted job_id must match the contract")
+            switch request.target {
+            case .job(let id): precondition(JobIdentifier.isValid(id), "an accepted job_id must match the contract")
+            case .jobs(.all): precondition(request.lastSeq == nil, "a feed does not resume by last_seq")
+            case .jobs(.listed(let ids)):
+                precondition((1...SubscriptionRequest.maxListedJobs).contains(ids.count), "a feed's list is bounded")
+                precondition(ids.allSatisfy(JobIdentifier.isValid) && Set(ids).count == ids.count, "listed ids are valid and distinct")
+            }
             precondition(request.connectionId.utf8.count <= 128, "connection ids are bounded")
             if let lastSeq = request.lastSeq { precondition((0...maxSequenceNumber).contains(lastSeq), "last_seq is bounded") }
         }

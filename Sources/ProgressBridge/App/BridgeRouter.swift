@@ -10,7 +10,7 @@ import SubscriberProtocol
 /// connection behind the `gate` (connection cap, request-head deadline).
 public func buildApplication(
     store: JobStore, metrics: BridgeMetrics, settings: DeliverySettings, authenticator: Authenticator, configuration: ApplicationConfiguration,
-    gate: HTTPConnectionGate? = nil, onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }, logger: Logger
+    assets: WebAssets = .none, gate: HTTPConnectionGate? = nil, onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }, logger: Logger
 ) -> some ApplicationProtocol {
     let refusals = UpgradeRefusals()
     let gate = gate ?? HTTPConnectionGate(settings: settings, metrics: metrics)
@@ -25,7 +25,7 @@ public func buildApplication(
         // Text must be UTF-8 (else 1007); a client that does not answer our close frame is dropped after 3 s.
         ws: .init(maxFrameSize: settings.maxClientMessageBytes, closeTimeout: .seconds(3), validateUTF8: true))
     return Application(
-        router: buildRouter(store: store, metrics: metrics, authenticator: authenticator),
+        router: buildRouter(store: store, metrics: metrics, authenticator: authenticator, assets: assets),
         server: HTTPServerBuilder { responder in
             GatedChildChannel(
                 inner: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: webSocketResponder, configuration: channelConfiguration),
@@ -34,10 +34,11 @@ public func buildApplication(
         configuration: configuration, onServerRunning: onServerRunning, logger: logger)
 }
 
-/// The REST API: `/api/v1/bulk-jobs…`.
-public func buildRouter(store: JobStore, metrics: BridgeMetrics, authenticator: Authenticator) -> Router<BasicRequestContext> {
+/// The REST API (`/api/v1/bulk-jobs…`) and the dashboard (`/`, `/static/…`).
+public func buildRouter(store: JobStore, metrics: BridgeMetrics, authenticator: Authenticator, assets: WebAssets = .none) -> Router<BasicRequestContext> {
     let router = Router(context: BasicRequestContext.self)
     JobsAPI<BasicRequestContext>(store: store, metrics: metrics, authenticator: authenticator).register(on: router)
+    DashboardRoutes<BasicRequestContext>(assets: assets).register(on: router)
     return router
 }
 
@@ -65,7 +66,7 @@ func buildWebSocketRouter(
             guard case .success(let subscription) = parseSubscription(request) else { return }
             // Checked before the upgrade; again here for what the session needs of the grant (subject, expiry).
             let token = Authenticator.token(authorization: request.headers[.authorization], query: subscription.token)
-            guard case .success(let grant) = await authenticator.authorize(token, jobId: subscription.jobId) else {
+            guard case .success(let grant) = await authenticator.authorize(token, target: subscription.target) else {
                 try await outbound.close(.unknown(BridgeCloseCode.tokenExpired), reason: "token no longer valid")
                 return
             }
@@ -80,7 +81,7 @@ func buildWebSocketRouter(
             defer { limiter.release(address, subject: grant.subject) }
             let channel = context.requestContext.channel
             let session = SubscriberSession(
-                request: subscription, store: store, metrics: metrics, settings: settings, logger: context.logger, expiresAt: grant.expiresAt,
+                request: subscription, grant: grant, store: store, metrics: metrics, settings: settings, logger: context.logger, expiresAt: grant.expiresAt,
                 channel: channel, forceClose: { channel.close(promise: nil) })
             try await session.run(inbound: inbound, outbound: outbound)
         }
@@ -98,7 +99,7 @@ private func upgradeRefusal(_ request: Request, authenticator: Authenticator, me
     }
     let headers = request.headers
     var verdict = await authenticator.authorize(
-        Authenticator.token(authorization: headers[.authorization], query: subscription.token), jobId: subscription.jobId)
+        Authenticator.token(authorization: headers[.authorization], query: subscription.token), target: subscription.target)
     if case .success = verdict, !authenticator.allowsOrigin(headers[.origin]) {
         verdict = .failure(AuthFailure(kind: .forbidden, message: "this Origin may not open WebSockets here"))
     }

@@ -119,15 +119,21 @@ public enum BridgeRuntime {
             maxHTTPConnections: configuration.maxHTTPConnections, maxHTTPConnectionsPerAddress: configuration.maxHTTPConnectionsPerIP,
             httpIdleTimeout: .seconds(configuration.httpIdleTimeout))
         let gate = HTTPConnectionGate(settings: settings, metrics: metrics)
+        let assets = try WebAssets.load(from: configuration.webRoot)
+        if assets.files[WebAssets.indexName] == nil {
+            logger.warning("no dashboard page: --web-root has no index.html", metadata: ["path": "\(configuration.webRoot)"])
+        }
         let app = buildApplication(
             store: store, metrics: metrics, settings: settings, authenticator: authenticator,
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "progress-bridge"), gate: gate,
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "progress-bridge"),
+            assets: assets, gate: gate,
             onServerRunning: { channel in
                 logger.notice(
                     "serving WebSocket and REST",
                     metadata: [
                         "port": "\(channel.localAddress?.port ?? configuration.port)", "websocket": "\(publicURL)/?job_id=…",
                         "rest": "http://localhost:\(configuration.port)/api/v1/bulk-jobs",
+                        "dashboard": "http://localhost:\(channel.localAddress?.port ?? configuration.port)/",
                     ])
             },
             logger: logger)

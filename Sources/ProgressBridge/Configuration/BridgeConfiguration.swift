@@ -21,6 +21,8 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var port = 8765
     public var adminPort = 9464
     public var schemasPath = "schemas"
+    /// Directory of the dashboard's static files (served at `/` and `/static/`).
+    public var webRoot = "web"
     public var logLevel: Logger.Level = .info
     public var logFormat: LogFormat = .text
     /// Run the demo monitor (default: on with the embedded cluster, off otherwise).
@@ -85,6 +87,7 @@ public struct ConfigurationFlags: Sendable {
     public var port: String?
     public var adminPort: String?
     public var schemas: String?
+    public var webRoot: String?
     public var logLevel: String?
     public var logFormat: String?
     public var demoMonitor: Bool?
@@ -130,6 +133,7 @@ public enum ConfigurationEnvironment {
     public static let port = "BRIDGE_PORT"
     public static let adminPort = "BRIDGE_ADMIN_PORT"
     public static let schemas = "BRIDGE_SCHEMAS"
+    public static let webRoot = "BRIDGE_WEB_ROOT"
     public static let logLevel = "LOG_LEVEL"
     public static let logFormat = "LOG_FORMAT"
     public static let demoMonitor = "BRIDGE_DEMO_MONITOR"
@@ -239,6 +243,7 @@ extension BridgeConfiguration {
             throw ConfigurationError("--port and --admin-port must differ (both are \(c.port))")
         }
         if let (v, src) = value(flags.schemas, Env.schemas) { c.schemasPath = try nonEmpty(v, "--schemas", Env.schemas, src) }
+        if let (v, src) = value(flags.webRoot, Env.webRoot) { c.webRoot = try nonEmpty(v, "--web-root", Env.webRoot, src) }
         if let (v, src) = value(flags.logLevel, Env.logLevel) {
             guard let level = Logger.Level(rawValue: v.trimmingWhitespace().lowercased()) else {
                 throw ConfigurationError(

@@ -17,6 +17,8 @@ public struct StoreLimits: Sendable {
     public var snapshotVideos: Int
     /// Most bytes of videos in a `job.snapshot` (maximum-size strings make a video tens of KiB). Default 512 KiB.
     public var snapshotBytes: Int
+    /// Most jobs in a feed's `jobs.snapshot` (the most recently updated; the bytes are bounded by `snapshotBytes`). Default 1000.
+    public var feedSnapshotJobs: Int
     /// Jobs held at once; an event of one more job is rejected (`limit_exceeded`). Default 10,000.
     public var maxJobs: Int
     /// Bounds on each job (videos, remembered event ids).
@@ -29,8 +31,9 @@ public struct StoreLimits: Sendable {
     public init(
         historyPerJob: Int = 1000, historyBytesPerJob: Int = 1 << 20, snapshotVideos: Int = 2000, snapshotBytes: Int = 512 * 1024,
         maxJobs: Int = 10_000, aggregate: AggregateLimits = .init(), finishedJobRetentionMs: Int64 = 86_400_000,
-        idleJobRetentionMs: Int64 = 604_800_000
+        idleJobRetentionMs: Int64 = 604_800_000, feedSnapshotJobs: Int = 1000
     ) {
+        self.feedSnapshotJobs = feedSnapshotJobs
         self.finishedJobRetentionMs = finishedJobRetentionMs
         self.idleJobRetentionMs = idleJobRetentionMs
         self.snapshotBytes = snapshotBytes
@@ -89,6 +92,10 @@ public final class JobStore: Sendable {
     private let tracked = Atomic<Int>(0)
     private let partitions = Mutex<[TopicPartition: PartitionBook]>([:])
     private let forgotten = Mutex<[ForgottenJob]>([])
+    /// Job-list feeds: subscribers of the job-level messages of many jobs, by subscriber.
+    private let feeds = Mutex<[ObjectIdentifier: FeedSubscription]>([:])
+    /// How many feeds there are, so that ingest looks at `feeds` only when somebody watches one.
+    private let feedCount = Atomic<Int>(0)
     /// Input partitions in all; `--max-jobs` is shared out over them (so every replica refuses the same jobs).
     private let partitionCount = Atomic<Int>(1)
     let limits: StoreLimits
@@ -266,6 +273,8 @@ public final class JobStore: Sendable {
                 type: event.type.rawValue, jobId: event.jobId, seq: s.seq, occurredAt: event.occurredAt, eventId: event.eventId, writeData: writeData)
             s.remember(message, limit: limits.historyPerJob, byteLimit: limits.historyBytesPerJob)
             s.deliver(message)
+            // Under the job's lock, like the job's own subscribers: a feed sees each job's messages in seq order.
+            if event.type.isJobEvent, self.feedCount.load(ordering: .relaxed) > 0 { self.deliverToFeeds(message, jobId: event.jobId) }
             let isTerminal = aggregate.state?.isTerminal ?? false
             return (.applied, !wasTerminal && isTerminal, wasNew, endedActive)
         }
@@ -416,6 +425,79 @@ public final class JobStore: Sendable {
         return .make(type: "job.snapshot", jobId: jobId, seq: seq, ts: now, occurredAt: nil, data: .object(data))
     }
 
+    /// Registers a job-list feed: the job-level messages (`job.*`) of every job `includes` accepts, the jobs that
+    /// appear later included, after one `jobs.snapshot` of their current progress. Messages applied while the
+    /// snapshot is built are held and follow it, so the client sees the snapshot first and each job's messages in
+    /// `seq` order (those the snapshot already covers have a `seq` it does not exceed: the client drops them).
+    public func watch(subscriber: ObjectIdentifier, outbox: Outbox, now: Int64, includes: @escaping @Sendable (String) -> Bool) {
+        feeds.withLock { $0[subscriber] = FeedSubscription(outbox: outbox, includes: includes, held: []) }
+        feedCount.add(1, ordering: .relaxed)
+        let snapshot = feedSnapshot(includes: includes, now: now)
+        feeds.withLock { map in
+            guard var feed = map[subscriber], let held = feed.held else { return }
+            outbox.enqueue(snapshot)
+            for message in held { outbox.enqueue(message) }
+            feed.held = nil
+            map[subscriber] = feed
+        }
+    }
+
+    /// Removes a job-list feed.
+    public func unwatch(subscriber: ObjectIdentifier) {
+        if feeds.withLock({ $0.removeValue(forKey: subscriber) }) != nil { feedCount.subtract(1, ordering: .relaxed) }
+    }
+
+    /// Queues a job-level message for every feed that includes its job (called under the job's lock).
+    private func deliverToFeeds(_ message: OutboundMessage, jobId: String) {
+        feeds.withLock { map in
+            for (id, feed) in map where feed.includes(jobId) {
+                guard var held = feed.held else {
+                    feed.outbox.enqueue(message)
+                    continue
+                }
+                // A feed whose snapshot is being built holds what arrives meanwhile, no more than its outbox would.
+                guard held.count < feed.outbox.capacity else {
+                    feed.outbox.close(.overflowed)
+                    continue
+                }
+                held.append(message)
+                map[id]?.held = held
+            }
+        }
+    }
+
+    /// `jobs.snapshot`: `{"jobs":[{"job_id","seq","job"}…],"jobs_total","jobs_truncated"}`, the most recently updated
+    /// jobs first, at most `feedSnapshotJobs` of them and `snapshotBytes` of their JSON. Each job is read under its
+    /// own lock (its progress and its `seq` together); its `seq` orders it against the job's live messages.
+    private func feedSnapshot(includes: (String) -> Bool, now: Int64) -> OutboundMessage {
+        let all = channels.withLock { Array($0) }
+        var entries: [(updatedAt: Int64, jobId: String, entry: JSONValue)] = []
+        for (jobId, channel) in all where includes(jobId) {
+            let entry = channel.state.withLock { s -> (Int64, JSONValue)? in
+                guard !s.removed, let aggregate = s.aggregate else { return nil }
+                return (
+                    aggregate.lastEventAt,
+                    .object(["job_id": .string(jobId), "seq": .number(JSONNumber(s.seq)), "job": aggregate.progress().json])
+                )
+            }
+            if let (updatedAt, json) = entry { entries.append((updatedAt, jobId, json)) }
+        }
+        entries.sort { ($0.updatedAt, $0.jobId) > ($1.updatedAt, $1.jobId) }
+        var included: [JSONValue] = []
+        var bytes = 0
+        for entry in entries.prefix(limits.feedSnapshotJobs) {
+            bytes += entry.entry.serialized().utf8.count + 1
+            if bytes > limits.snapshotBytes, !included.isEmpty { break }
+            included.append(entry.entry)
+        }
+        return .make(
+            type: "jobs.snapshot", jobId: nil, seq: 0, ts: now, occurredAt: nil,
+            data: .object([
+                "jobs": .array(included), "jobs_total": .number(JSONNumber(Int64(entries.count))),
+                "jobs_truncated": .bool(entries.count > included.count),
+            ]))
+    }
+
     /// Removes a subscriber; forgets a job nobody watches and no event has reached.
     public func unsubscribe(jobId: String, subscriber: ObjectIdentifier) {
         guard let channel = existingChannel(jobId) else { return }
@@ -527,12 +609,13 @@ public final class JobStore: Sendable {
         for channel in all {
             for outbox in channel.state.withLock({ Array($0.subscribers.values) }) { outbox.close(reason) }
         }
+        for feed in feeds.withLock({ Array($0.values) }) { feed.outbox.close(reason) }
     }
 
-    /// Subscribers currently registered, over all jobs.
+    /// Subscribers currently registered, over all jobs, feeds included.
     public var subscriberCount: Int {
         let all = channels.withLock { Array($0.values) }
-        return all.reduce(0) { $0 + $1.state.withLock { $0.subscribers.count } }
+        return all.reduce(feedCount.load(ordering: .relaxed)) { $0 + $1.state.withLock { $0.subscribers.count } }
     }
 
     /// Channels held, including those of jobs that only have subscribers (for tests: they must not leak).
@@ -585,6 +668,14 @@ private enum Handling {
         case .covered, .other: false
         }
     }
+}
+
+/// A job-list feed: its outbox, which jobs it carries, and — while its `jobs.snapshot` is built — the messages that
+/// arrived meanwhile (they follow the snapshot).
+private struct FeedSubscription {
+    let outbox: Outbox
+    let includes: @Sendable (String) -> Bool
+    var held: [OutboundMessage]?
 }
 
 /// What the store knows of one input partition: its jobs (for the per-partition cap) and its stream time.

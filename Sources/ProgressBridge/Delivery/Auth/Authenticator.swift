@@ -2,6 +2,7 @@ import Foundation
 import JSONSchema
 import JWTKit
 import Logging
+import SubscriberProtocol
 
 /// How subscribers and REST callers prove who they are.
 public struct AuthSettings: Sendable, Equatable {
@@ -192,6 +193,24 @@ public struct Authenticator: Sendable {
         switch await authenticate(token) {
         case .failure(let failure): return .failure(failure)
         case .success(let grant): return grant.allows(jobId) ? .success(grant) : .failure(.forbidden(jobId))
+        }
+    }
+
+    /// Authenticates and checks access to what a subscription names: its job, every job a feed lists, or (a feed
+    /// of all jobs) nothing more — such a feed carries only the jobs the grant allows.
+    public func authorize(_ token: String?, target: SubscriptionTarget) async -> Result<Grant, AuthFailure> {
+        switch target {
+        case .job(let jobId):
+            return await authorize(token, jobId: jobId)
+        case .jobs(.all):
+            return await authenticate(token)
+        case .jobs(.listed(let ids)):
+            switch await authenticate(token) {
+            case .failure(let failure): return .failure(failure)
+            case .success(let grant):
+                if let refused = ids.first(where: { !grant.allows($0) }) { return .failure(.forbidden(refused)) }
+                return .success(grant)
+            }
         }
     }
 

@@ -68,6 +68,8 @@ public struct DeliverySettings: Sendable {
 /// writer never waits for messages nobody will send, and a writer stuck on a dead socket is cancelled.
 struct SubscriberSession {
     let request: SubscriptionRequest
+    /// What the token lets the subscriber see (a feed of all jobs carries only these).
+    let grant: Grant
     let store: JobStore
     let metrics: BridgeMetrics
     let settings: DeliverySettings
@@ -96,22 +98,37 @@ struct SubscriberSession {
         metrics.connections.increment()
         metrics.connectionsTotal.increment()
         defer {
-            store.unsubscribe(jobId: request.jobId, subscriber: subscriberId)
+            switch request.target {
+            case .job(let jobId): store.unsubscribe(jobId: jobId, subscriber: subscriberId)
+            case .jobs: store.unwatch(subscriber: subscriberId)
+            }
             outbox.close(.finished)
             metrics.connections.decrement()
             logger.debug("subscriber disconnected", metadata: ["connection_id": "\(request.connectionId)"])
         }
         let now = WallClock.nowMs()
+        var ack: JSONObject = [
+            "connection_id": .string(request.connectionId), "server_time": .string(RFC3339.format(milliseconds: now)),
+            "job_id": request.jobId.map(JSONValue.string) ?? .null,
+        ]
+        if case .jobs(let selection) = request.target {
+            switch selection {
+            case .all: ack["jobs"] = .string("*")
+            case .listed(let ids): ack["jobs"] = .array(ids.map(JSONValue.string))
+            }
+        }
         outbox.enqueue(
             .make(
-                type: "connection.ack", jobId: request.jobId, seq: 0, ts: now, occurredAt: nil,
-                data: .object([
-                    "connection_id": .string(request.connectionId), "server_time": .string(RFC3339.format(milliseconds: now)),
-                    "job_id": .string(request.jobId),
-                ]),
+                type: "connection.ack", jobId: request.jobId, seq: 0, ts: now, occurredAt: nil, data: .object(ack),
                 extra: ["connection_id": .string(request.connectionId)]))
-        store.subscribe(jobId: request.jobId, subscriber: subscriberId, outbox: outbox, lastSeq: request.lastSeq, now: now)
-        logger.debug("subscriber connected", metadata: ["job_id": "\(request.jobId)", "connection_id": "\(request.connectionId)"])
+        switch request.target {
+        case .job(let jobId):
+            store.subscribe(jobId: jobId, subscriber: subscriberId, outbox: outbox, lastSeq: request.lastSeq, now: now)
+        case .jobs(let selection):
+            let grant = self.grant
+            store.watch(subscriber: subscriberId, outbox: outbox, now: now) { grant.allows($0) && selection.includes($0) }
+        }
+        logger.debug("subscriber connected", metadata: ["job_id": "\(request.jobId ?? "(feed)")", "connection_id": "\(request.connectionId)"])
 
         let clientError = await withGracefulShutdownHandler {
             await withTaskGroup(of: Ended.self, returning: (any Error)?.self) { group in
@@ -247,7 +264,12 @@ struct SubscriberSession {
                     .error(code: "resume_rate_limited", message: "resume at most \(settings.resumesPerSecond) times a second", jobId: request.jobId, now: now))
                 return
             }
-            store.resume(jobId: request.jobId, subscriber: ObjectIdentifier(outbox), outbox: outbox, lastSeq: lastSeq, now: now)
+            guard let jobId = request.jobId else {
+                outbox.enqueue(
+                    .error(code: "invalid_message", message: "resume is for one-job subscriptions; a feed reconnects and gets a fresh jobs.snapshot", now: now))
+                return
+            }
+            store.resume(jobId: jobId, subscriber: ObjectIdentifier(outbox), outbox: outbox, lastSeq: lastSeq, now: now)
         }
     }
 }
