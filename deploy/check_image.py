@@ -308,6 +308,11 @@ def check_runtime(rootfs, env, user, workdir, entrypoint):
             else:
                 fail("the embedded default never became ready")
             log("embedded default: /readyz 200")
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as page:
+                body = page.read().decode()
+                if page.status != 200 or "<html" not in body.lower() or "Content-Security-Policy" not in page.headers:
+                    fail(f"GET / did not serve the dashboard page: {page.status} {body[:200]}")
+            log("GET /: the dashboard page")
             types = asyncio.run(subscribe(port))
             if types[:2] != ["connection.ack", "job.snapshot"]:
                 fail(f"a WebSocket subscriber got {types}")
