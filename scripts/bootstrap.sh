@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing progress-bridge needs, when it is missing:
-# librdkafka (Debian librdkafka-dev), promtool (Debian prometheus), debootstrap (for the image check), and the
-# Python test clients.
+# librdkafka (Debian librdkafka-dev), promtool (Debian prometheus), debootstrap (for the image check), headless
+# Chromium and its driver (for the dashboard's browser tests), and the Python test clients (Selenium among them).
 # Set BOOTSTRAP_FORCE=1 (CI does) to run apt-get and pip even when everything looks present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,8 +17,15 @@ command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v pip3 >/dev/null || python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 # The image check (scripts/check-image.sh) builds the runtime stage's root filesystem with debootstrap.
-if [ "${1:-}" = "--test-tools" ]; then command -v debootstrap >/dev/null || need_apt+=(debootstrap); fi
-if [ "${BOOTSTRAP_FORCE:-0}" = 1 ]; then need_apt=(librdkafka-dev pkg-config prometheus python3-pip python3-venv debootstrap); fi
+# The dashboard's tests drive Debian's Chromium through chromedriver.
+if [ "${1:-}" = "--test-tools" ]; then
+  command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+  command -v chromium >/dev/null || need_apt+=(chromium)
+  command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+fi
+if [ "${BOOTSTRAP_FORCE:-0}" = 1 ]; then
+  need_apt=(librdkafka-dev pkg-config prometheus python3-pip python3-venv debootstrap chromium chromium-driver)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need_apt[*]}" >&2
   as_root apt-get update -q
@@ -31,7 +38,7 @@ if ! command -v swift >/dev/null; then
 fi
 
 if [ "${1:-}" = "--test-tools" ]; then
-  if [ "${BOOTSTRAP_FORCE:-0}" = 1 ] || ! python3 -c "import confluent_kafka, websockets, pytest, jwt, jsonschema, cryptography" 2>/dev/null; then
+  if [ "${BOOTSTRAP_FORCE:-0}" = 1 ] || ! python3 -c "import confluent_kafka, websockets, pytest, jwt, jsonschema, cryptography, selenium" 2>/dev/null; then
     echo "bootstrap: installing the Python test clients" >&2
     python3 -m pip install -q -r Tests/e2e/requirements.txt
   fi

@@ -71,9 +71,9 @@ class Bridge:
 
     started = []  # every bridge of this test run, newest last (for log excerpts of failures)
 
-    def __init__(self, *extra_args, env=None, kafka=None):
+    def __init__(self, *extra_args, env=None, kafka=None, port=None):
         Bridge.started.append(self)
-        self.port = free_port()
+        self.port = port or free_port()
         self.admin_port = free_port()
         self.lines = []
         self.bootstrap = kafka

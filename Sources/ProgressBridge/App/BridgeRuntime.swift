@@ -122,6 +122,9 @@ public enum BridgeRuntime {
         let assets = try WebAssets.load(from: configuration.webRoot)
         if assets.files[WebAssets.indexName] == nil {
             logger.warning("no dashboard page: --web-root has no index.html", metadata: ["path": "\(configuration.webRoot)"])
+        } else if configuration.isEmbedded {
+            // The last thing a newcomer running the embedded default needs to read: where to look.
+            readiness.onFirstReady { logger.notice("ready: the live dashboard is at http://localhost:\(configuration.port)/") }
         }
         let app = buildApplication(
             store: store, metrics: metrics, settings: settings, authenticator: authenticator,

@@ -7,12 +7,23 @@ public final class Readiness: Sendable {
     private let kafkaStatus = Mutex<KafkaClientStatus?>(nil)
     private let deadLetterProblem = Mutex<String?>(nil)
     private let startupProblem = Mutex<String?>(nil)
+    /// Called the first time ingest starts (the embedded default then says where its page is).
+    private let firstStart = Mutex<(@Sendable () -> Void)?>(nil)
 
     public init() {}
+
+    /// Runs `action` once, when ingest first starts (caught up with the input topics).
+    public func onFirstReady(_ action: @escaping @Sendable () -> Void) {
+        firstStart.withLock { $0 = action }
+    }
 
     func ingestStarted(status: KafkaClientStatus) {
         kafkaStatus.withLock { $0 = status }
         ingestRunning.store(true, ordering: .releasing)
+        firstStart.withLock { action in
+            defer { action = nil }
+            return action
+        }?()
     }
 
     /// A dead-letter write Kafka refuses for good: ingest holds (nothing is skipped) until it is fixed.
