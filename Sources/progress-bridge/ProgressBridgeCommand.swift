@@ -27,6 +27,9 @@ struct ProgressBridgeCommand: AsyncParsableCommand {
     @Option(name: .customLong("dlq-topic"), help: "Dead-letter topic. Env: KAFKA_DLQ_TOPIC. Default: progress.events.dlq.")
     var deadLetterTopic: String?
 
+    @Option(name: .customLong("command-topic"), help: "Topic job commands (pause, resume, cancel, create) are published to for the monitor. Env: KAFKA_COMMAND_TOPIC. Default: progress.commands.")
+    var commandTopic: String?
+
     @Option(name: .customLong("state-topic"), help: "Changelog topic of per-job state (create it compacted). Env: KAFKA_STATE_TOPIC. Default: progress.state.")
     var stateTopic: String?
 
@@ -168,6 +171,7 @@ struct ProgressBridgeCommand: AsyncParsableCommand {
         flags.kafkaBootstrap = kafkaBootstrap
         flags.topics = topics
         flags.deadLetterTopic = deadLetterTopic
+        flags.commandTopic = commandTopic
         flags.stateTopic = stateTopic
         flags.groupId = groupId
         flags.kafkaConfig = kafkaConfig

@@ -43,6 +43,7 @@ public enum BridgeRuntime {
             for topic in configuration.topics { try mock.createTopic(topic, partitions: 4) }
             try mock.createTopic(configuration.deadLetterTopic, partitions: 1)
             try mock.createTopic(configuration.stateTopic, partitions: 4)
+            try mock.createTopic(configuration.commandTopic, partitions: 4)
             mockCluster = mock
             bootstrap = mock.bootstrapServers
             // The mock does not wake a waiting Fetch when data arrives: keep fetch waits short.
@@ -119,6 +120,16 @@ public enum BridgeRuntime {
             maxHTTPConnections: configuration.maxHTTPConnections, maxHTTPConnectionsPerAddress: configuration.maxHTTPConnectionsPerIP,
             httpIdleTimeout: .seconds(configuration.httpIdleTimeout))
         let gate = HTTPConnectionGate(settings: settings, metrics: metrics)
+        // Commands go out on their own producer (idempotent, acks=all by default), answered once Kafka has them.
+        let commandProducer = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(
+                bootstrapServers: bootstrap,
+                properties: KafkaProperties(
+                    ["message.timeout.ms": String(JobCommandRelay.publishTimeoutMs)].merging(producerProperties.values) { _, given in given })),
+            logger: logger)
+        let commands = JobCommandRelay(
+            topic: configuration.commandTopic, producer: commandProducer, store: store,
+            validator: try JobCommandRelay.commandValidator(schemasPath: configuration.schemasPath), metrics: metrics, logger: logger)
         let assets = try WebAssets.load(from: configuration.webRoot)
         if assets.files[WebAssets.indexName] == nil {
             logger.warning("no dashboard page: --web-root has no index.html", metadata: ["path": "\(configuration.webRoot)"])
@@ -129,7 +140,7 @@ public enum BridgeRuntime {
         let app = buildApplication(
             store: store, metrics: metrics, settings: settings, authenticator: authenticator,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "progress-bridge"),
-            assets: assets, gate: gate,
+            assets: assets, commands: commands, gate: gate,
             onServerRunning: { channel in
                 logger.notice(
                     "serving WebSocket and REST",

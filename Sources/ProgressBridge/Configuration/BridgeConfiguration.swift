@@ -12,6 +12,8 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var kafkaBootstrap: String?
     public var topics = ["progress.events"]
     public var deadLetterTopic = "progress.events.dlq"
+    /// Where job commands (pause, resume, cancel, create) go for the monitor (key = job id).
+    public var commandTopic = "progress.commands"
     /// Changelog of per-job state (compacted in production).
     public var stateTopic = "progress.state"
     public var groupId = "progress-bridge"
@@ -80,6 +82,7 @@ public struct ConfigurationFlags: Sendable {
     public var kafkaBootstrap: String?
     public var topics: [String] = []
     public var deadLetterTopic: String?
+    public var commandTopic: String?
     public var stateTopic: String?
     public var groupId: String?
     public var kafkaConfig: [String] = []
@@ -126,6 +129,7 @@ public enum ConfigurationEnvironment {
     public static let kafkaBootstrap = "KAFKA_BOOTSTRAP_SERVERS"
     public static let topics = "KAFKA_TOPICS"
     public static let deadLetterTopic = "KAFKA_DLQ_TOPIC"
+    public static let commandTopic = "KAFKA_COMMAND_TOPIC"
     public static let stateTopic = "KAFKA_STATE_TOPIC"
     public static let groupId = "KAFKA_GROUP_ID"
     public static let kafkaConfig = "KAFKA_CONFIG"
@@ -215,6 +219,12 @@ extension BridgeConfiguration {
         }
         if let (v, src) = value(flags.stateTopic, Env.stateTopic) {
             c.stateTopic = try nonEmpty(v, "--state-topic", Env.stateTopic, src)
+        }
+        if let (v, src) = value(flags.commandTopic, Env.commandTopic) {
+            c.commandTopic = try nonEmpty(v, "--command-topic", Env.commandTopic, src)
+        }
+        if c.topics.contains(c.commandTopic) || [c.deadLetterTopic, c.stateTopic].contains(c.commandTopic) {
+            throw ConfigurationError("--command-topic \(c.commandTopic) must differ from every --topic, from --dlq-topic and from --state-topic")
         }
         if c.topics.contains(c.stateTopic) || c.stateTopic == c.deadLetterTopic {
             throw ConfigurationError("--state-topic \(c.stateTopic) must differ from every --topic and from --dlq-topic")

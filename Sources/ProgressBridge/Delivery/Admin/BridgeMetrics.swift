@@ -42,6 +42,7 @@ public final class BridgeMetrics: Sendable {
     let stateRecordsWritten: Counter
     let handoverDeadLettersMissed: Counter
     let handoversUncommitted: Counter
+    let commands: [String: Counter]
 
     /// Creates every metric up front so a scrape shows them all from the start.
     public init() {
@@ -113,12 +114,31 @@ public final class BridgeMetrics: Sendable {
             descriptor: .bridge(
                 "handovers_uncommitted_total",
                 "Partitions this replica gave back without their last offsets committed (refused mid-rebalance): the next owner repeats the dead letters in between."))
+        var commands: [String: Counter] = [:]
+        for kind in JobCommandKind.allCases {
+            for outcome in ["accepted", "repeated", "refused", "unavailable"] {
+                commands[kind.rawValue + "|" + outcome] = registry.makeCounter(
+                    descriptor: .bridge("commands_total", "Job command requests, by command type and outcome (accepted: published and acknowledged; repeated: an idempotent retry; refused: 4xx; unavailable: 503)."),
+                    labels: [("type", kind.rawValue), ("outcome", outcome)])
+            }
+        }
+        self.commands = commands
         kafkaUp = registry.makeGauge(descriptor: .bridge("kafka_up", "1 while the consumer reaches Kafka, 0 while all brokers are down."))
     }
 
     private let lagGauges = GaugeFamily("consumer_lag", "Messages behind the partition's high watermark.")
     private let brokerRoundTrips = GaugeFamily(
         "kafka_broker_rtt_seconds", "Mean request round-trip time per broker over librdkafka's last statistics window.")
+
+    /// Counts a command request by type and outcome (`accepted`, `repeated`, `refused`, `unavailable`).
+    func command(_ kind: JobCommandKind, _ outcome: JobCommandRelay.Outcome) {
+        let label: String
+        switch outcome {
+        case .accepted(_, let repeated): label = repeated ? "repeated" : "accepted"
+        case .refused(let status, _, _): label = status == 503 ? "unavailable" : "refused"
+        }
+        commands[kind.rawValue + "|" + label]?.increment()
+    }
 
     /// Counts a refusal.
     func refused(_ failure: AuthFailure) {

@@ -38,11 +38,21 @@ public struct Grant: Sendable, Equatable {
     public var subject: String? = nil
     /// When the grant ends (`exp` plus the allowed clock skew); `nil` with authentication off.
     public var expiresAt: Date? = nil
+    /// Jobs the bearer may pause, resume and cancel (the `control` claim), apart from watching: `["*"]` for all,
+    /// which also lets it create jobs.
+    public var controlAll = false
+    public var controlJobs: Set<String> = []
 
-    public static let everything = Grant(allJobs: true, jobs: [])
+    public static let everything = Grant(allJobs: true, jobs: [], controlAll: true)
 
     /// Whether the bearer may see `jobId`.
     public func allows(_ jobId: String) -> Bool { allJobs || jobs.contains(jobId) }
+
+    /// Whether the bearer may send commands for `jobId` (it must also be allowed to see it).
+    public func controls(_ jobId: String) -> Bool { allows(jobId) && (controlAll || controlJobs.contains(jobId)) }
+
+    /// Whether the bearer may create jobs (`"control": ["*"]`).
+    public var mayCreate: Bool { controlAll }
 }
 
 /// A refused request: 401 (no valid token) or 403 (valid token, not for this job).
@@ -67,6 +77,8 @@ struct BridgeClaims: JWTPayload {
     var aud: AudienceClaim?
     var sub: SubjectClaim?
     var jobs: [String]
+    /// Job ids the bearer may send commands for, or `["*"]` (which also allows creating jobs); absent: none.
+    var control: [String]?
 
     /// `exp` and `nbf` are checked by `Authenticator` itself, with the configured leeway for clock skew.
     func verify(using algorithm: some JWTAlgorithm) throws {}
@@ -184,8 +196,12 @@ public struct Authenticator: Sendable {
             return .failure(.unauthorized("the token is not meant for this audience"))
         }
         let all = claims.jobs.contains("*")
+        let control = claims.control ?? []
+        let controlAll = control.contains("*")
         return .success(
-            Grant(allJobs: all, jobs: all ? [] : Set(claims.jobs), subject: claims.sub?.value, expiresAt: claims.exp.value.addingTimeInterval(leeway)))
+            Grant(
+                allJobs: all, jobs: all ? [] : Set(claims.jobs), subject: claims.sub?.value, expiresAt: claims.exp.value.addingTimeInterval(leeway),
+                controlAll: controlAll, controlJobs: controlAll ? [] : Set(control)))
     }
 
     /// Authenticates and checks access to one job.
