@@ -229,3 +229,24 @@ def test_a_command_kafka_does_not_take_is_answered_503_and_a_retry_succeeds(mock
         assert wait_for(lambda: post(f"{b.http_url}/api/v1/bulk-jobs/{job}/pause", None, key)[0] == 202, timeout=30, interval=1)
     finally:
         assert b.stop()[0] == 0
+
+
+def test_the_embedded_demo_monitor_acts_on_the_dashboards_commands():
+    b = Bridge().wait_ready()  # the embedded default: mock cluster and demo monitor
+    try:
+        job = "job_demo_0002"
+        assert wait_for(lambda: (job_state(b, job) or {}).get("state") == "running", timeout=20)
+        assert post(f"{b.http_url}/api/v1/bulk-jobs/{job}/pause")[0] == 202
+        assert wait_for(lambda: job_state(b, job)["state"] == "paused", timeout=15), job_state(b, job)
+        applied = job_state(b, job)["events_applied"]
+        time.sleep(1.5)
+        assert job_state(b, job)["events_applied"] == applied, "a paused demo job stands still"
+        assert post(f"{b.http_url}/api/v1/bulk-jobs/{job}/resume")[0] == 202
+        assert wait_for(lambda: job_state(b, job)["state"] in ("running", "completing", "completed"), timeout=15)
+        assert post(f"{b.http_url}/api/v1/bulk-jobs/{job}/cancel")[0] == 202
+        assert wait_for(lambda: job_state(b, job)["state"] == "canceled", timeout=15)
+        status, created, _ = post(f"{b.http_url}/api/v1/bulk-jobs", CREATE_EXAMPLE)
+        assert status == 202
+        assert wait_for(lambda: (job_state(b, created["job_id"]) or {}).get("title") == CREATE_EXAMPLE["title"], timeout=15)
+    finally:
+        assert b.stop()[0] == 0

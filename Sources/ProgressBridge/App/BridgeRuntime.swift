@@ -109,7 +109,11 @@ public enum BridgeRuntime {
         if configuration.demoMonitor {
             let demoProducer = try KafkaProducer(
                 configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap, properties: producerProperties), logger: logger)
-            services.append(DemoMonitor(producer: demoProducer, topic: configuration.topics[0], publicURL: publicURL, logger: logger))
+            let commandFollower = try KafkaTopicFollower(
+                bootstrapServers: bootstrap, topic: configuration.commandTopic, groupId: "progress-bridge-demo-monitor", properties: consumerProperties,
+                logger: logger)
+            services.append(
+                DemoMonitor(producer: demoProducer, topic: configuration.topics[0], commands: commandFollower, publicURL: publicURL, logger: logger))
         }
 
         let settings = DeliverySettings(

@@ -33,12 +33,20 @@ struct DemoJobSimulation {
     private let concurrency: Int
     private let cancelAtTick: Int?
     private var state = "pending"
+    private var cancelRequested = false
     private let startedAt: Int64
     static let stages = ["script", "voice", "render", "upload"]
 
     init(number: Int, videoCount: Int, concurrency: Int, cancel: Bool, now: Int64, rng: inout SplitMix64) {
-        jobId = "job_demo_" + String(number).leftPadded(to: 4)
-        title = "Demo campaign #\(number)"
+        self.init(
+            jobId: "job_demo_" + String(number).leftPadded(to: 4), title: "Demo campaign #\(number)", videoCount: videoCount, concurrency: concurrency,
+            cancel: cancel, now: now, rng: &rng)
+    }
+
+    /// A job somebody asked for (a `job.create` command): its id and title are theirs.
+    init(jobId: String, title: String, videoCount: Int, concurrency: Int, cancel: Bool, now: Int64, rng: inout SplitMix64) {
+        self.jobId = jobId
+        self.title = title
         videos = (1...videoCount).map { Video(id: "vid_" + String($0).leftPadded(to: 4)) }
         self.concurrency = concurrency
         cancelAtTick = cancel ? Int.random(in: 20...40, using: &rng) : nil
@@ -65,6 +73,17 @@ struct DemoJobSimulation {
     /// Advances the job by one tick and returns the events that happened.
     mutating func tick(now: Int64, rng: inout SplitMix64) -> [String] {
         guard !finished else { return [] }
+        if cancelRequested { return cancel(now: now, rng: &rng) }
+        switch state {
+        case "pausing":
+            // A pause takes a tick: the videos in flight stop.
+            state = "paused"
+            return [event("job.state_changed", now, rng: &rng, ["from": .string("pausing"), "to": .string("paused"), "reason": .string("paused by operator")])]
+        case "paused":
+            return []
+        default:
+            break
+        }
         ticks += 1
         var events: [String] = []
         if let cancelAtTick, ticks >= cancelAtTick {
@@ -131,8 +150,27 @@ struct DemoJobSimulation {
         return events
     }
 
+    /// Acts on an operator's command (from the command topic), as the monitor would; returns what it says about it.
+    mutating func command(_ type: String, now: Int64, rng: inout SplitMix64) -> [String] {
+        guard !finished else { return [] }
+        switch (type, state) {
+        case ("job.pause", "running"):
+            state = "pausing"
+            return [event("job.state_changed", now, rng: &rng, ["from": .string("running"), "to": .string("pausing"), "reason": .string("paused by operator")])]
+        case ("job.resume", "paused"), ("job.resume", "pausing"):
+            let from = state
+            state = "running"
+            return [event("job.state_changed", now, rng: &rng, ["from": .string(from), "to": .string("running")])]
+        case ("job.cancel", _):
+            cancelRequested = true
+            return []
+        default:
+            return []
+        }
+    }
+
     private mutating func cancel(now: Int64, rng: inout SplitMix64) -> [String] {
-        var events = [event("job.state_changed", now, rng: &rng, ["from": .string("running"), "to": .string("canceling"), "reason": .string("canceled by operator")])]
+        var events = [event("job.state_changed", now, rng: &rng, ["from": .string(state), "to": .string("canceling"), "reason": .string("canceled by operator")])]
         for i in videos.indices where videos[i].state == "pending" || videos[i].state == "processing" {
             videos[i].state = "canceled"
             events.append(event("video.updated", now, rng: &rng, ["video_id": .string(videos[i].id), "state": .string("canceled")]))

@@ -1,4 +1,5 @@
 import Foundation
+import JSONSchema
 import Kafka
 import Logging
 import ServiceLifecycle
@@ -21,17 +22,23 @@ public struct DemoSettings: Sendable {
 
 /// Publishes realistic jobs to Kafka as the Python monitor would: many videos, failures and
 /// retries, state changes, cancellations, occasional duplicates and the odd malformed event
-/// (so the dead-letter path has something to show).
+/// (so the dead-letter path has something to show). It also acts on the command topic as a monitor does — pause,
+/// resume, cancel its jobs and start the jobs people create — so the dashboard's buttons do something.
 public struct DemoMonitor: Service {
     let producer: KafkaProducer
     let topic: String
     let settings: DemoSettings
     let logger: Logger
     let publicURL: String
+    /// The command topic, when the demo acts on commands.
+    let commands: KafkaTopicFollower?
 
-    public init(producer: KafkaProducer, topic: String, settings: DemoSettings = .init(), publicURL: String, logger: Logger) {
+    public init(
+        producer: KafkaProducer, topic: String, commands: KafkaTopicFollower? = nil, settings: DemoSettings = .init(), publicURL: String, logger: Logger
+    ) {
         self.producer = producer
         self.topic = topic
+        self.commands = commands
         self.settings = settings
         self.publicURL = publicURL
         self.logger = logger
@@ -54,6 +61,9 @@ public struct DemoMonitor: Service {
                 logger.info("demo job started", metadata: ["job_id": "\(job.jobId)", "watch": "\(publicURL)/?job_id=\(job.jobId)"])
                 jobs.append(job)
             }
+            for record in await commands?.poll() ?? [] {
+                act(on: record, jobs: &jobs, now: now, rng: &rng)
+            }
             for i in jobs.indices {
                 publish(jobs[i].jobId, jobs[i].tick(now: now, rng: &rng), rng: &rng)
             }
@@ -64,6 +74,26 @@ public struct DemoMonitor: Service {
             try? await Task.sleep(for: settings.tick)
         }
         try? await producer.flush(timeoutMs: 5_000)
+    }
+
+    /// One command record: a control command for one of its jobs, or a job to create (ignored otherwise, as a
+    /// monitor ignores what it cannot act on).
+    private func act(on record: KafkaMessage, jobs: inout [DemoJobSimulation], now: Int64, rng: inout SplitMix64) {
+        guard let command = try? JSONParser(limits: .init(maxDepth: 16, maxBytes: 64 * 1024)).parse(record.value),
+            let type = command["type"]?.stringValue, let jobId = command["job_id"]?.stringValue
+        else { return }
+        logger.info("demo monitor acts on a command", metadata: ["type": "\(type)", "job_id": "\(jobId)"])
+        if type == "job.create" {
+            guard !jobs.contains(where: { $0.jobId == jobId }) else { return }
+            var job = DemoJobSimulation(
+                jobId: jobId, title: command["data"]?["title"]?.stringValue ?? jobId, videoCount: Int.random(in: settings.videosPerJob, using: &rng),
+                concurrency: 6, cancel: false, now: now, rng: &rng)
+            publish(jobId, job.start(now: now, rng: &rng), rng: &rng)
+            jobs.append(job)
+            return
+        }
+        guard let index = jobs.firstIndex(where: { $0.jobId == jobId }) else { return }
+        publish(jobId, jobs[index].command(type, now: now, rng: &rng), rng: &rng)
     }
 
     private func publish(_ jobId: String, _ events: [String], rng: inout SplitMix64) {
