@@ -66,6 +66,48 @@ struct JobFeedTests {
         #expect(store.subscriberCount == 0)
     }
 
+    /// Feeds attach while events are applied on another thread: whatever interleaving, each feed's first message is
+    /// its snapshot, and a client following the rule (per job: the largest seq seen wins, older ones dropped) ends
+    /// with every job's final progress.
+    @Test func feedsThatAttachMidStreamEndWithEveryJobsFinalState() async throws {
+        let store = JobStore(metrics: BridgeMetrics())
+        let jobs = (0..<20).map { "job_race_\($0)" }
+        let states: [JobState] = [.pending, .running, .pausing, .paused, .running, .completing, .completed]
+        let outboxes = (0..<60).map { _ in Outbox(capacity: 100_000, metrics: BridgeMetrics()) }
+        let partition = self.partition
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                var offset: Int64 = 0
+                for (step, state) in states.enumerated() {
+                    for job in jobs {
+                        _ = store.apply(self.stateChange(job, to: state, at: Int64(step) * 1000), at: EventOrigin(partition: partition, offset: offset))
+                        offset += 1
+                    }
+                }
+            }
+            group.addTask {
+                for outbox in outboxes {
+                    store.watch(subscriber: ObjectIdentifier(outbox), outbox: outbox, now: 0) { _ in true }
+                    await Task.yield()
+                }
+            }
+        }
+        let expected = Dictionary(uniqueKeysWithValues: jobs.map { ($0, store.aggregate($0)?.progress().json) })
+        for outbox in outboxes {
+            let messages = try drained(outbox)
+            #expect(messages.first?["type"]?.stringValue == "jobs.snapshot")
+            var seen: [String: (seq: Int64, job: JSONValue)] = [:]
+            for entry in messages.first?["data"]?["jobs"]?.arrayValue ?? [] {
+                if let id = entry["job_id"]?.stringValue, let seq = entry["seq"]?.int64Value, let job = entry["job"] { seen[id] = (seq, job) }
+            }
+            for message in messages.dropFirst() {
+                guard let id = message["job_id"]?.stringValue, let seq = message["seq"]?.int64Value, let job = message["data"] else { continue }
+                if seq > (seen[id]?.seq ?? -1) { seen[id] = (seq, job) }
+            }
+            for job in jobs { #expect(seen[job]?.job == expected[job] ?? nil, "\(job)") }
+        }
+    }
+
     @Test func aListedFeedCarriesOnlyItsJobsAndTheSnapshotIsBounded() throws {
         let store = JobStore(limits: StoreLimits(feedSnapshotJobs: 2), metrics: BridgeMetrics())
         for (offset, job) in ["job_1", "job_2", "job_3", "job_4"].enumerated() {
@@ -102,10 +144,10 @@ struct WebAssetsTests {
     }
 
     @Test func onlyTopLevelPlainFilesAreServedWithTheirTypes() throws {
-        let path = try directory(["index.html": "<h1>hi</h1>", "app.js": "export {}", ".env": "SECRET=1", "sub/inner.js": "x"])
+        let path = try directory(["index.html": "<h1>hi</h1>", "app.js": "export {}", ".env": "SECRET=1", "sub/inner.js": "x", "README.md": "notes"])
         defer { try? FileManager.default.removeItem(atPath: path) }
         let assets = try WebAssets.load(from: path)
-        #expect(Set(assets.files.keys) == ["index.html", "app.js"], "no dot files, no subdirectories")
+        #expect(Set(assets.files.keys) == ["index.html", "app.js"], "no dot files, no subdirectories, no notes")
         #expect(assets.files["app.js"]?.contentType == "text/javascript; charset=utf-8")
         let page = assets.response(for: "index.html", ifNoneMatch: nil)
         #expect(page.status == .ok)

@@ -31,14 +31,55 @@ def http_get(url: str, timeout: float = 5.0):
         return error.code, error.read(), error.headers.get("Content-Type", "")
 
 
+def _schema_registry():
+    import referencing
+    registry = referencing.Registry()
+    for path in (ROOT / "schemas").rglob("*.json"):
+        document = json.loads(path.read_text())
+        registry = registry.with_resource(document["$id"], referencing.Resource.from_contents(document))
+    return registry
+
+
+SCHEMAS = _schema_registry()
+
+
+def schema_validator(relative: str, pointer: str = ""):
+    """A validator of the repository's schema `relative` (under schemas/), or of its definition at `pointer`."""
+    import jsonschema
+    document = json.loads((ROOT / "schemas" / relative).read_text())
+    schema = {"$ref": document["$id"] + pointer} if pointer else document
+    return jsonschema.Draft202012Validator(schema, registry=SCHEMAS)
+
+
+OUTBOUND_MESSAGE = schema_validator("outbound/message.schema.json")
+OUTBOUND_COUNT = [0]  # messages checked in this run
+
+
+def assert_outbound(message):
+    """Every message the bridge sends must match schemas/outbound/message.schema.json."""
+    errors = sorted(OUTBOUND_MESSAGE.iter_errors(message), key=lambda e: list(e.absolute_path))
+    assert not errors, f"{message.get('type')} does not match its schema: " + "; ".join(
+        f"/{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:3])
+    OUTBOUND_COUNT[0] += 1
+    return message
+
+
+def assert_matches(relative: str, pointer: str, value):
+    """`value` (a REST answer) matches the definition `pointer` of schemas/`relative`."""
+    errors = list(schema_validator(relative, pointer).iter_errors(value))
+    assert not errors, f"{relative}{pointer}: " + "; ".join(f"/{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:3])
+    return value
+
+
 async def receive_until(ws, predicate, timeout=20.0):
-    """Collects a WebSocket's messages until one satisfies predicate; returns all of them."""
+    """Collects a WebSocket's messages until one satisfies predicate; returns all of them. Each is checked against
+    the outbound message schema."""
     messages = []
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()
         assert remaining > 0, f"timed out; got {[(m['type'], m.get('data', {}).get('code')) for m in messages]}"
-        messages.append(json.loads(await asyncio.wait_for(ws.recv(), remaining)))
+        messages.append(assert_outbound(json.loads(await asyncio.wait_for(ws.recv(), remaining))))
         if predicate(messages[-1]):
             return messages
 
@@ -396,7 +437,7 @@ def frame_close_code(frames):
 
 
 def text_messages(frames):
-    return [json.loads(payload) for opcode, payload in frames if opcode == 1]
+    return [assert_outbound(json.loads(payload)) for opcode, payload in frames if opcode == 1]
 
 
 def abort(sock):
@@ -432,3 +473,7 @@ def bridge_logs_on_failure(request):
             if excerpt:
                 print(f"--- bridge :{b.port} log during the test ---")
                 print("\n".join(excerpt))
+
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_line(f"outbound WebSocket messages checked against schemas/outbound/message.schema.json: {OUTBOUND_COUNT[0]}")

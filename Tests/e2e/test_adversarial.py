@@ -18,7 +18,7 @@ import zlib
 import pytest
 import websockets
 
-from conftest import (Bridge, abort, assert_alive, assert_gauges_back, assert_serves, baseline_gauges, frame_close_code,
+from conftest import (Bridge, abort, assert_alive, assert_gauges_back, assert_serves, baseline_gauges, frame_close_code, assert_outbound,
                       gauges, http_get, job_state, metric, metric_sample, publish_reference_job, read_dead_letters,
                       read_frames, receive_until, text_messages, wait_for, ws_frame)
 from monitor import Monitor, a_job, event
@@ -47,7 +47,7 @@ def strict_json(raw):
 
 
 async def receive(ws, count, timeout=10):
-    return [json.loads(await asyncio.wait_for(ws.recv(), timeout)) for _ in range(count)]
+    return [assert_outbound(json.loads(await asyncio.wait_for(ws.recv(), timeout))) for _ in range(count)]
 
 
 
@@ -149,9 +149,9 @@ def test_resume_with_last_seq_outside_the_safe_range_is_an_invalid_message(ws_br
                 answers = []
                 for raw in [MAX_SAFE + 1, 2**63 - 1, 2**63, 2**64, 10**30, -1, 1.5, 1e300, "3", None, [1], {"n": 1}]:
                     await ws.send(json.dumps({"type": "resume", "last_seq": raw}))
-                    answers.append((raw, json.loads(await asyncio.wait_for(ws.recv(), 10))))
+                    answers.append((raw, assert_outbound(json.loads(await asyncio.wait_for(ws.recv(), 10)))))
                 await ws.send(json.dumps({"type": "ping", "id": "still-there"}))
-                pong = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                pong = assert_outbound(json.loads(await asyncio.wait_for(ws.recv(), 10)))
                 # A valid resume still works on the same connection.
                 await ws.send(json.dumps({"type": "resume", "last_seq": snapshot["seq"] - 1}))
                 resumed = await receive(ws, 2)
@@ -236,7 +236,7 @@ def test_ping_ids_are_echoed_only_up_to_128_bytes_of_json(ws_bridge):
                 answers = []
                 for identifier in ["a" * 126, 12345, 1.5, "a" * 127, "b" * 60000, {"nested": 1}, [1, 2]]:
                     await ws.send(json.dumps({"type": "ping", "id": identifier}))
-                    answers.append((identifier, json.loads(await asyncio.wait_for(ws.recv(), 10))))
+                    answers.append((identifier, assert_outbound(json.loads(await asyncio.wait_for(ws.recv(), 10)))))
                 return answers
         answers = asyncio.run(scenario())
         for identifier, answer in answers[:3]:
@@ -442,7 +442,7 @@ def test_a_trusted_proxy_names_the_client_for_per_address_limits():
                 """'open' (held) or the close code."""
                 ws = await connect(bridge, reference, headers=headers)
                 try:
-                    first = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                    first = assert_outbound(json.loads(await asyncio.wait_for(ws.recv(), 10)))
                     return ws, "open" if first["type"] == "connection.ack" else first["type"]
                 except websockets.exceptions.ConnectionClosed as closed:
                     return ws, closed.rcvd.code if closed.rcvd else None
@@ -573,7 +573,7 @@ def test_a_quiet_websocket_is_not_closed_by_the_http_idle_timeout(http_bridge):
                 await receive(ws, 2)
                 await asyncio.sleep(IDLE_TIMEOUT * 2.5)  # no message either way
                 await ws.send(json.dumps({"type": "ping", "id": "quiet"}))
-                return json.loads(await asyncio.wait_for(ws.recv(), 5))
+                return assert_outbound(json.loads(await asyncio.wait_for(ws.recv(), 5)))
         pong = asyncio.run(scenario())
         assert pong["type"] == "pong" and pong["data"]["id"] == "quiet"
 

@@ -13,7 +13,7 @@ import websockets
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from conftest import (Bridge, assert_alive, assert_gauges_back, assert_serves, baseline_gauges, http_get, metric,
+from conftest import (Bridge, assert_alive, assert_gauges_back, assert_serves, baseline_gauges, http_get, metric, assert_outbound,
                       publish_reference_job, wait_for)
 from test_hostile_clients import closed_code
 
@@ -36,7 +36,7 @@ def url(bridge, job, value):
 async def opened(bridge, job, value):
     """A subscriber that got connection.ack and job.snapshot (or an AssertionError)."""
     ws = await websockets.connect(url(bridge, job, value), ping_interval=None, open_timeout=10)
-    kinds = [json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] for _ in range(2)]
+    kinds = [assert_outbound(json.loads(await asyncio.wait_for(ws.recv(), 10)))["type"] for _ in range(2)]
     assert kinds == ["connection.ack", "job.snapshot"], kinds
     return ws
 
@@ -45,11 +45,11 @@ async def admitted_or_code(bridge, job, value):
     """('open', ws) after ack and snapshot, or ('closed', close code) when closed before its first message."""
     ws = await websockets.connect(url(bridge, job, value), ping_interval=None, open_timeout=10)
     try:
-        first = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        first = assert_outbound(json.loads(await asyncio.wait_for(ws.recv(), 10)))
     except websockets.exceptions.ConnectionClosed as closed:
         return "closed", closed.rcvd.code if closed.rcvd else None
     assert first["type"] == "connection.ack", first
-    assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "job.snapshot"
+    assert assert_outbound(json.loads(await asyncio.wait_for(ws.recv(), 10)))["type"] == "job.snapshot"
     return "open", ws
 
 
@@ -96,7 +96,7 @@ def test_a_websocket_whose_token_expires_is_closed_with_4401_at_exp(secured):
             code = await closed_code(expiring, timeout=10)
             closed_at = time.time()
             await steady.send(json.dumps({"type": "ping", "id": "after"}))
-            pong = json.loads(await asyncio.wait_for(steady.recv(), 5))
+            pong = assert_outbound(json.loads(await asyncio.wait_for(steady.recv(), 5)))
             return code, closed_at, pong
         finally:
             await steady.close()

@@ -11,7 +11,7 @@ import websockets
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from conftest import Bridge, http_get, job_state, wait_for
+from conftest import Bridge, http_get, job_state, wait_for, assert_outbound
 from monitor import Monitor, a_job
 
 SECRET = "a-very-long-shared-secret-of-32-bytes!!"
@@ -41,7 +41,7 @@ async def subscribe(url, headers=None):
         async with websockets.connect(url, additional_headers=headers or {}) as ws:
             messages = []
             while True:
-                messages.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+                messages.append(assert_outbound(json.loads(await asyncio.wait_for(ws.recv(), 10))))
                 if messages[-1]["type"] == "job.snapshot":
                     return Outcome(101, messages)
     except websockets.exceptions.InvalidStatus as refused:

@@ -10,7 +10,7 @@ import pytest
 import websockets
 from confluent_kafka import Consumer, TopicPartition
 
-from conftest import BINARY, ROOT, Bridge, http_get, job_state, metric, receive_until, wait_for
+from conftest import BINARY, ROOT, Bridge, http_get, job_state, metric, receive_until, wait_for, assert_outbound, assert_matches
 from monitor import Monitor, a_job, event
 
 
@@ -25,9 +25,9 @@ def test_a_job_reaches_a_subscriber_with_the_right_progress(bridge):
 
     async def scenario():
         async with websockets.connect(subscribe_url(bridge, job_id)) as ws:
-            ack = json.loads(await ws.recv())
+            ack = assert_outbound(json.loads(await ws.recv()))
             assert ack["type"] == "connection.ack" and ack["data"]["connection_id"] == "conn_e2e"
-            snapshot = json.loads(await ws.recv())
+            snapshot = assert_outbound(json.loads(await ws.recv()))
             assert snapshot["type"] == "job.snapshot" and snapshot["data"]["job"] is None
 
             monitor = Monitor(bridge.bootstrap)
@@ -189,15 +189,15 @@ def test_rest_api(bridge):
         monitor.send(job_id, e)
     monitor.flush()
     assert wait_for(lambda: (job_state(bridge, job_id) or {}).get("state") == "completed", timeout=15)
-    job = job_state(bridge, job_id)
+    job = assert_matches("outbound/job-progress.schema.json", "", job_state(bridge, job_id))
     assert (job["completed"], job["failed"], job["percent_complete"]) == (4, 2, 100)
 
     status, body, content_type = http_get(f"{bridge.http_url}/api/v1/bulk-jobs?state=completed")
     assert status == 200 and content_type.startswith("application/json")
-    assert job_id in [j["job_id"] for j in json.loads(body)["jobs"]]
+    assert job_id in [j["job_id"] for j in assert_matches("outbound/rest.schema.json", "#/$defs/job_list", json.loads(body))["jobs"]]
 
     status, body, _ = http_get(f"{bridge.http_url}/api/v1/bulk-jobs/{job_id}/videos?state=failed&sort=id&order=desc")
-    page = json.loads(body)
+    page = assert_matches("outbound/rest.schema.json", "#/$defs/video_list", json.loads(body))
     assert [v["id"] for v in page["videos"]] == ["vid_005", "vid_002"] and page["total"] == 2
 
     status, body, _ = http_get(f"{bridge.http_url}/api/v1/bulk-jobs/{job_id}/videos?sort=processing_ms&order=desc&limit=2&offset=1")
@@ -208,7 +208,7 @@ def test_rest_api(bridge):
     assert [v["id"] for v in json.loads(body)["videos"]] == ["vid_006"]
 
     status, body, _ = http_get(f"{bridge.http_url}/api/v1/bulk-jobs/job_nope")
-    assert status == 404 and json.loads(body)["error"]["code"] == "job_not_found"
+    assert status == 404 and assert_matches("outbound/rest.schema.json", "#/$defs/error", json.loads(body))["error"]["code"] == "job_not_found"
 
     status, body, _ = http_get(f"{bridge.http_url}/api/v1/bulk-jobs/{job_id}/videos?sort=color")
     assert status == 400 and "sort" in json.loads(body)["error"]["message"]

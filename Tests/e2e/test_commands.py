@@ -10,7 +10,7 @@ import pytest
 import referencing
 from confluent_kafka import Consumer
 
-from conftest import ROOT, Bridge, http_get, job_state, metric_sample, wait_for
+from conftest import ROOT, Bridge, assert_matches, http_get, job_state, metric_sample, wait_for
 from monitor import Monitor, a_job, event
 from test_auth import SECRET, token
 
@@ -86,11 +86,12 @@ def test_pause_is_published_once_for_retries_and_the_job_changes_when_the_monito
         url = f"{bridge.http_url}/api/v1/bulk-jobs/{job}/pause"
         key = {"Idempotency-Key": "pause-" + job}
         status, first, _ = post(url, {"reason": "quota"}, key)
+        assert_matches("outbound/rest.schema.json", "#/$defs/command_accepted", first)
         assert status == 202 and first["type"] == "job.pause" and first["job_id"] == job and first["repeated"] is False
         status, again, _ = post(url, {"reason": "quota"}, key)
         assert status == 202 and again["command_id"] == first["command_id"] and again["repeated"] is True
         status, reused, _ = post(url, {"reason": "something else"}, key)
-        assert status == 422 and reused["error"]["code"] == "idempotency_key_reused"
+        assert status == 422 and assert_matches("outbound/rest.schema.json", "#/$defs/error", reused)["error"]["code"] == "idempotency_key_reused"
         records = topic.read(1, settle=1.5)
         assert len(records) == 1, f"a retried request must not publish twice: {records}"
         key_, command = records[0]

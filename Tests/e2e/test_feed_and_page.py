@@ -8,7 +8,7 @@ import uuid
 import pytest
 import websockets
 
-from conftest import Bridge, http_get, metric, receive_until, wait_for
+from conftest import OUTBOUND_COUNT, Bridge, assert_outbound, http_get, metric, receive_until, wait_for
 from monitor import Monitor, a_job
 from test_auth import SECRET, subscribe, token
 
@@ -38,7 +38,9 @@ def test_a_feed_of_all_jobs_starts_with_a_jobs_snapshot_then_carries_job_message
             refused = await receive_until(ws, lambda m: m["type"] == "error")
             return opening, live, refused
 
+    checked = OUTBOUND_COUNT[0]
     opening, live, refused = asyncio.run(scenario())
+    assert OUTBOUND_COUNT[0] - checked == len(opening) + len(live) + len(refused), "every message was checked against its schema"
     ack, snapshot = opening[0], opening[-1]
     assert ack["type"] == "connection.ack" and ack["job_id"] is None and ack["data"]["jobs"] == "*"
     entries = {entry["job_id"]: entry for entry in snapshot["data"]["jobs"]}
@@ -125,7 +127,7 @@ def test_the_dashboard_page_and_its_files_are_served_beside_the_websocket(bridge
     # The same path still upgrades to a subscription.
     async def subscribed():
         async with websockets.connect(f"{bridge.ws_url}/?job_id=job_page_check&token=t") as ws:
-            return [json.loads(await ws.recv())["type"] for _ in range(2)]
+            return [assert_outbound(json.loads(await ws.recv()))["type"] for _ in range(2)]
     assert asyncio.run(subscribed()) == ["connection.ack", "job.snapshot"]
 
 

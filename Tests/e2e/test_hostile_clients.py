@@ -10,7 +10,7 @@ import uuid
 import pytest
 import websockets
 
-from conftest import Bridge, assert_gauges_back, baseline_gauges, http_get, job_state, metric, wait_for
+from conftest import Bridge, assert_gauges_back, baseline_gauges, http_get, job_state, metric, wait_for, assert_outbound
 from monitor import Monitor, a_job, event
 
 
@@ -77,7 +77,7 @@ def _connections_are_capped(strict):
             await held[0].send(json.dumps({"type": "ping"}))
             seen = []
             while not seen or seen[-1]["type"] != "pong":
-                seen.append(json.loads(await asyncio.wait_for(held[0].recv(), 5)))
+                seen.append(assert_outbound(json.loads(await asyncio.wait_for(held[0].recv(), 5))))
             return code
         finally:
             for ws in held:
@@ -121,7 +121,7 @@ def test_a_reader_that_stops_reading_is_cut_with_4001_and_can_resume(strict):
 
     async def resume():
         async with websockets.connect(f"{strict.ws_url}/?job_id={job}&last_seq=1190", max_size=None) as ws:
-            seen = [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(12)]
+            seen = [assert_outbound(json.loads(await asyncio.wait_for(ws.recv(), 10))) for _ in range(12)]
             return seen
     seen = asyncio.run(resume())
     assert [m["seq"] for m in seen if m["type"] == "video.failed"] == list(range(1191, 1201))
@@ -148,6 +148,6 @@ def test_garbage_after_the_handshake_closes_only_that_connection(strict):
 
     async def still_serving():
         async with websockets.connect(f"{strict.ws_url}/?job_id=job_after") as ws:
-            return json.loads(await ws.recv())["type"]
+            return assert_outbound(json.loads(await ws.recv()))["type"]
     assert asyncio.run(still_serving()) == "connection.ack"
     assert_gauges_back(strict, baseline)

@@ -16,7 +16,7 @@ import zlib
 import websockets
 from confluent_kafka import Consumer, TopicPartition
 
-from conftest import Bridge, MockKafka, http_get, job_state, metric, wait_for
+from conftest import Bridge, MockKafka, http_get, job_state, metric, wait_for, assert_outbound
 from monitor import Monitor, a_job, event
 
 TOPICS = ("progress.events:4", "progress.events.dlq:1", "progress.state:4", "clean.dlq:1", "clean.state:4")
@@ -180,7 +180,7 @@ class Watchers(threading.Thread):
             try:
                 async with websockets.connect(url, open_timeout=5, close_timeout=2) as ws:
                     while True:
-                        message = json.loads(await asyncio.wait_for(ws.recv(), timeout=60))
+                        message = assert_outbound(json.loads(await asyncio.wait_for(ws.recv(), timeout=60)))
                         self.received[job].append((connection, bridge.port, message))
                         if message["type"] == "job.snapshot":
                             last = message["seq"]
@@ -217,7 +217,7 @@ def history(bridge, job):
         async with websockets.connect(f"{bridge.ws_url}/?job_id={job}&last_seq=0") as ws:
             messages = []
             while True:
-                message = json.loads(await asyncio.wait_for(ws.recv(), timeout=20))
+                message = assert_outbound(json.loads(await asyncio.wait_for(ws.recv(), timeout=20)))
                 if message["seq"] > 0:
                     messages.append(message)
                 if message["type"] in TERMINAL:
@@ -352,7 +352,7 @@ def test_three_replicas_share_the_work_and_serve_the_same_job_identically():
                 async with websockets.connect(f"{bridge.ws_url}/?job_id={watched}") as ws:
                     messages = []
                     while not messages or messages[-1]["type"] not in TERMINAL:
-                        messages.append(json.loads(await asyncio.wait_for(ws.recv(), timeout=30)))
+                        messages.append(assert_outbound(json.loads(await asyncio.wait_for(ws.recv(), timeout=30))))
                     return messages
             tasks = [asyncio.create_task(one(b)) for b in replicas.live]
             await asyncio.sleep(0.5)

@@ -92,8 +92,10 @@ public final class JobStore: Sendable {
     private let tracked = Atomic<Int>(0)
     private let partitions = Mutex<[TopicPartition: PartitionBook]>([:])
     private let forgotten = Mutex<[ForgottenJob]>([])
-    /// Job-list feeds: subscribers of the job-level messages of many jobs, by subscriber.
-    private let feeds = Mutex<[ObjectIdentifier: FeedSubscription]>([:])
+    /// Job-list feeds: subscribers of the job-level messages of many jobs, by subscriber; and, for a feed whose
+    /// `jobs.snapshot` is being built, the latest message of each job that arrived meanwhile (each carries the job's
+    /// whole progress, so the latest says everything; at most one per job).
+    private let feeds = Mutex<(subscriptions: [ObjectIdentifier: FeedSubscription], held: [ObjectIdentifier: [String: OutboundMessage]])>(([:], [:]))
     /// How many feeds there are, so that ingest looks at `feeds` only when somebody watches one.
     private let feedCount = Atomic<Int>(0)
     /// Input partitions in all; `--max-jobs` is shared out over them (so every replica refuses the same jobs).
@@ -428,42 +430,47 @@ public final class JobStore: Sendable {
     /// Registers a job-list feed: the job-level messages (`job.*`) of every job `includes` accepts, the jobs that
     /// appear later included, after one `jobs.snapshot` of their current progress. Messages applied while the
     /// snapshot is built are held and follow it, so the client sees the snapshot first and each job's messages in
-    /// `seq` order (those the snapshot already covers have a `seq` it does not exceed: the client drops them).
+    /// `seq` order (those the snapshot already covers have a `seq` it does not exceed: the client drops them); of a
+    /// job that changed several times meanwhile, only the latest message follows (it carries the job's whole progress).
     public func watch(subscriber: ObjectIdentifier, outbox: Outbox, now: Int64, includes: @escaping @Sendable (String) -> Bool) {
-        feeds.withLock { $0[subscriber] = FeedSubscription(outbox: outbox, includes: includes, held: []) }
+        feeds.withLock { feeds in
+            feeds.subscriptions[subscriber] = FeedSubscription(outbox: outbox, includes: includes)
+            feeds.held[subscriber] = [:]
+        }
         feedCount.add(1, ordering: .relaxed)
         let snapshot = feedSnapshot(includes: includes, now: now)
-        feeds.withLock { map in
-            guard var feed = map[subscriber], let held = feed.held else { return }
+        feeds.withLock { feeds in
+            // Queued under the lock: a message applied after this goes straight to the outbox, behind them.
+            guard feeds.subscriptions[subscriber] != nil, let held = feeds.held.removeValue(forKey: subscriber) else { return }
             outbox.enqueue(snapshot)
-            for message in held { outbox.enqueue(message) }
-            feed.held = nil
-            map[subscriber] = feed
+            for message in held.values.sorted(by: { $0.seq < $1.seq }) { outbox.enqueue(message) }
         }
     }
 
     /// Removes a job-list feed.
     public func unwatch(subscriber: ObjectIdentifier) {
-        if feeds.withLock({ $0.removeValue(forKey: subscriber) }) != nil { feedCount.subtract(1, ordering: .relaxed) }
+        let removed = feeds.withLock { feeds in
+            feeds.held[subscriber] = nil
+            return feeds.subscriptions.removeValue(forKey: subscriber) != nil
+        }
+        if removed { feedCount.subtract(1, ordering: .relaxed) }
     }
 
-    /// Queues a job-level message for every feed that includes its job (called under the job's lock).
+    /// Queues a job-level message for every feed that includes its job (called under the job's lock, which keeps a
+    /// job's messages in order; the feeds' lock is held only to pick the outboxes, not while queueing).
     private func deliverToFeeds(_ message: OutboundMessage, jobId: String) {
-        feeds.withLock { map in
-            for (id, feed) in map where feed.includes(jobId) {
-                guard var held = feed.held else {
-                    feed.outbox.enqueue(message)
-                    continue
+        let outboxes = feeds.withLock { feeds -> [Outbox] in
+            var live: [Outbox] = []
+            for (id, feed) in feeds.subscriptions where feed.includes(jobId) {
+                if feeds.held[id] != nil {
+                    feeds.held[id]?[jobId] = message  // the latest per job, while the feed's snapshot is built
+                } else {
+                    live.append(feed.outbox)
                 }
-                // A feed whose snapshot is being built holds what arrives meanwhile, no more than its outbox would.
-                guard held.count < feed.outbox.capacity else {
-                    feed.outbox.close(.overflowed)
-                    continue
-                }
-                held.append(message)
-                map[id]?.held = held
             }
+            return live
         }
+        for outbox in outboxes { outbox.enqueue(message) }
     }
 
     /// `jobs.snapshot`: `{"jobs":[{"job_id","seq","job"}…],"jobs_total","jobs_truncated"}`, the most recently updated
@@ -609,7 +616,7 @@ public final class JobStore: Sendable {
         for channel in all {
             for outbox in channel.state.withLock({ Array($0.subscribers.values) }) { outbox.close(reason) }
         }
-        for feed in feeds.withLock({ Array($0.values) }) { feed.outbox.close(reason) }
+        for feed in feeds.withLock({ Array($0.subscriptions.values) }) { feed.outbox.close(reason) }
     }
 
     /// Subscribers currently registered, over all jobs, feeds included.
@@ -670,12 +677,10 @@ private enum Handling {
     }
 }
 
-/// A job-list feed: its outbox, which jobs it carries, and — while its `jobs.snapshot` is built — the messages that
-/// arrived meanwhile (they follow the snapshot).
+/// A job-list feed: its outbox and which jobs it carries.
 private struct FeedSubscription {
     let outbox: Outbox
     let includes: @Sendable (String) -> Bool
-    var held: [OutboundMessage]?
 }
 
 /// What the store knows of one input partition: its jobs (for the per-partition cap) and its stream time.

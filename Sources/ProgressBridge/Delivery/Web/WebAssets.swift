@@ -5,8 +5,9 @@ import Hummingbird
 import NIOCore
 
 /// The dashboard's static files (`--web-root`): read once at start-up, served from memory. Only the directory's own
-/// regular files with plain names are taken (no subdirectories, no dot files), so a request path can never reach
-/// anything else on disk, and the bytes served do not change under a running bridge.
+/// regular files with plain names and a web type are taken (no subdirectories, no dot files, no notes such as a
+/// README), so a request path can never reach anything else on disk, and the bytes served do not change under a
+/// running bridge.
 public struct WebAssets: Sendable {
     /// One file: its bytes, media type and entity tag.
     public struct Asset: Sendable {
@@ -45,7 +46,7 @@ public struct WebAssets: Sendable {
             throw StartupError("cannot list --web-root \(directory): \(error.localizedDescription)")
         }
         var files: [String: Asset] = [:]
-        for name in names where isPlainName(name) {
+        for name in names where isPlainName(name) && contentType(of: name) != nil {
             let path = directory + "/" + name
             guard let attributes = try? manager.attributesOfItem(atPath: path), attributes[.type] as? FileAttributeType == .typeRegular else {
                 continue
@@ -54,7 +55,7 @@ public struct WebAssets: Sendable {
             guard data.count <= maxFileBytes else { continue }
             guard files.count < maxFiles else { break }
             let digest = SHA256.hash(data: data).prefix(12).map { String(format: "%02x", $0) }.joined()
-            files[name] = Asset(body: ByteBuffer(bytes: data), contentType: contentType(of: name), etag: "\"\(digest)\"")
+            files[name] = Asset(body: ByteBuffer(bytes: data), contentType: contentType(of: name) ?? "application/octet-stream", etag: "\"\(digest)\"")
         }
         return WebAssets(files: files)
     }
@@ -68,17 +69,16 @@ public struct WebAssets: Sendable {
         }
     }
 
-    static func contentType(of name: String) -> String {
+    /// The media type of a file the dashboard may serve; nil for anything else (not served).
+    static func contentType(of name: String) -> String? {
         switch name.split(separator: ".").last.map({ $0.lowercased() }) {
         case "html": "text/html; charset=utf-8"
         case "js", "mjs": "text/javascript; charset=utf-8"
         case "css": "text/css; charset=utf-8"
         case "json": "application/json"
-        case "svg": "image/svg+xml"
         case "png": "image/png"
         case "ico": "image/x-icon"
-        case "md", "txt": "text/plain; charset=utf-8"
-        default: "application/octet-stream"
+        default: nil
         }
     }
 
