@@ -38,7 +38,7 @@ if ! command -v swift >/dev/null; then
 fi
 
 if [ "${1:-}" = "--test-tools" ]; then
-  if [ "${BOOTSTRAP_FORCE:-0}" = 1 ] || ! python3 -c "import confluent_kafka, websockets, pytest, jwt, jsonschema, cryptography, selenium" 2>/dev/null; then
+  if [ "${BOOTSTRAP_FORCE:-0}" = 1 ] || ! python3 -c "import confluent_kafka, websockets, pytest, jwt, jsonschema, cryptography, selenium, schemathesis, openapi_spec_validator" 2>/dev/null; then
     echo "bootstrap: installing the Python test clients" >&2
     python3 -m pip install -q -r Tests/e2e/requirements.txt
   fi

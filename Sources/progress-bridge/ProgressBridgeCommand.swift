@@ -54,6 +54,9 @@ struct ProgressBridgeCommand: AsyncParsableCommand {
     @Option(name: .customLong("web-root"), help: "Directory of the dashboard's files, served at / and /static/. Env: BRIDGE_WEB_ROOT. Default: web.")
     var webRoot: String?
 
+    @Option(name: .customLong("api-docs"), help: "Directory of the API documents (openapi.json, asyncapi.json), served under /api/v1/. Env: BRIDGE_API_DOCS. Default: api.")
+    var apiDocs: String?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical. Env: LOG_LEVEL. Default: info.")
     var logLevel: String?
 
@@ -180,6 +183,7 @@ struct ProgressBridgeCommand: AsyncParsableCommand {
         flags.adminPort = adminPort
         flags.schemas = schemas
         flags.webRoot = webRoot
+        flags.apiDocs = apiDocs
         flags.logLevel = logLevel
         flags.logFormat = logFormat
         flags.demoMonitor = demoMonitor

@@ -10,7 +10,7 @@ import SubscriberProtocol
 /// connection behind the `gate` (connection cap, request-head deadline).
 public func buildApplication(
     store: JobStore, metrics: BridgeMetrics, settings: DeliverySettings, authenticator: Authenticator, configuration: ApplicationConfiguration,
-    assets: WebAssets = .none, commands: JobCommandRelay? = nil, gate: HTTPConnectionGate? = nil, onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }, logger: Logger
+    assets: WebAssets = .none, documents: APIDocuments = .none, commands: JobCommandRelay? = nil, gate: HTTPConnectionGate? = nil, onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }, logger: Logger
 ) -> some ApplicationProtocol {
     let refusals = UpgradeRefusals()
     let gate = gate ?? HTTPConnectionGate(settings: settings, metrics: metrics)
@@ -25,7 +25,7 @@ public func buildApplication(
         // Text must be UTF-8 (else 1007); a client that does not answer our close frame is dropped after 3 s.
         ws: .init(maxFrameSize: settings.maxClientMessageBytes, closeTimeout: .seconds(3), validateUTF8: true))
     return Application(
-        router: buildRouter(store: store, metrics: metrics, authenticator: authenticator, assets: assets, commands: commands),
+        router: buildRouter(store: store, metrics: metrics, authenticator: authenticator, assets: assets, documents: documents, commands: commands),
         server: HTTPServerBuilder { responder in
             GatedChildChannel(
                 inner: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: webSocketResponder, configuration: channelConfiguration),
@@ -37,13 +37,18 @@ public func buildApplication(
 /// The REST API (`/api/v1/bulk-jobs…`: reads, and job commands when `commands` relays them), with CORS for the
 /// allowed origins, and the dashboard (`/`, `/static/…`).
 public func buildRouter(
-    store: JobStore, metrics: BridgeMetrics, authenticator: Authenticator, assets: WebAssets = .none, commands: JobCommandRelay? = nil
+    store: JobStore, metrics: BridgeMetrics, authenticator: Authenticator, assets: WebAssets = .none, documents: APIDocuments = .none,
+    commands: JobCommandRelay? = nil
 ) -> Router<BasicRequestContext> {
     let router = Router(context: BasicRequestContext.self)
     router.add(middleware: CORSPolicy(authenticator: authenticator))
+    router.add(middleware: MethodGuard())
     JobsAPI<BasicRequestContext>(store: store, metrics: metrics, authenticator: authenticator).register(on: router)
     CommandsAPI<BasicRequestContext>(relay: commands, metrics: metrics, authenticator: authenticator).register(on: router)
     DashboardRoutes<BasicRequestContext>(assets: assets).register(on: router)
+    for name in APIDocuments.names {
+        router.get(RouterPath("api/v1/\(name)")) { _, _ in documents.response(for: name) }
+    }
     return router
 }
 

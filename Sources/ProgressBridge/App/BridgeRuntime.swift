@@ -135,6 +135,7 @@ public enum BridgeRuntime {
             topic: configuration.commandTopic, producer: commandProducer, store: store,
             validator: try JobCommandRelay.commandValidator(schemasPath: configuration.schemasPath), metrics: metrics, logger: logger)
         let assets = try WebAssets.load(from: configuration.webRoot)
+        let documents = try APIDocuments.load(from: configuration.apiDocs, schemasPath: configuration.schemasPath)
         if assets.files[WebAssets.indexName] == nil {
             logger.warning("no dashboard page: --web-root has no index.html", metadata: ["path": "\(configuration.webRoot)"])
         } else if configuration.isEmbedded {
@@ -144,7 +145,7 @@ public enum BridgeRuntime {
         let app = buildApplication(
             store: store, metrics: metrics, settings: settings, authenticator: authenticator,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "progress-bridge"),
-            assets: assets, commands: commands, gate: gate,
+            assets: assets, documents: documents, commands: commands, gate: gate,
             onServerRunning: { channel in
                 logger.notice(
                     "serving WebSocket and REST",

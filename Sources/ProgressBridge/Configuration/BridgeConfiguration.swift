@@ -25,6 +25,8 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var schemasPath = "schemas"
     /// Directory of the dashboard's static files (served at `/` and `/static/`).
     public var webRoot = "web"
+    /// Directory of the API documents (OpenAPI, AsyncAPI), served at `/api/v1/openapi.json` and `/api/v1/asyncapi.json`.
+    public var apiDocs = "api"
     public var logLevel: Logger.Level = .info
     public var logFormat: LogFormat = .text
     /// Run the demo monitor (default: on with the embedded cluster, off otherwise).
@@ -91,6 +93,7 @@ public struct ConfigurationFlags: Sendable {
     public var adminPort: String?
     public var schemas: String?
     public var webRoot: String?
+    public var apiDocs: String?
     public var logLevel: String?
     public var logFormat: String?
     public var demoMonitor: Bool?
@@ -138,6 +141,7 @@ public enum ConfigurationEnvironment {
     public static let adminPort = "BRIDGE_ADMIN_PORT"
     public static let schemas = "BRIDGE_SCHEMAS"
     public static let webRoot = "BRIDGE_WEB_ROOT"
+    public static let apiDocs = "BRIDGE_API_DOCS"
     public static let logLevel = "LOG_LEVEL"
     public static let logFormat = "LOG_FORMAT"
     public static let demoMonitor = "BRIDGE_DEMO_MONITOR"
@@ -254,6 +258,7 @@ extension BridgeConfiguration {
         }
         if let (v, src) = value(flags.schemas, Env.schemas) { c.schemasPath = try nonEmpty(v, "--schemas", Env.schemas, src) }
         if let (v, src) = value(flags.webRoot, Env.webRoot) { c.webRoot = try nonEmpty(v, "--web-root", Env.webRoot, src) }
+        if let (v, src) = value(flags.apiDocs, Env.apiDocs) { c.apiDocs = try nonEmpty(v, "--api-docs", Env.apiDocs, src) }
         if let (v, src) = value(flags.logLevel, Env.logLevel) {
             guard let level = Logger.Level(rawValue: v.trimmingWhitespace().lowercased()) else {
                 throw ConfigurationError(
