@@ -34,6 +34,31 @@ struct OutboundMessageTests {
         }
     }
 
+    @Test func anEventsTraceparentIsWrittenAsTheTreeWritesIt() throws {
+        let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        let direct = OutboundMessage.event(
+            type: "job.progress", jobId: "job_t", seq: 7, occurredAt: 1_795_515_330_123, eventId: "e1", traceparent: trace,
+            writeData: { $0.append(contentsOf: "{}".utf8) })
+        let tree = OutboundMessage.make(
+            type: "job.progress", jobId: "job_t", seq: 7, ts: 1_795_515_330_123, occurredAt: 1_795_515_330_123, data: .object([:]),
+            extra: ["event_id": .string("e1"), "traceparent": .string(trace)])
+        #expect(direct.text == tree.text)
+    }
+
+    @Test func onlyAWellFormedTraceparentIsCarried() {
+        let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        #expect(TraceParent.parse(valid) == valid)
+        for bad in [
+            "", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0", "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01", "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\"",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", String(repeating: "a", count: 10_000),
+        ] {
+            #expect(TraceParent.parse(bad) == nil, "\(bad.prefix(60))")
+        }
+        for _ in 0..<100 { #expect(TraceParent.parse(TraceParent.start()) != nil) }
+    }
+
     @Test func numbersAreWrittenAsTheTreeWritesThem() {
         for number in [JSONNumber(Int64.min), JSONNumber(Int64.max), JSONNumber(Int64(0)), JSONNumber(Int64(-7)), JSONNumber(Double(50)), JSONNumber(Double(12.5)), JSONNumber(Double.nan)] {
             var bytes: [UInt8] = []

@@ -55,14 +55,19 @@ public final class JobCommandRelay: Sendable {
         }
     }
 
-    /// Handles one request: `jobId` nil for `create`; `body` the request's JSON (empty: `{}`).
-    public func submit(_ kind: JobCommandKind, jobId: String?, body: [UInt8], grant: Grant, idempotencyKey: String?) async -> Outcome {
-        let outcome = await decide(kind, jobId: jobId, body: body, grant: grant, idempotencyKey: idempotencyKey)
+    /// Handles one request: `jobId` nil for `create`; `body` the request's JSON (empty: `{}`); `traceparent` the
+    /// request's trace context (checked), carried to the command topic as a header.
+    public func submit(
+        _ kind: JobCommandKind, jobId: String?, body: [UInt8], grant: Grant, idempotencyKey: String?, traceparent: String
+    ) async -> Outcome {
+        let outcome = await decide(kind, jobId: jobId, body: body, grant: grant, idempotencyKey: idempotencyKey, traceparent: traceparent)
         metrics.command(kind, outcome)
         return outcome
     }
 
-    private func decide(_ kind: JobCommandKind, jobId: String?, body: [UInt8], grant: Grant, idempotencyKey: String?) async -> Outcome {
+    private func decide(
+        _ kind: JobCommandKind, jobId: String?, body: [UInt8], grant: Grant, idempotencyKey: String?, traceparent: String
+    ) async -> Outcome {
         if let idempotencyKey, !IdempotencyKey.isValid(idempotencyKey) {
             return .refused(status: 400, code: "invalid_idempotency_key", message: "Idempotency-Key must be 1 to 128 printable ASCII characters")
         }
@@ -118,7 +123,10 @@ public final class JobCommandRelay: Sendable {
         let published: Bool
         do {
             try await producer.send(
-                topic: topic, key: Array(target.utf8), value: value, headers: [KafkaHeader(name: "content-type", value: Array("application/json".utf8))])
+                topic: topic, key: Array(target.utf8), value: value,
+                headers: [
+                    KafkaHeader(name: "content-type", value: Array("application/json".utf8)), KafkaHeader(name: "traceparent", value: Array(traceparent.utf8)),
+                ])
             published = true
         } catch {
             logger.warning("command not published", metadata: ["type": "\(kind.rawValue)", "error": "\(error)"])
@@ -128,7 +136,8 @@ public final class JobCommandRelay: Sendable {
             return .refused(status: 503, code: "commands_unavailable", message: "Kafka did not acknowledge the command; try again (with the same Idempotency-Key)")
         }
         if let rememberedKey { remembered.remember(rememberedKey, fingerprint: fingerprint, answer: command, now: now) }
-        logger.info("command published", metadata: ["type": "\(kind.rawValue)", "job_id": "\(target)", "command_id": "\(command.id)"])
+        logger.info(
+            "command published", metadata: ["type": "\(kind.rawValue)", "job_id": "\(target)", "command_id": "\(command.id)", "traceparent": "\(traceparent)"])
         return .accepted(command, repeated: false)
     }
 }

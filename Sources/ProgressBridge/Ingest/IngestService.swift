@@ -495,6 +495,11 @@ public struct IngestService: Service {
         }
     }
 
+    /// The record's W3C trace context, when it has a well-formed one (anything else is dropped).
+    static func traceparent(of message: KafkaMessage) -> String? {
+        message.headers.first { $0.name == "traceparent" }?.value.flatMap { TraceParent.parse($0) }
+    }
+
     /// The next records, each with its decoding (parsed and validated against the contract).
     private func readAndDecode() async -> [(KafkaMessage, Result<ProgressEvent, Rejection>)] {
         await reader.poll().map { ($0, decoder.decode($0.value)) }
@@ -504,6 +509,7 @@ public struct IngestService: Service {
     /// any other replica) remembered as rejected, for a takeover.
     func handle(_ message: KafkaMessage, _ decoded: Result<ProgressEvent, Rejection>, _ progress: inout PartitionProgress) async -> Handled {
         let origin = EventOrigin(partition: TopicPartition(topic: message.topic, partition: message.partition), offset: message.offset)
+        let traceparent = Self.traceparent(of: message)
         let rejection: Rejection
         switch decoded {
         case .failure(let refused):
@@ -520,9 +526,15 @@ public struct IngestService: Service {
                     .implausibleTimestamp,
                     "occurred_at is \(event.occurredAt.subtracting(saturating: reference) / 1000) s ahead of the record's timestamp; at most \(maxClockSkewMs / 1000) s (--max-clock-skew)")
             } else {
-                switch store.apply(event, at: origin) {
+                switch store.apply(event, at: origin, traceparent: traceparent) {
                 case .applied:
                     progress.dirtyJobs.insert(event.jobId)
+                    logger.debug(
+                        "event applied",
+                        metadata: [
+                            "job_id": "\(event.jobId)", "type": "\(event.type.rawValue)", "partition": "\(message.partition)", "offset": "\(message.offset)",
+                            "traceparent": "\(traceparent ?? "")",
+                        ])
                     return .done
                 case .duplicate:
                     metrics.duplicates.increment()
@@ -550,12 +562,12 @@ public struct IngestService: Service {
     /// truncated (and marked so). An error Kafka will keep giving (not authorised, too large, no such topic)
     /// marks the bridge not ready and is counted; ingest holds — nothing is skipped — until it is fixed.
     func deadLetter(_ message: KafkaMessage, _ rejection: Rejection) async -> Bool {
-        logger.notice(
-            "event rejected",
-            metadata: [
-                "reason": "\(rejection.reason.rawValue)", "detail": "\(rejection.detail.prefix(300))",
-                "topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)",
-            ])
+        var metadata: Logger.Metadata = [
+            "reason": "\(rejection.reason.rawValue)", "detail": "\(rejection.detail.prefix(300))",
+            "topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)",
+        ]
+        if let traceparent = Self.traceparent(of: message) { metadata["traceparent"] = "\(traceparent)" }
+        logger.notice("event rejected", metadata: metadata)
         let record = DeadLetter.record(for: message, rejection: rejection, topic: deadLetterTopic, maxBytes: deadLetterMaxBytes)
         if record.truncated { metrics.deadLettersTruncated.increment() }
         var backoff = Duration.milliseconds(100)

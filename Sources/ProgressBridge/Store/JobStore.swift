@@ -171,10 +171,11 @@ public final class JobStore: Sendable {
     /// Applies a decoded event read at `origin` and, when it changed the job, delivers it to the job's subscribers
     /// with `seq` = offset + 1. An event at or below the job's `seq` is already in its state (restored from the
     /// state topic) and reported as a duplicate. Without an origin (tests, tools) the store numbers events itself.
-    public func apply(_ event: ProgressEvent, at origin: EventOrigin? = nil) -> ApplyOutcome {
+    /// `traceparent` (the record's, when valid) goes onto the message the event causes.
+    public func apply(_ event: ProgressEvent, at origin: EventOrigin? = nil, traceparent: String? = nil) -> ApplyOutcome {
         while true {
             let channel = self.channel(event.jobId)
-            guard let outcome = apply(event, at: origin, to: channel) else { continue }
+            guard let outcome = apply(event, at: origin, traceparent: traceparent, to: channel) else { continue }
             // A job whose first event was refused must not leave an empty channel behind (a producer could send
             // endless fresh job ids past --max-jobs).
             if case .rejected = outcome { dropIfUnused(event.jobId, channel) }
@@ -195,7 +196,7 @@ public final class JobStore: Sendable {
     }
 
     /// `nil`: the channel was dropped meanwhile; try again with the current one.
-    private func apply(_ event: ProgressEvent, at origin: EventOrigin?, to channel: JobChannel) -> ApplyOutcome? {
+    private func apply(_ event: ProgressEvent, at origin: EventOrigin?, traceparent: String?, to channel: JobChannel) -> ApplyOutcome? {
         let limits = self.limits
         let book = origin?.partition ?? Self.unpartitioned
         // The stream time with this event in it; it moves only with events that are applied: so a replica restored
@@ -272,7 +273,8 @@ public final class JobStore: Sendable {
                 writeData = { $0.append(contentsOf: "null".utf8) }
             }
             let message = OutboundMessage.event(
-                type: event.type.rawValue, jobId: event.jobId, seq: s.seq, occurredAt: event.occurredAt, eventId: event.eventId, writeData: writeData)
+                type: event.type.rawValue, jobId: event.jobId, seq: s.seq, occurredAt: event.occurredAt, eventId: event.eventId,
+                traceparent: traceparent, writeData: writeData)
             s.remember(message, limit: limits.historyPerJob, byteLimit: limits.historyBytesPerJob)
             s.deliver(message)
             // Under the job's lock, like the job's own subscribers: a feed sees each job's messages in seq order.

@@ -21,14 +21,14 @@ struct CORSPolicy<Context: RequestContext>: RouterMiddleware {
                 headers: [
                     .accessControlAllowOrigin: origin, .vary: "Origin",
                     .accessControlAllowMethods: "GET, POST, OPTIONS",
-                    .accessControlAllowHeaders: "Authorization, Content-Type, Idempotency-Key",
+                    .accessControlAllowHeaders: "Authorization, Content-Type, Idempotency-Key, traceparent",
                     .accessControlMaxAge: String(Self.maxAgeSeconds),
                 ])
         }
         var response = try await next(request, context)
         response.headers[.accessControlAllowOrigin] = origin
         response.headers[.vary] = "Origin"
-        response.headers[.accessControlExposeHeaders] = "Location, WWW-Authenticate"
+        response.headers[.accessControlExposeHeaders] = "Location, WWW-Authenticate, traceparent"
         return response
     }
 }

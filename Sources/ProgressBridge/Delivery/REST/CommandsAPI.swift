@@ -49,9 +49,15 @@ struct CommandsAPI<Context: RequestContext> {
         } catch {
             return JSONResponse.error(.contentTooLarge, code: "body_too_large", message: "the request body is larger than \(JobCommandRelay.maxBodyBytes) bytes")
         }
-        switch await relay.submit(kind, jobId: jobId, body: body, grant: grant, idempotencyKey: request.headers[.idempotencyKey]) {
+        // The caller's trace when it sent a valid one, else a new trace: the command carries it to the monitor.
+        let traceparent = TraceParent.parse(request.headers[.traceparent]) ?? TraceParent.start()
+        switch await relay.submit(
+            kind, jobId: jobId, body: body, grant: grant, idempotencyKey: request.headers[.idempotencyKey], traceparent: traceparent)
+        {
         case .refused(let status, let code, let message):
-            return JSONResponse.error(HTTPResponse.Status(code: status), code: code, message: message)
+            var response = JSONResponse.error(HTTPResponse.Status(code: status), code: code, message: message)
+            response.headers[.traceparent] = traceparent
+            return response
         case .accepted(let command, let repeated):
             var response = JSONResponse.ok(
                 .object([
@@ -60,6 +66,7 @@ struct CommandsAPI<Context: RequestContext> {
                 ]),
                 status: .accepted)
             if kind == .create { response.headers[.location] = "/api/v1/bulk-jobs/\(command.jobId)" }
+            response.headers[.traceparent] = traceparent
             return response
         }
     }
@@ -67,4 +74,5 @@ struct CommandsAPI<Context: RequestContext> {
 
 extension HTTPField.Name {
     static let idempotencyKey = HTTPField.Name("Idempotency-Key")!
+    static let traceparent = HTTPField.Name("traceparent")!
 }

@@ -48,10 +48,11 @@ public struct OutboundMessage: Sendable {
         return OutboundMessage(type: type, jobId: jobId, seq: seq, occurredAt: occurredAt, frame: ByteBuffer(string: JSONValue.object(object).serialized()))
     }
 
-    /// An event's message, `{"data","event_id","job_id","seq","ts","type"}` — the bytes `make` gives for it, written
-    /// straight (keys in sorted order) with `data` from `writeData`: one per applied event, on ingest's hot path.
+    /// An event's message, `{"data","event_id","job_id","seq","traceparent"?,"ts","type"}` — the bytes `make` gives
+    /// for it, written straight (keys in sorted order) with `data` from `writeData`: one per applied event, on
+    /// ingest's hot path. `traceparent` (already checked) is the event record's.
     static func event(
-        type: String, jobId: String, seq: Int64, occurredAt: Int64, eventId: String, writeData: (inout [UInt8]) -> Void
+        type: String, jobId: String, seq: Int64, occurredAt: Int64, eventId: String, traceparent: String? = nil, writeData: (inout [UInt8]) -> Void
     ) -> OutboundMessage {
         var out: [UInt8] = []
         out.reserveCapacity(512)
@@ -63,6 +64,10 @@ public struct OutboundMessage: Sendable {
         JSONValue.writeEscaped(jobId, into: &out)
         out.append(contentsOf: #","seq":"#.utf8)
         JSONValue.writeNumber(JSONNumber(seq), into: &out)
+        if let traceparent {
+            out.append(contentsOf: #","traceparent":"#.utf8)
+            JSONValue.writeEscaped(traceparent, into: &out)
+        }
         out.append(contentsOf: #","ts":""#.utf8)
         RFC3339.write(milliseconds: occurredAt, into: &out)
         out.append(UInt8(ascii: "\""))
