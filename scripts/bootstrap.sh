@@ -42,4 +42,6 @@ if [ "${1:-}" = "--test-tools" ]; then
     echo "bootstrap: installing the Python test clients" >&2
     python3 -m pip install -q -r Tests/e2e/requirements.txt
   fi
+  # The repository's own Python client (the end-to-end tests' monitor is built on it): always this checkout's.
+  python3 -m pip install -q --no-deps --force-reinstall ./clients/python
 fi

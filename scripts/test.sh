@@ -25,7 +25,7 @@ swift test --skip-build --parallel
 unit=$(date +%s)
 echo "== swift test: $((unit - built)) s"
 
-BRIDGE_BINARY="$(swift build --show-bin-path)/progress-bridge" python3 -m pytest -q Tests/e2e
+BRIDGE_BINARY="$(swift build --show-bin-path)/progress-bridge" python3 -m pytest -q Tests/e2e clients/python/tests
 e2e=$(date +%s)
 echo "== end-to-end: $((e2e - unit)) s"
 

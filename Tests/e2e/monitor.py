@@ -1,10 +1,10 @@
-"""Publishes events as the Python progress monitor does: confluent-kafka, key = job_id."""
+"""The test monitor: publishes events as the Python progress monitor does, with the repository's client
+(clients/python: key = job_id, events built with the contract's fields). `send` publishes as given — the tests
+also send what the contract refuses; `publish` validates first, as a monitor would."""
 import datetime
 import itertools
-import json
-import uuid
 
-from confluent_kafka import Producer
+from progress_bridge_client import EventBuilder, ProgressPublisher
 
 _counter = itertools.count(1)
 
@@ -16,28 +16,27 @@ def timestamp(offset_ms: int = 0) -> str:
 
 
 def event(job_id: str, type_: str, data: dict, at_ms: int, event_id: str | None = None, seq: int | None = None) -> dict:
-    return {
-        "schema_version": 1,
-        "event_id": event_id or uuid.uuid4().hex,
-        "type": type_,
-        "job_id": job_id,
-        "occurred_at": timestamp(at_ms),
-        "seq": seq if seq is not None else next(_counter),
-        "data": data,
-    }
+    """An event at a fixed moment of test time (2026-11-24T10:00Z + at_ms), built by the client."""
+    return EventBuilder(job_id).event(type_, data, occurred_at=timestamp(at_ms), event_id=event_id,
+                                      seq=seq if seq is not None else next(_counter))
 
 
 class Monitor:
     def __init__(self, bootstrap: str, topic: str = "progress.events"):
-        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1})
+        # Plain (not idempotent) delivery, as before: the fault tests count on the producer's own retries only.
+        self.publisher = ProgressPublisher(bootstrap, topic=topic, config={"linger.ms": 1, "enable.idempotence": False})
+        self.producer = self.publisher.producer
         self.topic = topic
 
     def send(self, key: str, value, headers=None, partition=None):
+        """Publishes `value` (a dict as JSON, or bytes/str as they are) without validation."""
+        import json
         payload = value if isinstance(value, (bytes, str)) else json.dumps(value)
-        if partition is None:
-            self.producer.produce(self.topic, key=key, value=payload, headers=headers)
-        else:
-            self.producer.produce(self.topic, key=key, value=payload, headers=headers, partition=partition)
+        self.publisher.publish_raw(key, payload, headers=headers, partition=partition)
+
+    def publish(self, event: dict, traceparent=None):
+        """Validates and publishes, as a monitor does (raises InvalidEvent for what the contract refuses)."""
+        return self.publisher.publish(event, traceparent=traceparent)
 
     def flush(self):
         remaining = self.producer.flush(15)
