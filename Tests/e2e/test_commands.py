@@ -251,3 +251,38 @@ def test_the_embedded_demo_monitor_acts_on_the_dashboards_commands():
         assert wait_for(lambda: (job_state(b, created["job_id"]) or {}).get("title") == CREATE_EXAMPLE["title"], timeout=15)
     finally:
         assert b.stop()[0] == 0
+
+
+def test_a_connected_dashboard_sends_commands_over_its_websocket(secured):
+    import asyncio
+    import websockets
+    from conftest import receive_until
+    b = secured
+    job = "job_wscmd_" + uuid.uuid4().hex[:6]
+    monitor = Monitor(b.bootstrap)
+    for e in a_job(job, videos=2)[:2]:
+        monitor.send(job, e)
+    monitor.flush()
+    watcher, controller = token([job]), token([job], control=[job])
+    assert wait_for(lambda: (json.loads(http_get(f"{b.http_url}/api/v1/bulk-jobs/{job}?token={watcher}")[1]) or {}).get("state") == "running", timeout=15)
+
+    async def command(tok, message):
+        async with websockets.connect(f"{b.ws_url}/?job_id={job}&token={tok}") as ws:
+            await receive_until(ws, lambda m: m["type"] == "job.snapshot")
+            await ws.send(json.dumps(message))
+            return (await receive_until(ws, lambda m: m["type"] in ("command.accepted", "error")))[-1]
+
+    refused = asyncio.run(command(watcher, {"type": "command", "command": "pause", "id": 1}))
+    assert refused["type"] == "error" and refused["data"]["code"] == "forbidden" and refused["data"]["id"] == 1
+    accepted = asyncio.run(command(controller, {"type": "command", "command": "pause", "reason": "lunch", "id": "a", "idempotency_key": "k-" + job}))
+    assert accepted["type"] == "command.accepted" and accepted["data"]["type"] == "job.pause" and accepted["data"]["id"] == "a"
+    again = asyncio.run(command(controller, {"type": "command", "command": "pause", "reason": "lunch", "idempotency_key": "k-" + job}))
+    assert again["data"]["command_id"] == accepted["data"]["command_id"] and again["data"]["repeated"] is True
+    bad = asyncio.run(command(controller, {"type": "command", "command": "explode"}))
+    assert bad["type"] == "error" and bad["data"]["code"] == "invalid_message"
+    topic = CommandTopic(b.bootstrap)
+    try:
+        records = [c for k, c in topic.read(1, settle=1.0) if k == job]
+        assert [c["command_id"] for c in records] == [accepted["data"]["command_id"]] and records[0]["data"] == {"reason": "lunch"}
+    finally:
+        topic.close()

@@ -29,6 +29,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             if let id { precondition(id.serialized().utf8.count <= ClientMessage.maxPingIdBytes, "ping ids are bounded") }
         case .success(.resume(let lastSeq)):
             precondition((0...maxSequenceNumber).contains(lastSeq), "last_seq is bounded")
+        case .success(.command(let action, _, _, let id)):
+            precondition(ClientMessage.commandActions.contains(action), "only known commands")
+            if let id { precondition(id.serialized().utf8.count <= ClientMessage.maxPingIdBytes, "command ids are bounded") }
         case .failure(let refusal):
             precondition(!refusal.code.isEmpty && !refusal.message.isEmpty, "a refusal says why")
         }

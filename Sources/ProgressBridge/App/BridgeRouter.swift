@@ -16,7 +16,7 @@ public func buildApplication(
     let gate = gate ?? HTTPConnectionGate(settings: settings, metrics: metrics)
     let idle = settings.httpIdleTimeout.components
     let webSocketResponder = buildWebSocketRouter(
-        store: store, metrics: metrics, settings: settings, authenticator: authenticator, refusals: refusals
+        store: store, metrics: metrics, settings: settings, authenticator: authenticator, refusals: refusals, commands: commands
     ).buildResponder()
     let channelConfiguration = HTTP1WebSocketUpgradeChannel.Configuration(
         http1: .init(
@@ -57,7 +57,8 @@ public func buildRouter(
 /// The subscription and its token are checked before the upgrade: a refusal is an HTTP 400/401/403 with a
 /// JSON body (recorded in `refusals`, written by ``RefusedUpgradeResponseWriter``), and no WebSocket is opened.
 func buildWebSocketRouter(
-    store: JobStore, metrics: BridgeMetrics, settings: DeliverySettings, authenticator: Authenticator, refusals: UpgradeRefusals
+    store: JobStore, metrics: BridgeMetrics, settings: DeliverySettings, authenticator: Authenticator, refusals: UpgradeRefusals,
+    commands: JobCommandRelay? = nil
 ) -> Router<BridgeWebSocketContext> {
     let router = Router(context: BridgeWebSocketContext.self)
     let limiter = ConnectionLimiter(
@@ -91,8 +92,8 @@ func buildWebSocketRouter(
             defer { limiter.release(address, subject: grant.subject) }
             let channel = context.requestContext.channel
             let session = SubscriberSession(
-                request: subscription, grant: grant, store: store, metrics: metrics, settings: settings, logger: context.logger, expiresAt: grant.expiresAt,
-                channel: channel, forceClose: { channel.close(promise: nil) })
+                request: subscription, grant: grant, commands: commands, store: store, metrics: metrics, settings: settings, logger: context.logger,
+                expiresAt: grant.expiresAt, channel: channel, forceClose: { channel.close(promise: nil) })
             try await session.run(inbound: inbound, outbound: outbound)
         }
     }

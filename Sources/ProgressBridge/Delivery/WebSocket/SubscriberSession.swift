@@ -4,6 +4,7 @@ import JSONSchema
 import Logging
 import NIOCore
 import NIOWebSocket
+import ProgressContract
 import ServiceLifecycle
 import SubscriberProtocol
 
@@ -68,8 +69,10 @@ public struct DeliverySettings: Sendable {
 /// writer never waits for messages nobody will send, and a writer stuck on a dead socket is cancelled.
 struct SubscriberSession {
     let request: SubscriptionRequest
-    /// What the token lets the subscriber see (a feed of all jobs carries only these).
+    /// What the token lets the subscriber see (a feed of all jobs carries only these) and control.
     let grant: Grant
+    /// Relays the job commands a connected dashboard sends; nil: none are relayed.
+    var commands: JobCommandRelay? = nil
     let store: JobStore
     let metrics: BridgeMetrics
     let settings: DeliverySettings
@@ -245,18 +248,51 @@ struct SubscriberSession {
                 outbox.enqueue(.error(code: "unsupported_frame", message: "send JSON text frames", now: WallClock.nowMs()))
                 continue
             }
-            handleClientMessage(text, outbox: outbox, resumes: &resumes)
+            let parsed = ClientMessage.parse(String(text), maxBytes: settings.maxClientMessageBytes)
+            if case .success(.command(let action, let data, let key, let id)) = parsed {
+                await relayCommand(action, data: data, idempotencyKey: key, id: id, outbox: outbox)
+            } else {
+                handleClientMessage(parsed, outbox: outbox, resumes: &resumes)
+            }
         }
     }
 
-    /// Client → server: `ping`, `resume` (parsed by `ClientMessage`, the wire protocol's home).
-    func handleClientMessage(_ text: String, outbox: Outbox, resumes: inout MessageRateLimit) {
+    /// A job command from the connected dashboard, relayed as over REST (the same checks, the same answer codes):
+    /// `command.accepted` once Kafka has it, or an `error` with the refusal's code; both echo the message's `id`.
+    private func relayCommand(_ action: String, data: JSONValue, idempotencyKey: String?, id: JSONValue?, outbox: Outbox) async {
         let now = WallClock.nowMs()
-        switch ClientMessage.parse(text, maxBytes: settings.maxClientMessageBytes) {
+        guard let jobId = request.jobId else {
+            outbox.enqueue(.error(code: "invalid_message", message: "commands go over one-job subscriptions (job_id=…), or REST", now: now))
+            return
+        }
+        guard let commands, let kind = JobCommandKind.allCases.first(where: { $0.action == action }) else {
+            outbox.enqueue(.error(code: "commands_unavailable", message: "this bridge relays no commands", jobId: jobId, now: now))
+            return
+        }
+        let body = Array(data.serialized().utf8)
+        switch await commands.submit(kind, jobId: jobId, body: body, grant: grant, idempotencyKey: idempotencyKey, traceparent: TraceParent.start()) {
+        case .accepted(let command, let repeated):
+            var answer: JSONObject = ["command_id": .string(command.id), "type": .string(command.kind.rawValue), "repeated": .bool(repeated)]
+            if let id { answer["id"] = id }
+            outbox.enqueue(.make(type: "command.accepted", jobId: jobId, seq: 0, ts: WallClock.nowMs(), occurredAt: nil, data: .object(answer)))
+        case .refused(_, let code, let message):
+            var answer: JSONObject = ["code": .string(code), "message": .string(message)]
+            if let id { answer["id"] = id }
+            outbox.enqueue(.make(type: "error", jobId: jobId, seq: 0, ts: WallClock.nowMs(), occurredAt: nil, data: .object(answer)))
+        }
+    }
+
+    /// Client → server: `ping`, `resume` (parsed by `ClientMessage`, the wire protocol's home; `command` is relayed
+    /// by the read loop).
+    func handleClientMessage(_ parsed: Result<ClientMessage, ClientMessage.Refusal>, outbox: Outbox, resumes: inout MessageRateLimit) {
+        let now = WallClock.nowMs()
+        switch parsed {
         case .failure(let refusal):
             outbox.enqueue(.error(code: refusal.code, message: refusal.message, now: now))
         case .success(.ping(let id)):
             outbox.enqueue(.make(type: "pong", jobId: request.jobId, seq: 0, ts: now, occurredAt: nil, data: .object(id.map { ["id": $0] } ?? [:])))
+        case .success(.command):
+            break  // relayed by the read loop (it waits for Kafka's acknowledgement)
         case .success(.resume(let lastSeq)):
             guard resumes.allow() else {
                 metrics.resumesRateLimited.increment()
