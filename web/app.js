@@ -438,6 +438,231 @@ function showTokenForm(denied, { focus = true } = {}) {
   if (focus) input.focus();
 }
 
+// ====================================================================== job commands (REST)
+
+const TERMINAL_STATES = new Set(['completed', 'failed', 'canceled']);
+const CONTROL_ACTIONS = ['pause', 'resume', 'cancel'];
+const ACTION_TEXT = {
+  pause: { verb: 'Pause', what: 'pause the job', expected: ['pausing', 'paused'] },
+  resume: { verb: 'Resume', what: 'resume the job', expected: ['running', 'pending'] },
+  cancel: { verb: 'Cancel', what: 'cancel the job', expected: ['canceling', 'canceled'] },
+};
+const DISALLOWED_TITLE = {
+  pause: 'Only a pending or running job can be paused',
+  resume: 'Only a paused or pausing job can be resumed',
+  cancel: 'A finished job or one being canceled cannot be canceled',
+};
+const COMMAND_REQUEST_TIMEOUT_MS = 20000;
+/** Tunables; `window.__dashboard.commandSettings` exposes this object (tests shorten the wait). */
+const commandSettings = { pendingTimeoutMs: 60000, noteMs: 10000 };
+
+/** Which of pause / resume / cancel the job's state allows (the bridge applies the same rule). */
+function allowedActions(job) {
+  if (!job) return { pause: false, resume: false, cancel: false };
+  const state = job.state ?? null;
+  return {
+    pause: state === 'pending' || state === 'running',
+    resume: state === 'paused' || state === 'pausing',
+    cancel: !TERMINAL_STATES.has(state) && state !== 'canceling',
+  };
+}
+
+function newIdempotencyKey() {
+  const c = globalThis.crypto;
+  if (typeof c?.randomUUID === 'function') return c.randomUUID(); // secure contexts only (https, localhost)
+  const b = new Uint8Array(16);
+  c.getRandomValues(b);
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const x = Array.from(b, (v) => v.toString(16).padStart(2, '0')).join('');
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
+}
+
+/**
+ * Idempotency-Keys of requests that may or may not have been published (network error, timeout, 5xx), by
+ * request (path + body). Sending the same request again reuses its key, so the bridge answers the first
+ * outcome (`repeated: true`) instead of publishing twice. Any other answer forgets the key: the next
+ * request is a new user action with a fresh key.
+ */
+const retryKeys = new Map();
+
+function rememberRetryKey(memo, key) {
+  retryKeys.delete(memo);
+  retryKeys.set(memo, key);
+  while (retryKeys.size > 50) retryKeys.delete(retryKeys.keys().next().value);
+}
+
+/**
+ * POSTs a command. Resolves (never rejects) with
+ * `{ok, status, data, location, code, message, retryable, network, key}`; `message` is the server's, or null.
+ */
+async function sendCommand(path, body) {
+  const bodyText = JSON.stringify(body ?? {});
+  const memo = `${path}\u0000${bodyText}`;
+  const key = retryKeys.get(memo) ?? newIdempotencyKey();
+  retryKeys.delete(memo);
+  const controller = typeof AbortController === 'function' ? new AbortController() : null;
+  const timer = controller ? setTimeout(() => controller.abort(), COMMAND_REQUEST_TIMEOUT_MS) : null;
+  try {
+    let response;
+    try {
+      response = await fetch(path, {
+        method: 'POST',
+        headers: {
+          Authorization: `Bearer ${currentToken()}`,
+          'Content-Type': 'application/json',
+          Accept: 'application/json',
+          'Idempotency-Key': key,
+        },
+        body: bodyText,
+        cache: 'no-store',
+        credentials: 'same-origin',
+        signal: controller?.signal,
+      });
+    } catch (err) {
+      rememberRetryKey(memo, key);
+      return {
+        ok: false, status: 0, network: true, retryable: true, key, code: 'network_error', message: null,
+        detail: controller?.signal.aborted ? 'timeout' : (err instanceof Error ? err.message : String(err)),
+      };
+    }
+    let data = null;
+    try {
+      const text = await response.text();
+      data = text ? JSON.parse(text) : null;
+    } catch {
+      data = null;
+    }
+    const { status } = response;
+    if (status >= 200 && status < 300) {
+      return { ok: true, status, data, key, location: response.headers.get('Location') };
+    }
+    const error = data && typeof data === 'object' && data.error && typeof data.error === 'object' ? data.error : null;
+    const retryable = status >= 500 || status === 408 || status === 429;
+    if (retryable) rememberRetryKey(memo, key);
+    return {
+      ok: false, status, network: false, retryable, key,
+      code: typeof error?.code === 'string' ? error.code : null,
+      message: typeof error?.message === 'string' && error.message ? error.message : null,
+    };
+  } finally {
+    if (timer != null) clearTimeout(timer);
+  }
+}
+
+/** What to show for a failed command: {title, message, hint, retry, token}. `message` is the server's when it sent one. */
+function describeFailure(result, what) {
+  const s = result.status;
+  let title = `Couldn’t ${what}`;
+  let fallback = `The bridge answered HTTP ${s}.`;
+  let hint = '';
+  let retry = false;
+  let token = false;
+  if (result.network) {
+    title = 'No answer from the bridge';
+    fallback = result.detail === 'timeout'
+      ? `The request to ${what} timed out.`
+      : `The request to ${what} did not reach the bridge (network error).`;
+    hint = 'It may or may not have been sent. Try again reuses the same Idempotency-Key, so it is never published twice.';
+    retry = true;
+  } else if (s === 401) {
+    fallback = 'The bridge needs a valid access token.';
+    hint = 'Enter a token in the form above, then try again.';
+    retry = true;
+    token = true;
+  } else if (s === 403) {
+    fallback = 'The token does not allow this.';
+    hint = 'This token can watch jobs but not control them: it needs the control claim.';
+    retry = true;
+    token = true;
+  } else if (s === 404) {
+    hint = 'The bridge knows no job with this id (yet).';
+  } else if (s === 409) {
+    title = `Can’t ${what} now`;
+  } else if (s === 413) {
+    fallback = 'The request is too large for the bridge.';
+  } else if (s === 422) {
+    hint = 'Try again sends it as a new request.';
+    retry = true;
+  } else if (s === 503) {
+    hint = 'Kafka did not take it. Try again reuses the same Idempotency-Key, so it is never published twice.';
+    retry = true;
+  } else if (result.retryable) {
+    hint = 'Try again reuses the same Idempotency-Key, so it is never published twice.';
+    retry = true;
+  }
+  return { title, message: result.message ?? fallback, hint, retry, token };
+}
+
+/**
+ * An inline error region for commands: `[data-testid=command-error]` is an always-present live region whose text
+ * is exactly the error message (the server's when there is one); the title, hint and buttons sit beside it.
+ */
+function commandErrorBox({ onRetry, onToken }) {
+  const title = h('strong', { class: 'command-error-title', hidden: true });
+  const message = h('p', {
+    class: 'command-error-message', testid: 'command-error', role: 'alert', 'aria-live': 'assertive', 'aria-atomic': 'true',
+  });
+  const hint = h('p', { class: 'command-error-hint', hidden: true });
+  const retry = h('button', { class: 'btn', type: 'button', testid: 'command-retry', text: 'Try again', hidden: true, onclick: () => onRetry() });
+  const token = h('button', { class: 'btn', type: 'button', text: 'Change token', hidden: true, onclick: () => onToken() });
+  const actions = h('div', { class: 'command-error-actions', hidden: true }, retry, token);
+  const dismiss = h('button', {
+    class: 'btn btn-ghost btn-icon', type: 'button', 'aria-label': 'Dismiss error', title: 'Dismiss', text: '×', hidden: true,
+    onclick: () => box.clear(),
+  });
+  const box = h('div', { class: 'command-error' }, h('div', { class: 'command-error-body' }, title, message, hint), actions, dismiss);
+  box.show = (info) => {
+    box.classList.add('is-shown');
+    setText(title, info.title);
+    setHidden(title, !info.title);
+    setText(message, info.message);
+    setText(hint, info.hint);
+    setHidden(hint, !info.hint);
+    setHidden(retry, !info.retry);
+    setHidden(token, !info.token);
+    setHidden(actions, !(info.retry || info.token));
+    setHidden(dismiss, false);
+  };
+  box.setHint = (text) => {
+    setText(hint, text);
+    setHidden(hint, !text);
+  };
+  box.clear = () => {
+    box.classList.remove('is-shown');
+    setText(message, '');
+    for (const el of [title, hint, actions, dismiss]) setHidden(el, true);
+  };
+  box.shown = () => box.classList.contains('is-shown');
+  return box;
+}
+
+/** Opens the token form for a refused command; `then(token)` runs once a new token was entered. */
+function askForCommandToken(result, then) {
+  const denied = result && !result.network && (result.status === 401 || result.status === 403)
+    ? { status: result.status, code: result.code ?? (result.status === 401 ? 'unauthorized' : 'forbidden'), message: result.message ?? '' }
+    : null;
+  showTokenForm(denied, { focus: true });
+  awaitNewToken().then((token) => {
+    if (token) then(token);
+  });
+}
+
+/** Opens a modal `<dialog>` (Escape closes it) and focuses `focus`. No `autofocus` attributes: Chrome reports those. */
+function openModal(dialog, focus = null) {
+  if (!dialog.open) {
+    if (typeof dialog.showModal === 'function') dialog.showModal();
+    else dialog.setAttribute('open', '');
+  }
+  focus?.focus();
+}
+
+function closeModal(dialog) {
+  if (!dialog.open) return;
+  if (typeof dialog.close === 'function') dialog.close();
+  else dialog.removeAttribute('open');
+}
+
 // ====================================================================== connection status (header)
 
 function statusText(health) {
@@ -663,6 +888,265 @@ const JOB_SORTS = {
   state: { label: 'State', compare: (a, b) => stateRank(a.state) - stateRank(b.state) },
 };
 
+// ---------------------------------------------------------------------- "New job" dialog
+
+const PRIORITIES = ['low', 'normal', 'high', 'urgent'];
+const OUTPUT_FORMATS = ['mp4', 'webm', 'mov'];
+const VIDEO_CODECS = ['h264', 'h265', 'vp9', 'av1'];
+const AUDIO_CODECS = ['aac', 'opus', 'mp3'];
+const RESOLUTIONS = ['480p', '720p', '1080p', '1440p', '2160p'];
+const SHEET_ID_RE = /^[A-Za-z0-9_-]{1,128}$/;
+const BUCKET_RE = /^[a-z0-9][a-z0-9._-]{2,221}$/;
+/** Body fields (as JSON pointers and names in the bridge's invalid_body messages) → form fields. */
+const CREATE_FIELD_NAMES = {
+  title: 'title', priority: 'priority', processing_deadline_ms: 'deadline', input_source: 'sheet', sheet_id: 'sheet',
+  range: 'range', output: 'format', format: 'format', video_codec: 'videoCodec', audio_codec: 'audioCodec',
+  resolution: 'resolution', output_bucket: 'bucket', template: 'template', template_id: 'template',
+};
+
+function jobIdFromLocation(location) {
+  if (typeof location !== 'string') return null;
+  const last = location.split('?')[0].split('/').filter(Boolean).pop();
+  if (!last) return null;
+  try {
+    return decodeURIComponent(last);
+  } catch {
+    return last;
+  }
+}
+
+/** The form's fields named in an invalid_body message ("…: /input_source/sheet_id: …" or "output.format"). */
+function fieldsInMessage(message) {
+  const found = [];
+  if (typeof message !== 'string') return found;
+  const add = (name) => {
+    const key = CREATE_FIELD_NAMES[name];
+    if (key && !found.includes(key)) found.push(key);
+  };
+  for (const m of message.matchAll(/(?:^|[\s'"`(])\/([a-z_]+(?:\/[a-z_]+)*)/g)) add(m[1].split('/').pop());
+  for (const m of message.matchAll(/\b((?:[a-z]+_[a-z_]+|title|priority|output|range|format|resolution|template)(?:\.[a-z_]+)+)\b/g)) {
+    add(m[1].split('.').pop());
+  }
+  for (const m of message.matchAll(/\b([a-z]+(?:_[a-z]+)+)\b/g)) add(m[1]);
+  return found;
+}
+
+class NewJobDialog {
+  constructor({ onCreated }) {
+    this.onCreated = onCreated;
+    this.inFlight = false;
+    this.destroyed = false;
+    this.fields = {};
+    this.build();
+  }
+
+  build() {
+    const f = this.fields;
+    const options = (values, { empty = null, selected = null } = {}) => [
+      empty ? h('option', { value: '', text: empty, selected: selected == null }) : null,
+      ...values.map((v) => h('option', { value: v, text: v, selected: v === selected })),
+    ];
+    const field = (key, label, control, { required = false, hint = null, wide = false } = {}) => {
+      const id = `new-job-${key}`;
+      control.id = id;
+      const error = h('p', { class: 'field-error', id: `${id}-error`, hidden: true });
+      const hintEl = hint ? h('p', { class: 'field-hint', id: `${id}-hint`, text: hint }) : null;
+      control.setAttribute('aria-describedby', [hintEl ? hintEl.id : null, error.id].filter(Boolean).join(' '));
+      if (required) {
+        control.required = true;
+        control.setAttribute('aria-required', 'true');
+      }
+      f[key] = { control, error, label };
+      return h('div', { class: wide ? 'field field-wide' : 'field' },
+        h('label', { class: 'field-label', for: id }, label,
+          required ? h('span', { class: 'req', 'aria-hidden': 'true', text: ' *' }) : null,
+          !required && control.tagName === 'INPUT' ? h('span', { class: 'optional', text: ' (optional)' }) : null),
+        control, hintEl, error);
+    };
+    const text = (props) => h('input', { class: 'input', type: 'text', autocomplete: 'off', ...props });
+
+    this.errorBox = commandErrorBox({
+      onRetry: () => this.submit(),
+      onToken: () => this.askForToken(null),
+    });
+    this.submitButton = h('button', { class: 'btn btn-primary', type: 'submit', testid: 'new-job-submit', text: 'Create job' });
+    this.form = h('form', {
+      class: 'dialog-form', testid: 'new-job-form', novalidate: true, 'aria-labelledby': 'new-job-dialog-title',
+      onsubmit: (event) => {
+        event.preventDefault();
+        this.submit();
+      },
+      oninput: (event) => this.clearFieldError(event.target),
+      onchange: (event) => this.clearFieldError(event.target),
+    },
+    h('div', { class: 'dialog-head' },
+      h('h2', { id: 'new-job-dialog-title', class: 'dialog-title', text: 'New job' }),
+      h('button', { class: 'btn btn-ghost btn-icon', type: 'button', 'aria-label': 'Close', title: 'Close', text: '×', onclick: () => this.close() })),
+    h('div', { class: 'dialog-body' },
+    h('p', { class: 'dialog-intro', text: 'The bridge passes the request to the monitor, which creates the job. Fields marked * are required.' }),
+    h('fieldset', { class: 'form-section' },
+      h('legend', { text: 'Job' }),
+      field('title', 'Title', text({ maxlength: '200', testid: 'new-job-title' }), { required: true, wide: true }),
+      field('priority', 'Priority', h('select', { class: 'select', testid: 'new-job-priority' }, options(PRIORITIES, { selected: 'normal' }))),
+      field('deadline', 'Deadline (minutes)', h('input', {
+        class: 'input', type: 'number', min: '0', step: 'any', inputmode: 'decimal', placeholder: 'e.g. 120', testid: 'new-job-deadline',
+      }), { hint: 'Empty for no deadline.' })),
+    h('fieldset', { class: 'form-section' },
+      h('legend', { text: 'Input sheet' }),
+      field('sheet', 'Sheet id', text({ maxlength: '128', spellcheck: 'false', autocapitalize: 'off', testid: 'new-job-sheet', placeholder: '1A2B3C4D5E6F7G8H9I0J' }),
+        { required: true, hint: 'Letters, digits, _ and -.' }),
+      field('range', 'Range', text({ maxlength: '64', spellcheck: 'false', testid: 'new-job-range', placeholder: 'A1:Z1000' }))),
+    h('fieldset', { class: 'form-section' },
+      h('legend', { text: 'Output' }),
+      field('format', 'Format', h('select', { class: 'select', testid: 'new-job-format' }, options(OUTPUT_FORMATS, { selected: 'mp4' })), { required: true }),
+      field('videoCodec', 'Video codec', h('select', { class: 'select', testid: 'new-job-video-codec' }, options(VIDEO_CODECS, { empty: 'Default' }))),
+      field('audioCodec', 'Audio codec', h('select', { class: 'select', testid: 'new-job-audio-codec' }, options(AUDIO_CODECS, { empty: 'Default' }))),
+      field('resolution', 'Resolution', h('select', { class: 'select', testid: 'new-job-resolution' }, options(RESOLUTIONS, { empty: 'Default' }))),
+      field('bucket', 'Output bucket', text({ maxlength: '222', spellcheck: 'false', autocapitalize: 'off', testid: 'new-job-bucket', placeholder: 'content-outputs' }),
+        { hint: 'Lower-case letters, digits, ., _ and -; 3 to 222 characters.' })),
+    h('fieldset', { class: 'form-section' },
+      h('legend', { text: 'Template' }),
+      field('template', 'Template id', text({ maxlength: '128', spellcheck: 'false', testid: 'new-job-template', placeholder: 'default_template' }))),
+    this.errorBox),
+    h('div', { class: 'dialog-actions' },
+      h('button', { class: 'btn', type: 'button', text: 'Cancel', onclick: () => this.close() }),
+      this.submitButton));
+    this.dialog = h('dialog', { class: 'dialog dialog-wide', testid: 'new-job-dialog', 'aria-labelledby': 'new-job-dialog-title' }, this.form);
+  }
+
+  open({ focus = true } = {}) {
+    const wasOpen = this.dialog.open;
+    openModal(this.dialog);
+    if (focus && !wasOpen) {
+      const invalid = Object.values(this.fields).find((e) => e.control.getAttribute('aria-invalid') === 'true');
+      (invalid ?? this.fields.title).control.focus();
+    }
+  }
+
+  close() {
+    closeModal(this.dialog);
+  }
+
+  destroy() {
+    this.destroyed = true;
+  }
+
+  clearFieldError(control) {
+    const entry = Object.values(this.fields).find((e) => e.control === control);
+    if (!entry || entry.error.hidden) return;
+    setHidden(entry.error, true);
+    setText(entry.error, '');
+    control.removeAttribute('aria-invalid');
+  }
+
+  setFieldError(key, message) {
+    const { control, error } = this.fields[key];
+    setText(error, message);
+    setHidden(error, false);
+    control.setAttribute('aria-invalid', 'true');
+  }
+
+  /** Reads the form: {body, errors: [field keys]}; shows the client-side problems next to their fields. */
+  collect() {
+    const f = this.fields;
+    for (const entry of Object.values(f)) this.clearFieldError(entry.control);
+    const value = (key) => f[key].control.value.trim();
+    const errors = [];
+    const fail = (key, message) => {
+      this.setFieldError(key, message);
+      errors.push(key);
+    };
+    const title = value('title');
+    if (!title) fail('title', 'Enter a title.');
+    else if (title.length > 200) fail('title', 'At most 200 characters.');
+    const deadlineText = value('deadline');
+    let deadlineMs = null;
+    if (f.deadline.control.validity?.badInput) fail('deadline', 'Enter a number of minutes.');
+    else if (deadlineText) {
+      const minutes = Number(deadlineText);
+      deadlineMs = Math.round(minutes * 60000);
+      if (!Number.isFinite(minutes) || minutes <= 0 || deadlineMs < 1) fail('deadline', 'Enter a number of minutes greater than 0.');
+      else if (!Number.isSafeInteger(deadlineMs)) fail('deadline', 'That deadline is too far away.');
+    }
+    const sheet = value('sheet');
+    if (!sheet) fail('sheet', 'Enter the sheet id.');
+    else if (!SHEET_ID_RE.test(sheet)) fail('sheet', 'Use only letters, digits, _ and - (at most 128).');
+    const range = value('range');
+    if (range.length > 64) fail('range', 'At most 64 characters.');
+    const format = f.format.control.value;
+    if (!OUTPUT_FORMATS.includes(format)) fail('format', 'Choose a format.');
+    const bucket = value('bucket');
+    if (bucket && !BUCKET_RE.test(bucket)) fail('bucket', 'Use 3 to 222 lower-case letters, digits, ., _ or -, starting with a letter or digit.');
+    const template = value('template');
+    if (template.length > 128) fail('template', 'At most 128 characters.');
+
+    const body = { title, priority: f.priority.control.value || 'normal' };
+    if (deadlineMs != null) body.processing_deadline_ms = deadlineMs;
+    body.input_source = { type: 'sheet', sheet_id: sheet };
+    if (range) body.input_source.range = range;
+    body.output = { format };
+    const videoCodec = f.videoCodec.control.value;
+    const audioCodec = f.audioCodec.control.value;
+    const resolution = f.resolution.control.value;
+    if (videoCodec) body.output.video_codec = videoCodec;
+    if (audioCodec) body.output.audio_codec = audioCodec;
+    if (resolution) body.output.resolution = resolution;
+    if (bucket) body.output.output_bucket = bucket;
+    if (template) body.template = { template_id: template };
+    return { body, errors };
+  }
+
+  setBusy(busy) {
+    this.inFlight = busy;
+    setAttr(this.submitButton, 'aria-disabled', busy ? 'true' : null);
+    setAttr(this.form, 'aria-busy', busy ? 'true' : null);
+    this.submitButton.classList.toggle('is-busy', busy);
+    setText(this.submitButton, busy ? 'Creating…' : 'Create job');
+  }
+
+  async submit() {
+    if (this.inFlight || this.destroyed) return;
+    const { body, errors } = this.collect();
+    if (errors.length) {
+      this.errorBox.clear();
+      this.fields[errors[0]].control.focus();
+      return;
+    }
+    this.errorBox.clear();
+    this.setBusy(true);
+    const result = await sendCommand(API, body);
+    if (this.destroyed) return;
+    this.setBusy(false);
+    if (result.ok) {
+      const jobId = (typeof result.data?.job_id === 'string' && result.data.job_id) || jobIdFromLocation(result.location);
+      this.form.reset();
+      this.close();
+      this.onCreated({ jobId, data: result.data });
+      return;
+    }
+    this.open({ focus: false }); // closed with Escape while the request was under way: show what happened
+    const info = describeFailure(result, 'create the job');
+    this.errorBox.show(info);
+    if (result.status === 400) {
+      const named = fieldsInMessage(result.message);
+      for (const key of named) this.setFieldError(key, 'The bridge refused this field (see below).');
+      if (named.length) this.fields[named[0]].control.focus();
+    }
+    if (result.status === 401) this.askForToken(result);
+  }
+
+  /** The token form sits outside the modal dialog: close it, ask, and reopen it once a token was entered. */
+  askForToken(result) {
+    this.close();
+    askForCommandToken(result, () => {
+      if (this.destroyed) return;
+      this.open({ focus: false });
+      this.errorBox.setHint('Token saved. Press “Create job” to send the request with it.');
+      this.submitButton.focus();
+    });
+  }
+}
+
 class JobListView extends LiveView {
   constructor(root) {
     super(root);
@@ -681,6 +1165,13 @@ class JobListView extends LiveView {
     document.title = 'Jobs · Progress Bridge';
     this.heading = h('h1', { tabindex: '-1', id: 'jobs-heading', text: 'Jobs' });
     this.summary = h('span', { class: 'page-sub', text: '' });
+    this.newJob = new NewJobDialog({ onCreated: ({ jobId }) => this.showCreated(jobId) });
+    this.newJobButton = h('button', {
+      class: 'btn btn-primary', type: 'button', testid: 'new-job', text: 'New job', 'aria-haspopup': 'dialog',
+      onclick: () => this.newJob.open(),
+    });
+    this.createdSlot = h('div', { class: 'created-slot', 'aria-live': 'polite' });
+    this.created = null;
 
     this.search = h('input', {
       id: 'job-search', class: 'input', type: 'search', placeholder: 'Title or job id', autocomplete: 'off',
@@ -710,7 +1201,9 @@ class JobListView extends LiveView {
     this.list = h('ul', { class: 'job-list', testid: 'job-list', 'aria-label': 'Jobs' });
 
     const view = h('section', { class: 'view', testid: 'job-list-view', 'aria-labelledby': 'jobs-heading' },
-      h('div', { class: 'page-head' }, this.heading, this.summary),
+      h('div', { class: 'page-head' }, this.heading, this.summary, h('div', { class: 'page-actions' }, this.newJobButton)),
+      this.createdSlot,
+      this.newJob.dialog,
       h('div', { class: 'toolbar', role: 'search' },
         h('div', { class: 'field field-grow' }, h('label', { class: 'field-label', for: 'job-search', text: 'Search' }), this.search),
         h('div', { class: 'field' }, h('label', { class: 'field-label', for: 'job-state-filter', text: 'State' }), this.stateFilter),
@@ -749,7 +1242,36 @@ class JobListView extends LiveView {
   }
 
   unmount() {
+    this.newJob.destroy();
     this.destroy();
+  }
+
+  /** After a 202: "Job <id> requested", with a link; it notes when the job shows up in the list. */
+  showCreated(jobId) {
+    if (this.destroyed) return;
+    if (!jobId) {
+      this.created = null;
+      this.createdSlot.replaceChildren(h('div', { class: 'notice notice-ok', testid: 'new-job-result' },
+        h('div', { class: 'notice-body' }, h('strong', { text: 'Job requested' }), 'The bridge accepted the request but named no job id.')));
+      return;
+    }
+    const hint = h('span', { text: 'It appears in the list once the monitor publishes its first event.' });
+    const dismiss = h('button', {
+      class: 'btn btn-ghost btn-icon', type: 'button', 'aria-label': 'Dismiss', title: 'Dismiss', text: '×',
+      onclick: () => {
+        this.created = null;
+        this.createdSlot.replaceChildren();
+        this.newJobButton.focus();
+      },
+    });
+    const el = h('div', { class: 'notice notice-ok', testid: 'new-job-result', 'data-job-id': jobId },
+      h('div', { class: 'notice-body' },
+        h('strong', {}, 'Job ', h('a', { href: jobHref(jobId), class: 'mono wrap-anywhere', text: jobId }), ' requested'),
+        hint),
+      dismiss);
+    this.created = { jobId, hint, seen: false };
+    this.createdSlot.replaceChildren(el);
+    this.scheduler.schedule();
   }
 
   clearFilters() {
@@ -789,6 +1311,10 @@ class JobListView extends LiveView {
     setHidden(this.noMatch, !(hasData && this.jobs.size > 0 && visible.length === 0));
     setText(this.summary, hasData ? `${this.jobs.size} job${this.jobs.size === 1 ? '' : 's'}` : '');
     setText(this.meta, hasData && this.jobs.size ? `Showing ${visible.length} of ${this.jobs.size}` : '');
+    if (this.created && !this.created.seen && this.jobs.has(this.created.jobId)) {
+      this.created.seen = true;
+      setText(this.created.hint, 'It is in the list now.');
+    }
     const truncated = hasData && this.snapshot.truncated;
     setHidden(this.truncated, !truncated);
     if (truncated) setText(this.truncated, `The bridge sent the ${this.jobs.size} most recently updated of ${this.snapshot.total} jobs.`);
@@ -897,6 +1423,8 @@ class JobView extends LiveView {
     this.videosUrgent = false;
     this.lastVideoRender = -Infinity;
     this.videoRows = [];
+    // job control: the request under way, the accepted command waiting for the monitor, the last failed one
+    this.cmd = { inFlight: null, pending: null, watch: null, last: null, note: null, noteTimer: null, follow: null };
   }
 
   matches(route) {
@@ -941,7 +1469,191 @@ class JobView extends LiveView {
   }
 
   unmount() {
+    this.clearPending();
+    this.clearNote();
     this.destroy();
+  }
+
+  // ------------------------------------------------------------------ job control
+
+  /** Enables the buttons the job's state allows (`disabled`); a request under way or waiting marks them aria-disabled. */
+  renderControls() {
+    const r = this.refs;
+    const allowed = allowedActions(this.job);
+    const focused = document.activeElement;
+    let lostFocus = false;
+    for (const action of CONTROL_ACTIONS) {
+      const button = r.buttons[action];
+      const allow = allowed[action];
+      const inFlight = this.cmd.inFlight === action;
+      const waiting = this.cmd.pending?.action === action;
+      const busy = allow && (this.cmd.inFlight != null || waiting);
+      if (button.disabled !== !allow) {
+        button.disabled = !allow;
+        if (!allow && focused === button) lostFocus = true;
+      }
+      setAttr(button, 'aria-disabled', busy ? 'true' : null);
+      setAttr(button, 'aria-busy', inFlight ? 'true' : null);
+      button.classList.toggle('is-busy', inFlight);
+      let title = null;
+      if (!this.job) title = 'Waiting for the job’s state';
+      else if (!allow) title = DISALLOWED_TITLE[action];
+      else if (inFlight) title = 'Sending…';
+      else if (waiting) title = `${ACTION_TEXT[action].verb} requested — waiting for the monitor`;
+      else if (this.cmd.inFlight) title = 'Another command is being sent';
+      setAttr(button, 'title', title);
+    }
+    if (lostFocus) {
+      // The focused button was just disabled (e.g. Pause once the job is paused): keep keyboard users in place.
+      const next = CONTROL_ACTIONS.map((a) => r.buttons[a]).find((b) => !b.disabled) ?? r.title;
+      next.focus({ preventScroll: true });
+    }
+  }
+
+  requestCommand(action, body = {}) {
+    const button = this.refs.buttons[action];
+    if (button.disabled || button.getAttribute('aria-disabled') === 'true') return;
+    this.runCommand(action, body);
+  }
+
+  retryCommand() {
+    const last = this.cmd.last;
+    if (last) this.runCommand(last.action, last.body);
+  }
+
+  tokenChanged() {
+    if (this.destroyed || !this.refs.commandError.shown()) return;
+    this.refs.commandError.setHint('Token saved. Press “Try again” to send the request with it.');
+  }
+
+  async runCommand(action, body) {
+    const c = this.cmd;
+    if (c.inFlight || this.destroyed) return;
+    const fromState = this.job ? (this.job.state ?? null) : null;
+    c.inFlight = action;
+    c.last = { action, body };
+    this.refs.commandError.clear();
+    this.clearNote();
+    this.renderControls();
+    const result = await sendCommand(`${API}/${encodeURIComponent(this.jobId)}/${action}`, body);
+    if (this.destroyed) return;
+    c.inFlight = null;
+    if (result.ok) {
+      c.last = null;
+      this.clearPending(); // a newer command supersedes one still waiting
+      c.watch = null;
+      const now = this.job ? (this.job.state ?? null) : null;
+      if (now !== fromState) this.showStateNote(action, now);
+      else this.startPending(action, fromState, result.data);
+    } else {
+      const info = describeFailure(result, ACTION_TEXT[action].what);
+      this.refs.commandError.show(info);
+      if (result.status === 401) askForCommandToken(result, () => this.tokenChanged());
+    }
+    this.renderControls();
+  }
+
+  startPending(action, fromState, data) {
+    this.clearNote();
+    const el = h('div', {
+      class: 'notice command-pending', testid: 'command-pending', dataset: { command: action },
+      'data-command-id': typeof data?.command_id === 'string' ? data.command_id : null,
+    },
+    h('span', { class: 'spinner spinner-sm', 'aria-hidden': 'true' }),
+    h('div', { class: 'notice-body' },
+      h('strong', { text: `${ACTION_TEXT[action].verb} requested — waiting for the monitor` }),
+      h('span', { text: 'The bridge passed the command on; the job changes when the monitor’s events say so.' })));
+    const timer = setTimeout(() => this.pendingTimedOut(), commandSettings.pendingTimeoutMs);
+    this.cmd.pending = { action, fromState, el, timer, since: Date.now() };
+    this.refs.commandLive.append(el);
+  }
+
+  clearPending() {
+    const p = this.cmd.pending;
+    if (!p) return;
+    clearTimeout(p.timer);
+    p.el.remove();
+    this.cmd.pending = null;
+  }
+
+  pendingTimedOut() {
+    const p = this.cmd.pending;
+    if (!p || this.destroyed) return;
+    this.clearPending();
+    this.cmd.watch = { action: p.action, fromState: p.fromState }; // a late change still gets reported
+    const seconds = Math.round((Date.now() - p.since) / 1000);
+    const state = this.job?.state ? stateLabel(this.job.state) : 'unchanged';
+    this.showNote('warn', p.action, 'No change seen yet',
+      `The ${p.action} request was sent ${seconds} s ago, but the job is still ${state}. The monitor may be slow or down; this page updates as soon as it acts.`);
+    this.renderControls();
+  }
+
+  /** Called on every job render: a state change ends the wait. */
+  checkPending() {
+    const c = this.cmd;
+    if (!this.job) return;
+    const now = this.job.state ?? null;
+    if (c.follow && c.note === c.follow.el && now !== c.follow.state) {
+      // The note follows later steps (pausing → paused) while it is shown.
+      this.showStateNote(c.follow.action, now);
+      return;
+    }
+    const watched = c.pending ?? c.watch;
+    if (!watched) return;
+    if (now === watched.fromState) return;
+    this.clearPending();
+    c.watch = null;
+    this.showStateNote(watched.action, now);
+  }
+
+  showStateNote(action, state) {
+    const expected = ACTION_TEXT[action].expected.includes(state);
+    this.showNote('ok', action, `Job is now ${state ? stateLabel(state) : 'unknown'}`,
+      expected ? `The monitor acted on the ${action} request.` : `The state changed after the ${action} request.`);
+    this.cmd.follow = { action, state, el: this.cmd.note };
+    this.cmd.noteTimer = setTimeout(() => this.clearNote(), commandSettings.noteMs);
+  }
+
+  showNote(kind, action, title, text) {
+    this.clearNote();
+    const el = h('div', { class: `notice command-note notice-${kind}`, testid: 'command-note', dataset: { command: action } },
+      h('div', { class: 'notice-body' }, h('strong', { text: title }), h('span', { text })),
+      h('button', {
+        class: 'btn btn-ghost btn-icon', type: 'button', 'aria-label': 'Dismiss', title: 'Dismiss', text: '×',
+        onclick: () => this.clearNote(),
+      }));
+    this.cmd.note = el;
+    this.refs.commandLive.append(el);
+  }
+
+  clearNote() {
+    if (this.cmd.noteTimer != null) clearTimeout(this.cmd.noteTimer);
+    this.cmd.noteTimer = null;
+    this.cmd.note?.remove();
+    this.cmd.note = null;
+    this.cmd.follow = null;
+  }
+
+  openCancelDialog() {
+    const r = this.refs;
+    const button = r.buttons.cancel;
+    if (button.disabled || button.getAttribute('aria-disabled') === 'true') return;
+    const name = this.job?.title || this.jobId;
+    setText(r.cancelText, `“${name}” stops for good: videos not processed yet are not made. This cannot be undone.`);
+    r.cancelReason.value = '';
+    openModal(r.cancelDialog, r.keepJob); // the safe choice first
+  }
+
+  confirmCancel() {
+    const reason = this.refs.cancelReason.value.trim().slice(0, 500);
+    closeModal(this.refs.cancelDialog);
+    this.runCommand('cancel', reason ? { reason } : {});
+  }
+
+  cancelDialogClosed() {
+    if (this.destroyed) return;
+    const button = this.refs.buttons.cancel;
+    (button.disabled ? this.refs.title : button).focus({ preventScroll: true });
   }
 
   markDirty(job, videos, urgent = false) {
@@ -974,6 +1686,49 @@ class JobView extends LiveView {
     r.metaPriority = h('span');
     r.metaSheet = h('span', { class: 'wrap-anywhere' });
     r.notice = h('div', { class: 'view-status' });
+
+    // job control
+    r.buttons = {
+      pause: h('button', { class: 'btn', type: 'button', testid: 'job-pause', text: 'Pause', disabled: true, onclick: () => this.requestCommand('pause') }),
+      resume: h('button', { class: 'btn', type: 'button', testid: 'job-resume', text: 'Resume', disabled: true, onclick: () => this.requestCommand('resume') }),
+      cancel: h('button', {
+        class: 'btn btn-danger', type: 'button', testid: 'job-cancel', text: 'Cancel', disabled: true, 'aria-haspopup': 'dialog',
+        onclick: () => this.openCancelDialog(),
+      }),
+    };
+    r.actions = h('div', { class: 'job-actions', role: 'group', 'aria-label': 'Job control' }, r.buttons.pause, r.buttons.resume, r.buttons.cancel);
+    r.commandLive = h('div', { class: 'command-live', 'aria-live': 'polite' });
+    r.commandError = commandErrorBox({
+      onRetry: () => this.retryCommand(),
+      onToken: () => askForCommandToken(null, () => this.tokenChanged()),
+    });
+    r.cancelText = h('p', { id: 'cancel-dialog-desc' });
+    r.cancelReason = h('input', {
+      id: 'cancel-reason', class: 'input', type: 'text', maxlength: '500', autocomplete: 'off', testid: 'cancel-reason',
+      'aria-describedby': 'cancel-reason-hint',
+    });
+    r.cancelDialog = h('dialog', {
+      class: 'dialog', testid: 'cancel-dialog', 'aria-labelledby': 'cancel-dialog-title', 'aria-describedby': 'cancel-dialog-desc',
+      onclose: () => this.cancelDialogClosed(),
+    },
+    h('form', {
+      class: 'dialog-form', novalidate: true,
+      onsubmit: (event) => {
+        event.preventDefault();
+        this.confirmCancel();
+      },
+    },
+    h('div', { class: 'dialog-head' }, h('h2', { id: 'cancel-dialog-title', class: 'dialog-title', text: 'Cancel this job?' })),
+    h('div', { class: 'dialog-body' },
+      r.cancelText,
+      h('div', { class: 'field' },
+        h('label', { class: 'field-label', for: 'cancel-reason' }, 'Reason ', h('span', { class: 'optional', text: '(optional)' })),
+        r.cancelReason,
+        h('p', { class: 'field-hint', id: 'cancel-reason-hint', text: 'Kept in the monitor’s logs. Up to 500 characters.' }))),
+    h('div', { class: 'dialog-actions' },
+      r.keepJob = h('button', { class: 'btn', type: 'button', text: 'Keep job', onclick: () => closeModal(r.cancelDialog) }),
+      h('button', { class: 'btn btn-danger-solid', type: 'submit', testid: 'confirm-cancel', text: 'Cancel job' }))));
+
     r.waiting = h('div', { class: 'notice', testid: 'job-waiting', hidden: true },
       h('div', { class: 'notice-body' }, h('strong', { text: 'No data for this job yet' }),
         'The bridge knows no event for this job id (yet). This page updates as soon as one arrives.'));
@@ -1060,8 +1815,10 @@ class JobView extends LiveView {
 
     const view = h('section', { class: 'view', testid: 'job-view', 'aria-labelledby': 'job-heading' },
       h('a', { class: 'back-link', href: '#/', text: '← All jobs' }),
-      h('div', { class: 'job-head' }, r.title, r.badge, r.risk),
+      h('div', { class: 'job-head' }, h('div', { class: 'job-head-main' }, r.title, r.badge, r.risk), r.actions),
       h('div', { class: 'job-meta' }, r.metaId, r.metaCreated, r.metaStarted, r.metaFinished, r.metaPriority, r.metaSheet),
+      h('div', { class: 'command-feedback' }, r.commandLive, r.commandError),
+      r.cancelDialog,
       r.notice,
       r.waiting,
       r.body = h('div', { class: 'job-body', hidden: true },
@@ -1212,6 +1969,9 @@ class JobView extends LiveView {
       setText(r.errorCode, error.code ?? '');
       setText(r.errorMessage, error.message ?? '');
     }
+
+    this.checkPending();
+    this.renderControls();
   }
 
   renderConnection() {
@@ -1428,6 +2188,7 @@ function start() {
   window.__dashboard = {
     client: () => currentView?.client ?? null,
     view: () => currentView?.name ?? null,
+    commandSettings,
   };
   route();
 }

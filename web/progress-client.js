@@ -180,6 +180,8 @@ export class ProgressClient extends EventTarget {
   #pingCounter = 0;
   #sendTimes = [];
   #lastClose = null;
+  /** The previous close and when, to tell a close that repeats at once from a first one. */
+  #lastQuickClose = null;
   #lastError = null;
   #ack = null;
   #dropped = 0;
@@ -419,7 +421,12 @@ export class ProgressClient extends EventTarget {
       this.#forceToken = true;
       this.#tokenReason = 'refused';
     }
-    const immediate = code === CLOSE_CODES.SEND_QUEUE_OVERFLOW || code === CLOSE_CODES.TOKEN_EXPIRED;
+    // After an overflow or an expired token, reconnect at once — unless the previous connection ended the same way
+    // shortly before: a subscriber that keeps overflowing must back off, not reconnect in a tight loop.
+    const now = this.#now();
+    const repeated = this.#lastQuickClose && this.#lastQuickClose.code === code && now - this.#lastQuickClose.at < STABLE_AFTER_MS;
+    const immediate = (code === CLOSE_CODES.SEND_QUEUE_OVERFLOW || code === CLOSE_CODES.TOKEN_EXPIRED) && !repeated;
+    this.#lastQuickClose = { code, at: now };
     this.#scheduleReconnect(immediate ? 0 : null);
   }
 
@@ -597,6 +604,9 @@ export class ProgressClient extends EventTarget {
     const { type } = message;
     if (CONTROL.has(type)) {
       if (type === 'jobs.snapshot') {
+        // A feed's snapshot is its whole state, possibly from a replica that has read less: start its seqs afresh
+        // (older ones would drop that replica's messages until it passed them), and keep only the jobs it names.
+        this.#seqs.clear();
         const entries = Array.isArray(message.data?.jobs) ? message.data.jobs : [];
         for (const entry of entries) {
           if (entry && typeof entry.job_id === 'string' && isFiniteNumber(entry.seq)) this.#seqs.set(entry.job_id, entry.seq);

@@ -231,3 +231,55 @@ def test_dark_mode_and_a_phone_sized_viewport_render(browser, published):
         assert console_problems(browser) == []
     finally:
         browser.set_window_size(1280, 900)
+
+
+def test_the_dashboards_job_control_sends_commands_and_shows_what_the_monitor_says(browser, published):
+    from test_commands import CommandTopic
+    from monitor import event
+    bridge, monitor, _ = published
+    job = "job_control_" + uuid.uuid4().hex[:6]
+    publish(monitor, job, a_job(job, videos=4)[:6])
+    assert wait_for(lambda: (job_state(bridge, job) or {}).get("state") == "running", timeout=20)
+    topic = CommandTopic(bridge.bootstrap)
+    try:
+        fresh(browser).get(f"{bridge.http_url}/#/jobs/{job}")
+        view = f'[data-testid="job-view"][data-job-id="{job}"]'
+        wait_until(browser, lambda d: attribute(d, view, "data-state") == "running")
+        pause = browser.find_element(By.CSS_SELECTOR, '[data-testid="job-pause"]')
+        assert pause.get_attribute("disabled") is None and browser.find_element(By.CSS_SELECTOR, '[data-testid="job-resume"]').get_attribute("disabled")
+        pause.click()
+        wait_until(browser, lambda d: attribute(d, '[data-testid="command-pending"]', "data-command") == "pause",
+                   message="no 'waiting for the monitor' notice")
+        commands = [c for k, c in topic.read(1) if k == job]
+        assert [c["type"] for c in commands] == ["job.pause"] and commands[0]["idempotency_key"]
+        # The monitor acts and says so; the page follows the stream.
+        publish(monitor, job, [event(job, "job.state_changed", {"from": "running", "to": "pausing"}, 900_000),
+                               event(job, "job.state_changed", {"from": "pausing", "to": "paused"}, 900_001)])
+        wait_until(browser, lambda d: attribute(d, view, "data-state") == "paused")
+        wait_until(browser, lambda d: not d.find_elements(By.CSS_SELECTOR, '[data-testid="command-pending"]'), message="the notice stayed")
+        wait_until(browser, lambda d: d.find_element(By.CSS_SELECTOR, '[data-testid="job-resume"]').get_attribute("disabled") is None)
+        assert browser.find_element(By.CSS_SELECTOR, '[data-testid="job-pause"]').get_attribute("disabled")
+        browser.find_element(By.CSS_SELECTOR, '[data-testid="job-cancel"]').click()
+        wait_until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="confirm-cancel"]') and
+                   d.find_element(By.CSS_SELECTOR, '[data-testid="confirm-cancel"]').is_displayed())
+        browser.find_element(By.CSS_SELECTOR, '[data-testid="confirm-cancel"]').click()
+        commands = [c for k, c in topic.read(1) if k == job]
+        assert [c["type"] for c in commands] == ["job.cancel"]
+        browser.save_screenshot(str(ARTIFACTS / "job-control.png"))
+        # A new job from the list's form.
+        browser.get(f"{bridge.http_url}/#/")
+        wait_until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="new-job"]'))
+        browser.find_element(By.CSS_SELECTOR, '[data-testid="new-job"]').click()
+        wait_until(browser, lambda d: d.find_element(By.CSS_SELECTOR, '[data-testid="new-job-title"]').is_displayed())
+        browser.find_element(By.CSS_SELECTOR, '[data-testid="new-job-title"]').send_keys("Made in the browser")
+        browser.find_element(By.CSS_SELECTOR, '[data-testid="new-job-sheet"]').send_keys("1A2B3C")
+        browser.find_element(By.CSS_SELECTOR, '[data-testid="new-job-submit"]').click()
+        wait_until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="new-job-result"] a[href^="#/jobs/job_"]'),
+                   message="no result with the new job's link")
+        created_link = browser.find_element(By.CSS_SELECTOR, '[data-testid="new-job-result"] a[href^="#/jobs/job_"]').get_attribute("href")
+        creates = [c for _, c in topic.read(1) if c["type"] == "job.create"]
+        assert len(creates) == 1 and creates[0]["data"]["title"] == "Made in the browser"
+        assert created_link.endswith("#/jobs/" + creates[0]["job_id"])
+        assert console_problems(browser) == []
+    finally:
+        topic.close()

@@ -561,6 +561,36 @@ test('4001 (send queue overflow) reconnects at once with last_seq', () => {
   assertEqual(env.last().params.get('last_seq'), '33');
 });
 
+test('4001 again right after a reconnect backs off instead of looping', () => {
+  const env = setup();
+  const ws = openWithSnapshot(env, 33);
+  ws.serverClose(4001, 'send queue overflow');
+  env.clock.advance(0);
+  const second = env.last();
+  second.serverOpen();
+  second.serverSend(msg.snapshot(40));
+  second.serverClose(4001, 'send queue overflow');
+  const delay = env.clock.timeouts[env.clock.timeouts.length - 1];
+  assert(delay > 0, `a repeated overflow waits (delay ${delay})`);
+  env.clock.advance(delay);
+  assertEqual(env.WS.instances.length, 3);
+  assertEqual(env.last().params.get('last_seq'), '40');
+});
+
+test('feed: a new jobs.snapshot starts the seqs afresh (a replica that has read less)', () => {
+  const seen = [];
+  const env = setup({ jobs: '*', onProgress: (job, m) => seen.push(`${m.job_id}:${m.seq}`) });
+  env.client.connect();
+  const ws = env.last();
+  ws.serverOpen();
+  ws.serverSend(msg.ack(null));
+  ws.serverSend(msg.jobsSnapshot([['job_a', 100], ['job_gone', 7]]));
+  ws.serverSend(msg.jobsSnapshot([['job_a', 50]]));
+  ws.serverSend(msg.progress(60, 10, 'job_a'));
+  assertEqual(seen, ['job_a:60'], 'accepted: the new snapshot said 50');
+  assertEqual(env.client.health().seqs.has('job_gone'), false, 'only the jobs the snapshot names');
+});
+
 test('4401 (token expired) asks getToken for a fresh token, then reconnects with it and last_seq', async () => {
   const asks = [];
   let n = 0;

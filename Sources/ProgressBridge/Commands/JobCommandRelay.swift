@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import JSONSchema
 import Kafka
@@ -12,13 +13,11 @@ public final class JobCommandRelay: Sendable {
     /// What a command request got.
     public enum Outcome: Sendable, Equatable {
         /// Published and acknowledged by Kafka (or the same request was, earlier: `repeated`).
-        case accepted(JobCommand, repeated: Bool)
+        case accepted(AcceptedCommand, repeated: Bool)
         /// The request cannot be served: HTTP status, error code, message.
         case refused(status: Int, code: String, message: String)
     }
 
-    /// The body of a remembered answer (idempotent retries get it again).
-    typealias Answer = JobCommand
 
     let topic: String
     let producer: KafkaProducer?
@@ -26,7 +25,9 @@ public final class JobCommandRelay: Sendable {
     private let validator: JSONSchemaValidator
     private let metrics: BridgeMetrics
     private let logger: Logger
-    private let remembered = IdempotencyCache<JobCommand>()
+    /// Answers to requests with an Idempotency-Key: the command's identity and a digest of the request, never the
+    /// request itself (a body can be 64 KiB; 10,000 of them must not be).
+    private let remembered = IdempotencyCache<AcceptedCommand>()
     /// Largest request body accepted.
     public static let maxBodyBytes = 64 * 1024
     /// How long a publish may take before the request is answered 503: the command producer's `message.timeout.ms`.
@@ -88,9 +89,10 @@ public final class JobCommandRelay: Sendable {
         } catch {
             return .refused(status: 400, code: "invalid_body", message: "the body is not a JSON object of at most 16 levels")
         }
-        let fingerprint = kind.rawValue + "|" + (jobId ?? "") + "|" + data.serialized()
+        let fingerprint = SHA256.hash(data: Array((kind.rawValue + "|" + (jobId ?? "") + "|" + data.serialized()).utf8)).description
         let now = WallClock.nowMs()
-        let rememberedKey = idempotencyKey.map { (grant.subject ?? "") + "\u{0}" + $0 }
+        // Per requester: the same key from two subjects is two requests. Hashed, so an entry is small whatever the token.
+        let rememberedKey = idempotencyKey.map { SHA256.hash(data: Array(((grant.subject ?? "") + "\u{0}" + $0).utf8)).description }
         if let rememberedKey, let entry = remembered.lookup(rememberedKey, now: now) {
             guard entry.fingerprint == fingerprint else {
                 return .refused(status: 422, code: "idempotency_key_reused", message: "this Idempotency-Key was used for another request")
@@ -135,9 +137,17 @@ public final class JobCommandRelay: Sendable {
         guard published else {
             return .refused(status: 503, code: "commands_unavailable", message: "Kafka did not acknowledge the command; try again (with the same Idempotency-Key)")
         }
-        if let rememberedKey { remembered.remember(rememberedKey, fingerprint: fingerprint, answer: command, now: now) }
+        let answer = AcceptedCommand(id: command.id, kind: kind, jobId: target)
+        if let rememberedKey { remembered.remember(rememberedKey, fingerprint: fingerprint, answer: answer, now: now) }
         logger.info(
             "command published", metadata: ["type": "\(kind.rawValue)", "job_id": "\(target)", "command_id": "\(command.id)", "traceparent": "\(traceparent)"])
-        return .accepted(command, repeated: false)
+        return .accepted(answer, repeated: false)
     }
+}
+
+/// What a request was answered with: the published command's id, type and job.
+public struct AcceptedCommand: Sendable, Equatable {
+    public let id: String
+    public let kind: JobCommandKind
+    public let jobId: String
 }
