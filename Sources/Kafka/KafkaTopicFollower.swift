@@ -28,18 +28,7 @@ public final class KafkaTopicFollower: Sendable {
     /// The records that arrived since the last call (at most `limit`), without waiting for more.
     public func poll(limit: Int = 100) async -> [KafkaMessage] {
         let queue = self.queue
-        let limit = max(1, limit)
-        return await blocking { () -> [KafkaMessage] in
-            var buffer = [UnsafeMutablePointer<rd_kafka_message_t>?](repeating: nil, count: limit)
-            let count = rd_kafka_consume_batch_queue(queue.pointer, 0, &buffer, limit)
-            var messages: [KafkaMessage] = []
-            for i in 0..<max(0, count) {
-                guard let raw = buffer[i] else { continue }
-                defer { rd_kafka_message_destroy(raw) }
-                if raw.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR { messages.append(KafkaMessage(copying: raw)) }
-            }
-            return messages
-        }
+        return await blocking { queue.take(size: limit, timeoutMs: 0) }
     }
 
     deinit {

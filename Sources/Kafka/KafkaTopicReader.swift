@@ -24,55 +24,69 @@ public final class KafkaTopicReader: Sendable {
 
     /// Calls `body` for every record now in the topic, partition by partition in offset order.
     /// A topic that does not exist reads as empty.
-    public func readAll(timeoutMs: Int32 = 30_000, _ body: (KafkaMessage) throws -> Void) async throws {
+    ///
+    /// "Now" is a consistent cut across partitions: a writer that writes a record to one partition and, once it is
+    /// acknowledged, another to a second partition (the state topic's videos, then their job's header) must never be
+    /// read with the second and without the first. Partition ends are asked one after the other, so a single look
+    /// can miss the first record and see the second; so the ends are asked again after reading up to them, until a
+    /// look finds nothing new — then every record acknowledged before any record read has been read too.
+    public func readAll(timeoutMs: Int32 = 30_000, maxLooks: Int = 50, _ body: (KafkaMessage) throws -> Void) async throws {
         let client = self.client
         let topic = self.topic
-        // Partitions and their current ends.
-        let ends: [(Int32, Int64, Int64)] = try await blocking { () -> Result<[(Int32, Int64, Int64)], KafkaError> in
-            client.partitions(of: topic, timeoutMs: timeoutMs).flatMap { ids in
-                var result: [(Int32, Int64, Int64)] = []
-                for id in ids {
-                    switch client.watermarks(TopicPartition(topic: topic, partition: id), timeoutMs: timeoutMs) {
-                    case .success(let marks): result.append((id, marks.low, marks.high))
-                    case .failure(let error): return .failure(error)
+        // The partitions' current ends (low and high watermarks).
+        func ends() async throws -> [(partition: Int32, low: Int64, high: Int64)] {
+            try await blocking { () -> Result<[(partition: Int32, low: Int64, high: Int64)], KafkaError> in
+                client.partitions(of: topic, timeoutMs: timeoutMs).flatMap { ids in
+                    var result: [(partition: Int32, low: Int64, high: Int64)] = []
+                    for id in ids {
+                        switch client.watermarks(TopicPartition(topic: topic, partition: id), timeoutMs: timeoutMs) {
+                        case .success(let marks): result.append((id, marks.low, marks.high))
+                        case .failure(let error): return .failure(error)
+                        }
                     }
+                    return .success(result)
                 }
-                return .success(result)
-            }
-        }.get()
-        var remaining = Dictionary(uniqueKeysWithValues: ends.filter { $0.2 > $0.1 }.map { ($0.0, $0.2) })
+            }.get()
+        }
+        let first = try await ends()
+        // Where each partition has been read to (the offset of its next record).
+        var reached = Dictionary(uniqueKeysWithValues: first.map { ($0.partition, $0.low) })
+        var remaining = Dictionary(uniqueKeysWithValues: first.filter { $0.high > $0.low }.map { ($0.partition, $0.high) })
         guard !remaining.isEmpty else { return }
         let assignErr = await blocking { () -> rd_kafka_resp_err_t in
-            let list = rd_kafka_topic_partition_list_new(Int32(ends.count))!
+            let list = rd_kafka_topic_partition_list_new(Int32(first.count))!
             defer { rd_kafka_topic_partition_list_destroy(list) }
-            for (partition, _, _) in ends {
-                rd_kafka_topic_partition_list_add(list, topic, partition)!.pointee.offset = Int64(RD_KAFKA_OFFSET_BEGINNING)
+            for end in first {
+                rd_kafka_topic_partition_list_add(list, topic, end.partition)!.pointee.offset = Int64(RD_KAFKA_OFFSET_BEGINNING)
             }
             return rd_kafka_assign(client.pointer, list)
         }
         if assignErr != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(assignErr, context: "assign \(topic)") }
         let queue = self.queue
         let deadline = ContinuousClock.now + .milliseconds(Int(timeoutMs) * 4)
-        while !remaining.isEmpty {
-            if ContinuousClock.now > deadline {
-                throw KafkaError(code: RD_KAFKA_RESP_ERR__TIMED_OUT.rawValue, message: "reading \(topic) did not reach its end in time")
-            }
-            try Task.checkCancellation()
-            let batch = await blocking { () -> [KafkaMessage] in
-                var buffer = [UnsafeMutablePointer<rd_kafka_message_t>?](repeating: nil, count: 500)
-                let count = rd_kafka_consume_batch_queue(queue.pointer, 100, &buffer, 500)
-                var messages: [KafkaMessage] = []
-                for i in 0..<max(0, count) {
-                    guard let raw = buffer[i] else { continue }
-                    defer { rd_kafka_message_destroy(raw) }
-                    if raw.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR { messages.append(KafkaMessage(copying: raw)) }
+        var looks = 1
+        while true {
+            while !remaining.isEmpty {
+                if ContinuousClock.now > deadline {
+                    throw KafkaError(code: RD_KAFKA_RESP_ERR__TIMED_OUT.rawValue, message: "reading \(topic) did not reach its end in time")
                 }
-                return messages
+                try Task.checkCancellation()
+                let batch = await blocking { queue.take(size: 500, timeoutMs: 100) }
+                for message in batch {
+                    try body(message)
+                    reached[message.partition] = max(reached[message.partition] ?? 0, message.offset + 1)
+                    if let end = remaining[message.partition], message.offset + 1 >= end { remaining[message.partition] = nil }
+                }
             }
-            for message in batch {
-                try body(message)
-                if let end = remaining[message.partition], message.offset + 1 >= end { remaining[message.partition] = nil }
+            // Look again: anything written meanwhile (a partition asked early may have had a record the others' now
+            // depend on) is read too, until a look finds nothing new. (A partition added meanwhile is not assigned:
+            // partitions are not added to a state topic while bridges run.)
+            guard looks < maxLooks else { return }
+            looks += 1
+            for end in try await ends() where end.high > (reached[end.partition] ?? end.high) {
+                remaining[end.partition] = end.high
             }
+            if remaining.isEmpty { return }
         }
     }
 

@@ -11,11 +11,6 @@ import Testing
 struct JobFeedTests {
     let partition = TopicPartition(topic: "progress.events", partition: 0)
 
-    func stateChange(_ jobId: String, to state: JobState, at ms: Int64) -> ProgressEvent {
-        ProgressEvent(
-            eventId: "\(jobId)-\(state.rawValue)-\(ms)", type: .jobStateChanged, jobId: jobId, occurredAt: ms, seq: nil,
-            payload: .jobStateChanged(from: nil, to: state, reason: nil, job: nil))
-    }
 
     func drained(_ outbox: Outbox) throws -> [JSONValue] {
         var messages: [JSONValue] = []
@@ -80,7 +75,7 @@ struct JobFeedTests {
                 var offset: Int64 = 0
                 for (step, state) in states.enumerated() {
                     for job in jobs {
-                        _ = store.apply(self.stateChange(job, to: state, at: Int64(step) * 1000), at: EventOrigin(partition: partition, offset: offset))
+                        _ = store.apply(stateChange(job, to: state, at: Int64(step) * 1000), at: EventOrigin(partition: partition, offset: offset))
                         offset += 1
                     }
                 }

@@ -8,11 +8,6 @@ import Testing
 struct JobRetentionTests {
     let partition = TopicPartition(topic: "progress.events", partition: 0)
 
-    func stateChange(_ jobId: String, to state: JobState, at ms: Int64) -> ProgressEvent {
-        ProgressEvent(
-            eventId: "\(jobId)-\(state.rawValue)-\(ms)", type: .jobStateChanged, jobId: jobId, occurredAt: ms, seq: nil,
-            payload: .jobStateChanged(from: nil, to: state, reason: nil, job: nil))
-    }
 
     /// A store forgetting finished jobs after 10 s and others after 60 s of stream time.
     func store(_ metrics: BridgeMetrics) -> JobStore {

@@ -5,26 +5,15 @@ import time
 import urllib.request
 import uuid
 
-import jsonschema
 import pytest
-import referencing
 from confluent_kafka import Consumer
 
-from conftest import ROOT, Bridge, assert_matches, http_get, job_state, metric_sample, wait_for
+from conftest import ROOT, Bridge, assert_matches, http_get, job_state, metric_sample, schema_validator, wait_for
 from monitor import Monitor, a_job, event
 from test_auth import SECRET, token
 
 
-def schema_registry():
-    registry = referencing.Registry()
-    for path in (ROOT / "schemas").rglob("*.json"):
-        document = json.loads(path.read_text())
-        registry = registry.with_resource(document["$id"], referencing.Resource.from_contents(document))
-    return registry
-
-
-COMMAND_SCHEMA = json.loads((ROOT / "schemas" / "commands" / "command.schema.json").read_text())
-COMMAND_VALIDATOR = jsonschema.Draft202012Validator(COMMAND_SCHEMA, registry=schema_registry())
+COMMAND_VALIDATOR = schema_validator("commands/command.schema.json")
 CREATE_EXAMPLE = json.loads((ROOT / "schemas" / "commands" / "job.create.schema.json").read_text())["examples"][0]
 
 
