@@ -6,7 +6,8 @@ import Testing
 @Suite("Job commands: which states take which command; ids stable under an Idempotency-Key; bounded memory")
 struct JobCommandTests {
     @Test func eachCommandIsRefusedInTheStatesThatCannotTakeIt() {
-        #expect(JobCommandKind.pause.refusal(in: .running) == nil && JobCommandKind.pause.refusal(in: .pending) == nil)
+        #expect(JobCommandKind.pause.refusal(in: .running) == nil && JobCommandKind.pause.refusal(in: .pending) != nil)
+        #expect(JobCommandKind.cancel.refusal(in: .pending) == nil && JobCommandKind.cancel.refusal(in: .completing) != nil)
         #expect(JobCommandKind.pause.refusal(in: .paused) != nil && JobCommandKind.pause.refusal(in: .pausing) != nil)
         #expect(JobCommandKind.resume.refusal(in: .paused) == nil && JobCommandKind.resume.refusal(in: .pausing) == nil)
         #expect(JobCommandKind.resume.refusal(in: .running) != nil)

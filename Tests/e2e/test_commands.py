@@ -127,6 +127,9 @@ def test_create_generates_the_job_id_and_bad_requests_are_refused_clearly(bridge
         assert post(f"{bridge.http_url}/api/v1/bulk-jobs", b'{"title":"' + b"x" * 70_000 + b'"}')[0] == 413
         assert post(f"{bridge.http_url}/api/v1/bulk-jobs/job_nobody_knows/pause")[1]["error"]["code"] == "job_not_found"
         assert post(f"{bridge.http_url}/api/v1/bulk-jobs/not-a-job/pause")[0] == 404
+        form = post(f"{bridge.http_url}/api/v1/bulk-jobs", b"title=x", {"Content-Type": "application/x-www-form-urlencoded"})
+        assert form[0] == 415 and form[1]["error"]["code"] == "unsupported_media_type", "what another site can post unasked is refused"
+        assert post(f"{bridge.http_url}/api/v1/bulk-jobs", json.dumps(CREATE_EXAMPLE).encode(), {"Content-Type": "text/plain"})[0] == 415
         assert post(f"{bridge.http_url}/api/v1/bulk-jobs", CREATE_EXAMPLE, {"Idempotency-Key": "x" * 129})[0] == 400
         job = "job_done_" + uuid.uuid4().hex[:6]
         monitor = Monitor(bridge.bootstrap)

@@ -128,8 +128,10 @@ public enum BridgeRuntime {
         let commandProducer = try KafkaProducer(
             configuration: KafkaProducerConfiguration(
                 bootstrapServers: bootstrap,
+                // The 5 s answer is promised: a configured message.timeout.ms (or its alias) does not apply here.
                 properties: KafkaProperties(
-                    ["message.timeout.ms": String(JobCommandRelay.publishTimeoutMs)].merging(producerProperties.values) { _, given in given })),
+                    producerProperties.values.filter { !["message.timeout.ms", "delivery.timeout.ms"].contains($0.key) }
+                        .merging(["message.timeout.ms": String(JobCommandRelay.publishTimeoutMs)]) { _, ours in ours })),
             logger: logger)
         let commands = JobCommandRelay(
             topic: configuration.commandTopic, producer: commandProducer, store: store,

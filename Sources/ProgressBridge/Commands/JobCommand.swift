@@ -20,17 +20,24 @@ public enum JobCommandKind: String, Sendable, CaseIterable {
         }
     }
 
-    /// Why a job in `state` cannot take this command, or nil when it can. The bridge only relays: the monitor
-    /// decides, and the job's state changes when its events say so. A job whose state is not known yet (no
-    /// state event) can take any control command.
+    /// Why a job in `state` cannot take this command, or nil when it can: exactly the moves the contract's state
+    /// machine allows the monitor to make next (pause: running → pausing; resume: pausing | paused → running;
+    /// cancel: pending | running | pausing | paused → canceling), so a 202 never asks for an event the bridge would
+    /// dead-letter. The bridge only relays: the job's state changes when its events say so. A job whose state is
+    /// not known yet (no state event) can take any control command.
     public func refusal(in state: JobState?) -> String? {
         guard let state else { return nil }
         if state.isTerminal { return "the job is \(state.rawValue) already" }
         switch self {
         case .create: return nil
-        case .pause: return [.pending, .running].contains(state) ? nil : "only a pending or running job can be paused; it is \(state.rawValue)"
+        case .pause: return state == .running ? nil : "only a running job can be paused; it is \(state.rawValue)"
         case .resume: return [.paused, .pausing].contains(state) ? nil : "only a paused or pausing job can be resumed; it is \(state.rawValue)"
-        case .cancel: return state == .canceling ? "the job is being canceled already" : nil
+        case .cancel:
+            switch state {
+            case .canceling: return "the job is being canceled already"
+            case .completing: return "the job is completing; it can no longer be canceled"
+            default: return nil
+            }
         }
     }
 }

@@ -5,6 +5,7 @@ import Kafka
 import Logging
 import ProgressContract
 import SubscriberProtocol
+import Synchronization
 
 /// Relays job commands to the progress monitor through the command topic: checks the request against the command
 /// schemas, the requester's grant and the job's current state, publishes the command (key = job id) and answers
@@ -30,6 +31,11 @@ public final class JobCommandRelay: Sendable {
     private let remembered = IdempotencyCache<AcceptedCommand>()
     /// Largest request body accepted.
     public static let maxBodyBytes = 64 * 1024
+    /// Commands being published at once, over all clients; more are answered 503 at once. Each waits on Kafka's
+    /// acknowledgement, polling librdkafka from the thread pool ingest uses too: without a cap, a flood of requests
+    /// while Kafka is slow would hold ingest up.
+    public static let maxInFlight = 32
+    private let inFlight = Atomic<Int>(0)
     /// How long a publish may take before the request is answered 503: the command producer's `message.timeout.ms`.
     public static let publishTimeoutMs = 5000
 
@@ -108,7 +114,8 @@ public final class JobCommandRelay: Sendable {
         }
         let command = JobCommand(
             id: JobCommand.commandId(subject: grant.subject, idempotencyKey: idempotencyKey, kind: kind, jobId: jobId), kind: kind, jobId: target,
-            requestedAt: now, requestedBy: grant.subject.map { String($0.prefix(256)) }, idempotencyKey: idempotencyKey, data: data)
+            requestedAt: now, requestedBy: grant.subject.map { String(String.UnicodeScalarView($0.unicodeScalars.prefix(256))) },
+            idempotencyKey: idempotencyKey, data: data)
         let record = command.json
         let verdict = validator.validate(record)
         guard verdict.isValid else {
@@ -119,6 +126,11 @@ public final class JobCommandRelay: Sendable {
         guard let producer else {
             return .refused(status: 503, code: "commands_unavailable", message: "this bridge relays no commands")
         }
+        guard inFlight.add(1, ordering: .relaxed).newValue <= Self.maxInFlight else {
+            inFlight.subtract(1, ordering: .relaxed)
+            return .refused(status: 503, code: "commands_unavailable", message: "too many commands in flight; try again (with the same Idempotency-Key)")
+        }
+        defer { inFlight.subtract(1, ordering: .relaxed) }
         let value = Array(record.serialized().utf8)
         // The producer gives up on a record after its `message.timeout.ms` (the runtime sets 5 s for commands), so a
         // request is answered within that even while Kafka is away.

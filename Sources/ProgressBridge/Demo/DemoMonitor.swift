@@ -76,6 +76,9 @@ public struct DemoMonitor: Service {
         try? await producer.flush(timeoutMs: 5_000)
     }
 
+    /// Jobs people created that run beside the demo's own.
+    static let createdJobsAtOnce = 10
+
     /// One command record: a control command for one of its jobs, or a job to create (ignored otherwise, as a
     /// monitor ignores what it cannot act on).
     private func act(on record: KafkaMessage, jobs: inout [DemoJobSimulation], now: Int64, rng: inout SplitMix64) {
@@ -84,7 +87,8 @@ public struct DemoMonitor: Service {
         else { return }
         logger.info("demo monitor acts on a command", metadata: ["type": "\(type)", "job_id": "\(jobId)"])
         if type == "job.create" {
-            guard !jobs.contains(where: { $0.jobId == jobId }) else { return }
+            // Bounded like the rest of the demo: at most a few created jobs run at once; a repeated create is ignored.
+            guard !jobs.contains(where: { $0.jobId == jobId }), jobs.count < settings.concurrentJobs + Self.createdJobsAtOnce else { return }
             var job = DemoJobSimulation(
                 jobId: jobId, title: command["data"]?["title"]?.stringValue ?? jobId, videoCount: Int.random(in: settings.videosPerJob, using: &rng),
                 concurrency: 6, cancel: false, now: now, rng: &rng)

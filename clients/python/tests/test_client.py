@@ -51,6 +51,6 @@ def test_ids_times_and_traces():
     assert timestamp(0) == "1970-01-01T00:00:00.000Z"
     trace = new_traceparent()
     assert parse_traceparent(trace) == trace and parse_traceparent(trace.encode()) == trace
-    for bad in ["", "00-" + "0" * 32 + "-00f067aa0ba902b7-01", "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    for bad in ["", trace + "\n", "00-" + "0" * 32 + "-00f067aa0ba902b7-01", "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
                 "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", b"\xff" * 55, None, 7]:
         assert parse_traceparent(bad) is None

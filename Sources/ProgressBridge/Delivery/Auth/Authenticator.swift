@@ -196,7 +196,8 @@ public struct Authenticator: Sendable {
             return .failure(.unauthorized("the token is not meant for this audience"))
         }
         let all = claims.jobs.contains("*")
-        let control = claims.control ?? []
+        // Control needs a requester: a command carries its `sub`, and idempotent retries are remembered per subject.
+        let control = claims.sub == nil ? [] : (claims.control ?? [])
         let controlAll = control.contains("*")
         return .success(
             Grant(

@@ -143,6 +143,9 @@ private struct Bundler {
                 {
                     let target = try resolve(reference)
                     let (file, fragment) = Self.split(target)
+                    if let fragment, !fragment.hasPrefix("/") {
+                        throw StartupError("\(source): $ref \(reference) uses an anchor; bundling takes JSON Pointer fragments only")
+                    }
                     if !needed.contains(file) { needed.append(file) }
                     guard let relative = schemas.byId[file]?.relative else { throw StartupError("\(source): no schema \(file)") }
                     out[key] = .string("#/components/schemas/" + Self.componentName(relative) + (fragment ?? ""))

@@ -42,6 +42,11 @@ struct CommandsAPI<Context: RequestContext> {
         guard let relay else {
             return JSONResponse.error(.serviceUnavailable, code: "commands_unavailable", message: "this bridge relays no commands")
         }
+        // JSON only: a form post or a text/plain request — what another site can make a browser send without asking
+        // (no CORS preflight) — never becomes a command.
+        guard Self.isJSON(request.headers[.contentType]) else {
+            return JSONResponse.error(.unsupportedMediaType, code: "unsupported_media_type", message: "send the command as Content-Type: application/json")
+        }
         var body: [UInt8] = []
         do {
             let buffer = try await request.body.collect(upTo: JobCommandRelay.maxBodyBytes)
@@ -69,6 +74,14 @@ struct CommandsAPI<Context: RequestContext> {
             response.headers[.traceparent] = traceparent
             return response
         }
+    }
+}
+
+extension CommandsAPI {
+    /// Whether a Content-Type is JSON (`application/json`, parameters allowed).
+    static func isJSON(_ contentType: String?) -> Bool {
+        guard let contentType else { return false }
+        return contentType.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() == "application/json"
     }
 }
 

@@ -49,7 +49,8 @@ class CommandConsumer:
         self._pending = None
 
     def poll(self, timeout=None):
-        """The next command, or None when none arrived within `timeout` seconds. Commits what the previous call returned."""
+        """The next command, or None when none arrived within `timeout` seconds. Commits what the previous call
+        returned: call it again only once that command is handled (iterating does this for you)."""
         self._commit_pending()
         message = self.consumer.poll(self.poll_timeout if timeout is None else timeout)
         if message is None:
@@ -78,8 +79,15 @@ class CommandConsumer:
     def __iter__(self):
         while True:
             command = self.poll()
-            if command is not None:
+            if command is None:
+                continue
+            try:
                 yield command
+            except GeneratorExit:
+                # The loop ended inside its body (an exception, a break): this command was not handled, so its offset
+                # is not committed — it comes again after a restart.
+                self._pending = None
+                raise
 
     def _commit_pending(self):
         if self._pending is not None:

@@ -12,7 +12,7 @@ def parse_traceparent(value):
             value = value.decode("ascii")
         except UnicodeDecodeError:
             return None
-    return value if isinstance(value, str) and _TRACEPARENT.match(value) else None
+    return value if isinstance(value, str) and _TRACEPARENT.fullmatch(value) else None
 
 
 def new_traceparent():
