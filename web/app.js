@@ -448,22 +448,22 @@ const ACTION_TEXT = {
   cancel: { verb: 'Cancel', what: 'cancel the job', expected: ['canceling', 'canceled'] },
 };
 const DISALLOWED_TITLE = {
-  pause: 'Only a pending or running job can be paused',
+  pause: 'Only a running job can be paused',
   resume: 'Only a paused or pausing job can be resumed',
-  cancel: 'A finished job or one being canceled cannot be canceled',
+  cancel: 'A finished job, or one completing or being canceled, cannot be canceled',
 };
 const COMMAND_REQUEST_TIMEOUT_MS = 20000;
 /** Tunables; `window.__dashboard.commandSettings` exposes this object (tests shorten the wait). */
 const commandSettings = { pendingTimeoutMs: 60000, noteMs: 10000 };
 
-/** Which of pause / resume / cancel the job's state allows (the bridge applies the same rule). */
+/** Which of pause / resume / cancel the job's state allows: the bridge's rule, the state machine's next moves. */
 function allowedActions(job) {
   if (!job) return { pause: false, resume: false, cancel: false };
   const state = job.state ?? null;
   return {
-    pause: state === 'pending' || state === 'running',
+    pause: state === 'running',
     resume: state === 'paused' || state === 'pausing',
-    cancel: !TERMINAL_STATES.has(state) && state !== 'canceling',
+    cancel: !TERMINAL_STATES.has(state) && state !== 'canceling' && state !== 'completing',
   };
 }
 
