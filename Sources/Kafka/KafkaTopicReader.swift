@@ -29,8 +29,10 @@ public final class KafkaTopicReader: Sendable {
     /// acknowledged, another to a second partition (the state topic's videos, then their job's header) must never be
     /// read with the second and without the first. Partition ends are asked one after the other, so a single look
     /// can miss the first record and see the second; so the ends are asked again after reading up to them, until a
-    /// look finds nothing new — then every record acknowledged before any record read has been read too.
-    public func readAll(timeoutMs: Int32 = 30_000, maxLooks: Int = 50, _ body: (KafkaMessage) throws -> Void) async throws {
+    /// look finds nothing new — then every record acknowledged before any record read has been read too. Returns
+    /// false when `maxLooks` looks all found something new (the topic never stood still): the cut may then be torn.
+    @discardableResult
+    public func readAll(timeoutMs: Int32 = 30_000, maxLooks: Int = 50, _ body: (KafkaMessage) throws -> Void) async throws -> Bool {
         let client = self.client
         let topic = self.topic
         // The partitions' current ends (low and high watermarks).
@@ -52,7 +54,7 @@ public final class KafkaTopicReader: Sendable {
         // Where each partition has been read to (the offset of its next record).
         var reached = Dictionary(uniqueKeysWithValues: first.map { ($0.partition, $0.low) })
         var remaining = Dictionary(uniqueKeysWithValues: first.filter { $0.high > $0.low }.map { ($0.partition, $0.high) })
-        guard !remaining.isEmpty else { return }
+        guard !remaining.isEmpty else { return true }
         let assignErr = await blocking { () -> rd_kafka_resp_err_t in
             let list = rd_kafka_topic_partition_list_new(Int32(first.count))!
             defer { rd_kafka_topic_partition_list_destroy(list) }
@@ -81,12 +83,12 @@ public final class KafkaTopicReader: Sendable {
             // Look again: anything written meanwhile (a partition asked early may have had a record the others' now
             // depend on) is read too, until a look finds nothing new. (A partition added meanwhile is not assigned:
             // partitions are not added to a state topic while bridges run.)
-            guard looks < maxLooks else { return }
+            guard looks < maxLooks else { return false }
             looks += 1
             for end in try await ends() where end.high > (reached[end.partition] ?? end.high) {
                 remaining[end.partition] = end.high
             }
-            if remaining.isEmpty { return }
+            if remaining.isEmpty { return true }
         }
     }
 

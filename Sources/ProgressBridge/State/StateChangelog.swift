@@ -101,7 +101,7 @@ public struct StateChangelog: Sendable {
         var videos: [String: [String: VideoProgress]] = [:]
         var records = 0
         var unreadable = 0
-        try await reader.readAll { message in
+        let consistent = try await reader.readAll { message in
             records += 1
             guard let key = message.key.map({ String(decoding: $0, as: UTF8.self) }) else { return }
             let parts = key.split(separator: "/", maxSplits: 2, omittingEmptySubsequences: false)
@@ -140,6 +140,11 @@ public struct StateChangelog: Sendable {
             store.restore(
                 aggregate, seq: header.seq, partition: header.partition.map { TopicPartition(topic: $0.topic, partition: $0.partition) },
                 changedAt: header.changedAt)
+        }
+        if !consistent {
+            logger.warning(
+                "the state topic kept changing while it was read: a restored job may lack a video record written in the last moments (its events are read again only if their offsets were not committed)",
+                metadata: ["topic": "\(topic)"])
         }
         let orphans = videos.filter { headers[$0.key] == nil && !$0.value.isEmpty }.map { (jobId: $0.key, videoIds: Array($0.value.keys)) }
         logger.info(

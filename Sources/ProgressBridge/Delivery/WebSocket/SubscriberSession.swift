@@ -248,7 +248,7 @@ struct SubscriberSession {
                 outbox.enqueue(.error(code: "unsupported_frame", message: "send JSON text frames", now: WallClock.nowMs()))
                 continue
             }
-            let parsed = ClientMessage.parse(String(text), maxBytes: settings.maxClientMessageBytes)
+            let parsed = ClientMessage.parse(text, maxBytes: settings.maxClientMessageBytes)
             if case .success(.command(let action, let data, let key, let id)) = parsed {
                 await relayCommand(action, data: data, idempotencyKey: key, id: id, outbox: outbox)
             } else {
