@@ -1,4 +1,7 @@
 import JSONSchema
+import NIOCore
+import NIOEmbedded
+import NIOWebSocket
 import ProgressAggregation
 import ProgressContract
 import Testing
@@ -66,5 +69,25 @@ struct OutboundMessageTests {
             #expect(String(decoding: bytes, as: UTF8.self) == JSONValue.number(number).serialized())
         }
         #expect(JSONValue.number(JSONNumber(Int64.min)).serialized() == "-9223372036854775808")
+    }
+}
+
+/// A message's frame is encoded once and written to every subscriber below NIO's frame encoder, so it must be
+/// exactly what that encoder writes for the same text frame, at every length form of the header.
+@Suite("Ready-made WebSocket frames")
+struct ReadyMadeFrameTests {
+    @Test(arguments: [0, 1, 125, 126, 127, 65_535, 65_536, 70_000])
+    func aMessagesFrameIsWhatNIOsEncoderWrites(length: Int) throws {
+        let text = String(repeating: "é", count: length / 2) + String(repeating: "x", count: length % 2)
+        let message = OutboundMessage(type: "job.progress", jobId: "job_1", seq: 1, occurredAt: nil, text: text)
+        #expect(message.text == text)
+        #expect(message.byteCount == length)
+
+        let channel = EmbeddedChannel(handler: WebSocketFrameEncoder())
+        try channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: text))).wait()
+        var encoded = ByteBuffer()
+        while var part = try channel.readOutbound(as: ByteBuffer.self) { encoded.writeBuffer(&part) }
+        #expect(message.wire == encoded)
+        _ = try channel.finish()
     }
 }

@@ -11,8 +11,11 @@ public struct OutboundMessage: Sendable {
     public let seq: Int64
     /// Event time of the underlying event, for the delivery-age metric.
     public let occurredAt: Int64?
-    /// The JSON text of the frame, as bytes: one buffer shared by every subscriber's write (no copy per subscriber).
+    /// The JSON text of the frame, as bytes (a view into `wire`).
     public let frame: ByteBuffer
+    /// The whole WebSocket frame as it goes on the wire — header and payload (a server's frames are not masked, so
+    /// they are the same bytes for every subscriber): one buffer, encoded once and shared by every subscriber's write.
+    let wire: ByteBuffer
 
     /// The JSON text of the frame.
     public var text: String { String(buffer: frame) }
@@ -20,17 +23,22 @@ public struct OutboundMessage: Sendable {
     /// Bytes of the frame's text, what it costs to hold it.
     public var byteCount: Int { frame.readableBytes }
 
-    init(type: String, jobId: String?, seq: Int64, occurredAt: Int64?, frame: ByteBuffer) {
+    /// A message whose JSON text is `payload`.
+    init(type: String, jobId: String?, seq: Int64, occurredAt: Int64?, payload: some Collection<UInt8>) {
         self.type = type
         self.jobId = jobId
         self.seq = seq
         self.occurredAt = occurredAt
-        self.frame = frame
+        var wire = ByteBuffer()
+        let headerLength = WebSocketTextFrameHeader.write(payloadLength: payload.count, into: &wire)
+        wire.writeBytes(payload)
+        self.wire = wire
+        self.frame = wire.getSlice(at: headerLength, length: payload.count)!
     }
 
     /// A message of the JSON text `text`.
     init(type: String, jobId: String?, seq: Int64, occurredAt: Int64?, text: String) {
-        self.init(type: type, jobId: jobId, seq: seq, occurredAt: occurredAt, frame: ByteBuffer(string: text))
+        self.init(type: type, jobId: jobId, seq: seq, occurredAt: occurredAt, payload: text.utf8)
     }
 
     /// Whether a newer message of the same job may replace this one before it is sent
@@ -45,7 +53,7 @@ public struct OutboundMessage: Sendable {
         object["seq"] = .number(JSONNumber(seq))
         object["ts"] = .string(RFC3339.format(milliseconds: ts))
         object["data"] = data
-        return OutboundMessage(type: type, jobId: jobId, seq: seq, occurredAt: occurredAt, frame: ByteBuffer(string: JSONValue.object(object).serialized()))
+        return OutboundMessage(type: type, jobId: jobId, seq: seq, occurredAt: occurredAt, text: JSONValue.object(object).serialized())
     }
 
     /// An event's message, `{"data","event_id","job_id","seq","traceparent"?,"ts","type"}` — the bytes `make` gives
@@ -74,11 +82,33 @@ public struct OutboundMessage: Sendable {
         out.append(contentsOf: #","type":"#.utf8)
         JSONValue.writeEscaped(type, into: &out)
         out.append(UInt8(ascii: "}"))
-        return OutboundMessage(type: type, jobId: jobId, seq: seq, occurredAt: occurredAt, frame: ByteBuffer(bytes: out))
+        return OutboundMessage(type: type, jobId: jobId, seq: seq, occurredAt: occurredAt, payload: out)
     }
 
     /// `{"type":"error","data":{"code","message"}}`.
     static func error(code: String, message: String, jobId: String? = nil, now: Int64) -> OutboundMessage {
         make(type: "error", jobId: jobId, seq: 0, ts: now, occurredAt: nil, data: .object(["code": .string(code), "message": .string(message)]))
+    }
+}
+
+/// The header of an unmasked, final text frame (RFC 6455 §5.2): what a server puts before a message's payload.
+enum WebSocketTextFrameHeader {
+    /// Writes the header for a payload of `payloadLength` bytes into `buffer` (reserving room for the payload);
+    /// returns the header's length (2, 4 or 10 bytes).
+    @discardableResult
+    static func write(payloadLength: Int, into buffer: inout ByteBuffer) -> Int {
+        precondition(payloadLength >= 0)
+        let finText: UInt8 = 0x81  // FIN, opcode 1 (text), no mask
+        switch payloadLength {
+        case ..<126:
+            buffer.reserveCapacity(minimumWritableBytes: 2 + payloadLength)
+            return buffer.writeInteger(finText) + buffer.writeInteger(UInt8(payloadLength))
+        case ...Int(UInt16.max):
+            buffer.reserveCapacity(minimumWritableBytes: 4 + payloadLength)
+            return buffer.writeInteger(finText) + buffer.writeInteger(UInt8(126)) + buffer.writeInteger(UInt16(payloadLength))
+        default:
+            buffer.reserveCapacity(minimumWritableBytes: 10 + payloadLength)
+            return buffer.writeInteger(finText) + buffer.writeInteger(UInt8(127)) + buffer.writeInteger(UInt64(payloadLength))
+        }
     }
 }

@@ -3,55 +3,79 @@ import NIOWebSocket
 import Synchronization
 
 /// Sends a subscriber's queued messages from its channel's event loop: an event fanned out to thousands of
-/// subscribers costs a write per subscriber, not a task woken per subscriber and a hop into the event loop per
-/// message, and the messages of one wake-up leave with one flush.
+/// subscribers costs one write of a shared, ready-made frame per subscriber — not a task woken per subscriber, a
+/// hop into the event loop per message, or a frame header encoded per subscriber — and the messages of one
+/// wake-up leave with one flush.
 ///
 /// It writes only while the channel is writable (NIO's pending bytes under its high watermark); the rest stays in
-/// the outbox, whose limits close it when the subscriber reads too slowly (4001), and a `WritabilityHandler` at
-/// the end of the pipeline resumes the drain once the socket takes more.
+/// the outbox, whose limits close it when the subscriber reads too slowly (4001), and the `FrameWriter` resumes
+/// once the socket takes more.
 enum SubscriberChannelDrain {
     /// Makes `channel`'s event loop deliver what `outbox` queues.
     static func attach(_ outbox: Outbox, to channel: any Channel, metrics: BridgeMetrics) async throws {
-        try await channel.eventLoop.submit {
+        let writer = try await channel.eventLoop.submit {
             let pipeline = channel.pipeline.syncOperations
-            try pipeline.addHandler(WritabilityHandler(outbox: outbox, metrics: metrics))
+            let encoder = try pipeline.context(handlerType: WebSocketFrameEncoder.self)
+            // Below the frame encoder (nearer the socket): messages go out as the frames `OutboundMessage` encoded
+            // once for all subscribers. Above it, the WebSocket handler's own frames (pongs, pings, close).
+            let writer = FrameWriter(outbox: outbox, metrics: metrics)
+            try pipeline.addHandler(writer, position: .before(encoder.handler))
             // Between the frame encoder and the WebSocket handler's writer, to see every close frame it sends.
-            if let encoder = try? pipeline.context(handlerType: WebSocketFrameEncoder.self) {
-                try pipeline.addHandler(CloseFrameWatcher(outbox: outbox), position: .after(encoder.handler))
-            }
+            try pipeline.addHandler(CloseFrameWatcher(outbox: outbox), position: .after(encoder.handler))
+            return NIOLoopBound(writer, eventLoop: channel.eventLoop)
         }.get()
         let loop = LoopDrains.queue(of: channel.eventLoop)
-        outbox.drain { [weak outbox] in
-            guard let outbox else { return }
-            loop.schedule(Waiting(outbox: outbox, channel: channel, metrics: metrics))
-        }
+        outbox.drain { loop.schedule(writer) }
     }
 
-    /// Writes what is queued while the channel is writable; on the channel's event loop.
-    static func drain(_ outbox: Outbox, into channel: any Channel, metrics: BridgeMetrics) {
-        var wrote = false
-        while channel.isWritable, let message = outbox.take() {
-            channel.write(WebSocketFrame(fin: true, opcode: .text, data: message.frame), promise: nil)
-            metrics.messagesSent.increment()
-            if let occurredAt = message.occurredAt {
-                metrics.deliveryAge.record(.milliseconds(max(0, WallClock.nowMs().subtracting(saturating: occurredAt))))
+    /// Writes a subscriber's queued messages, as ready-made frames, while the channel is writable; resumes when it
+    /// becomes writable again. It holds the outbox weakly: the outbox's wake-up holds this writer.
+    final class FrameWriter: ChannelInboundHandler, RemovableChannelHandler {
+        typealias InboundIn = NIOAny
+        typealias OutboundOut = ByteBuffer
+        private weak var outbox: Outbox?
+        private let metrics: BridgeMetrics
+        private var context: ChannelHandlerContext?
+
+        init(outbox: Outbox, metrics: BridgeMetrics) {
+            self.outbox = outbox
+            self.metrics = metrics
+        }
+
+        func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+        func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+        func channelWritabilityChanged(context: ChannelHandlerContext) {
+            if context.channel.isWritable { drain() }
+            context.fireChannelWritabilityChanged()
+        }
+
+        /// Writes what is queued while the channel is writable, and flushes once; on the channel's event loop.
+        func drain() {
+            guard let context, let outbox else { return }
+            let channel = context.channel
+            var sent = 0
+            var now: Int64?
+            while channel.isWritable, let message = outbox.take() {
+                context.write(Self.wrapOutboundOut(message.wire), promise: nil)
+                sent += 1
+                if let occurredAt = message.occurredAt {
+                    let at = now ?? WallClock.nowMs()
+                    now = at
+                    metrics.deliveryAge.record(.milliseconds(max(0, at.subtracting(saturating: occurredAt))))
+                }
             }
-            wrote = true
+            guard sent > 0 else { return }
+            metrics.messagesSent.increment(by: Int64(sent))
+            context.flush()
         }
-        if wrote { channel.flush() }
     }
 
-    /// The outboxes waiting for one event loop: an event fanned out to the thousands of subscribers that loop
+    /// The subscribers waiting for one event loop: an event fanned out to the thousands of subscribers that loop
     /// serves is one task on it, not one per subscriber.
-    struct Waiting: Sendable {
-        let outbox: Outbox
-        let channel: any Channel
-        let metrics: BridgeMetrics
-    }
-
     final class LoopDrains: Sendable {
         private let loop: any EventLoop
-        private let waiting = Mutex<(outboxes: [Waiting], scheduled: Bool)>(([], false))
+        private let waiting = Mutex<(writers: [NIOLoopBound<FrameWriter>], scheduled: Bool)>(([], false))
         /// One per event loop, for as long as the process runs: a few with the shared event loop group (a process
         /// that makes event loop groups over and over keeps each loop's entry).
         private static let queues = Mutex<[ObjectIdentifier: LoopDrains]>([:])
@@ -69,10 +93,10 @@ enum SubscriberChannelDrain {
             }
         }
 
-        /// Drains `outbox` on this loop soon, with the others woken meanwhile.
-        func schedule(_ outbox: Waiting) {
+        /// Drains `writer`'s subscriber on this loop soon, with the others woken meanwhile.
+        func schedule(_ writer: NIOLoopBound<FrameWriter>) {
             let first = waiting.withLock { waiting -> Bool in
-                waiting.outboxes.append(outbox)
+                waiting.writers.append(writer)
                 defer { waiting.scheduled = true }
                 return !waiting.scheduled
             }
@@ -80,14 +104,14 @@ enum SubscriberChannelDrain {
         }
 
         private func drainWaiting() {
-            let outboxes = waiting.withLock { waiting in
+            let writers = waiting.withLock { waiting in
                 defer {
-                    waiting.outboxes = []
+                    waiting.writers = []
                     waiting.scheduled = false
                 }
-                return waiting.outboxes
+                return waiting.writers
             }
-            for each in outboxes { SubscriberChannelDrain.drain(each.outbox, into: each.channel, metrics: each.metrics) }
+            for writer in writers { writer.value.drain() }
         }
     }
 
@@ -103,23 +127,6 @@ enum SubscriberChannelDrain {
         func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
             if unwrapOutboundIn(data).opcode == .connectionClose { outbox.close(.clientGone) }
             context.write(data, promise: promise)
-        }
-    }
-
-    /// Resumes the drain when the channel becomes writable again.
-    final class WritabilityHandler: ChannelInboundHandler, RemovableChannelHandler {
-        typealias InboundIn = NIOAny
-        private let outbox: Outbox
-        private let metrics: BridgeMetrics
-
-        init(outbox: Outbox, metrics: BridgeMetrics) {
-            self.outbox = outbox
-            self.metrics = metrics
-        }
-
-        func channelWritabilityChanged(context: ChannelHandlerContext) {
-            if context.channel.isWritable { SubscriberChannelDrain.drain(outbox, into: context.channel, metrics: metrics) }
-            context.fireChannelWritabilityChanged()
         }
     }
 }
