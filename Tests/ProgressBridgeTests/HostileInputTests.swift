@@ -5,6 +5,7 @@ import Logging
 import ProgressAggregation
 import ProgressContract
 import SubscriberProtocol
+import Synchronization
 import Testing
 
 @testable import ProgressBridge
@@ -192,13 +193,17 @@ struct OutboxBoundTests {
         #expect(outbox.take()?.byteCount ?? 0 > 5000)
     }
 
-    @Test func anOverflowWakesWhoeverWaitsForTheClose() async {
+    @Test func anOverflowTellsWhoeverWaitsForTheCloseOnceWithItsReason() {
         let outbox = Outbox(capacity: 2, metrics: BridgeMetrics())
-        let watchdog = Task { await outbox.closed() }
-        try? await Task.sleep(for: .milliseconds(50))
+        let told = Mutex<[OutboxClosure]>([])
+        outbox.whenClosed { reason in told.withLock { $0.append(reason) } }
         for i in 0..<3 { outbox.enqueue(Self.message(bytes: 10, seq: Int64(i))) }
+        outbox.close(.shuttingDown)
         #expect(outbox.closure == .overflowed)
-        await watchdog.value  // returns: a hang here fails the test run
+        #expect(told.withLock { $0 } == [.overflowed])
+        // Closed already: a late handler is told at once.
+        outbox.whenClosed { reason in told.withLock { $0.append(reason) } }
+        #expect(told.withLock { $0 } == [.overflowed, .overflowed])
     }
 }
 

@@ -1,5 +1,4 @@
 import Hummingbird
-import HummingbirdWebSocket
 import JSONSchema
 import Kafka
 import Logging

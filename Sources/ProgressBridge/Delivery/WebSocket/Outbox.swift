@@ -26,9 +26,8 @@ public final class Outbox: Sendable {
         var queue = Deque<OutboundMessage>()
         var bytes = 0
         var closure: OutboxClosure?
-        /// The one task waiting in `closed()` (the session's watchdog).
-        var closeWatcher: CheckedContinuation<Void, Never>?
-        var watcherCancelled = false
+        /// Told once, when the outbox closes (the connection sends the close frame its reason calls for).
+        var onClose: (@Sendable (OutboxClosure) -> Void)?
         /// Delivery driven from outside (the subscriber's event loop): called when a message lands and no drain is
         /// under way.
         var wake: (@Sendable () -> Void)?
@@ -73,7 +72,7 @@ public final class Outbox: Sendable {
         var dropped = 0
         var overflowed = false
         var byteChange = 0
-        var watcher: CheckedContinuation<Void, Never>?
+        var watcher: (@Sendable (OutboxClosure) -> Void)?
         var wake: (@Sendable () -> Void)?
         state.withLock { s in
             guard s.closure == nil else { return }
@@ -92,7 +91,8 @@ public final class Outbox: Sendable {
                 s.queue.removeAll()
                 s.bytes = 0
                 s.closure = .overflowed
-                swap(&watcher, &s.closeWatcher)
+                s.wake = nil
+                swap(&watcher, &s.onClose)
                 overflowed = true
                 return
             }
@@ -105,7 +105,7 @@ public final class Outbox: Sendable {
             }
         }
         wake?()
-        watcher?.resume()
+        watcher?(.overflowed)
         if byteChange != 0 { metrics.queuedBytes.increment(by: Double(byteChange)) }
         if conflated { metrics.messagesConflated.increment() }
         if overflowed {
@@ -148,40 +148,31 @@ public final class Outbox: Sendable {
     /// Stops delivery; the drain finds nothing more (but what is queued, for `.finished`). The first reason given wins.
     public func close(_ reason: OutboxClosure) {
         var released = 0
-        var watcher: CheckedContinuation<Void, Never>?
+        var watcher: (@Sendable (OutboxClosure) -> Void)?
+        var closure = reason
         state.withLock { s in
             if s.closure == nil { s.closure = reason }
+            closure = s.closure ?? reason
             if reason != .finished {  // nobody will send what is queued
                 released = s.bytes
                 s.queue.removeAll()
                 s.bytes = 0
             }
-            swap(&watcher, &s.closeWatcher)
+            swap(&watcher, &s.onClose)
             s.wake = nil  // (it holds the channel, whose pipeline holds this outbox)
         }
-        watcher?.resume()
+        watcher?(closure)
         if released != 0 { metrics.queuedBytes.decrement(by: Double(released)) }
     }
 
-    /// Returns once the outbox is closed, or the waiting task is cancelled. One task at a time may wait.
-    public func closed() async {
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let resumeNow = state.withLock { s -> Bool in
-                    if s.closure != nil || s.watcherCancelled { return true }
-                    precondition(s.closeWatcher == nil, "one task at a time may wait for an outbox to close")
-                    s.closeWatcher = continuation
-                    return false
-                }
-                if resumeNow { continuation.resume() }
-            }
-        } onCancel: {
-            let watcher = state.withLock { s -> CheckedContinuation<Void, Never>? in
-                s.watcherCancelled = true
-                defer { s.closeWatcher = nil }
-                return s.closeWatcher
-            }
-            watcher?.resume()
+    /// Calls `handler` once, with the reason, when the outbox closes — at once (on this thread) if it is closed
+    /// already. One handler at a time; a later one replaces it. Called outside the outbox's lock.
+    public func whenClosed(_ handler: @escaping @Sendable (OutboxClosure) -> Void) {
+        let closedAlready: OutboxClosure? = state.withLock { s in
+            if let closure = s.closure { return closure }
+            s.onClose = handler
+            return nil
         }
+        if let closedAlready { handler(closedAlready) }
     }
 }

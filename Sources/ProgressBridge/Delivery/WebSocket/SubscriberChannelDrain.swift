@@ -11,21 +11,22 @@ import Synchronization
 /// the outbox, whose limits close it when the subscriber reads too slowly (4001), and the `FrameWriter` resumes
 /// once the socket takes more.
 enum SubscriberChannelDrain {
-    /// Makes `channel`'s event loop deliver what `outbox` queues.
-    static func attach(_ outbox: Outbox, to channel: any Channel, metrics: BridgeMetrics) async throws {
-        let writer = try await channel.eventLoop.submit {
-            let pipeline = channel.pipeline.syncOperations
-            let encoder = try pipeline.context(handlerType: WebSocketFrameEncoder.self)
-            // Below the frame encoder (nearer the socket): messages go out as the frames `OutboundMessage` encoded
-            // once for all subscribers. Above it, the WebSocket handler's own frames (pongs, pings, close).
-            let writer = FrameWriter(outbox: outbox, metrics: metrics)
-            try pipeline.addHandler(writer, position: .before(encoder.handler))
-            // Between the frame encoder and the WebSocket handler's writer, to see every close frame it sends.
-            try pipeline.addHandler(CloseFrameWatcher(outbox: outbox), position: .after(encoder.handler))
-            return NIOLoopBound(writer, eventLoop: channel.eventLoop)
-        }.get()
+    /// Makes `channel`'s event loop deliver what `outbox` queues. On that event loop, once the WebSocket frame
+    /// encoder is in the pipeline.
+    static func attach(_ outbox: Outbox, to channel: any Channel, metrics: BridgeMetrics) throws {
+        channel.eventLoop.preconditionInEventLoop()
+        let pipeline = channel.pipeline.syncOperations
+        let encoder = try pipeline.context(handlerType: WebSocketFrameEncoder.self)
+        // Below the frame encoder (nearer the socket): messages go out as the frames `OutboundMessage` encoded
+        // once for all subscribers. Above it, the connection's own frames (pongs, pings, close).
+        let writer = FrameWriter(outbox: outbox, metrics: metrics)
+        try pipeline.addHandler(writer, position: .before(encoder.handler))
+        // Between the frame encoder and everything that may send a close frame (the connection, NIO's protocol
+        // error handler), to see every close frame.
+        try pipeline.addHandler(CloseFrameWatcher(outbox: outbox), position: .after(encoder.handler))
         let loop = LoopDrains.queue(of: channel.eventLoop)
-        outbox.drain { loop.schedule(writer) }
+        let bound = NIOLoopBound(writer, eventLoop: channel.eventLoop)
+        outbox.drain { loop.schedule(bound) }
     }
 
     /// Writes a subscriber's queued messages, as ready-made frames, while the channel is writable; resumes when it
@@ -115,8 +116,8 @@ enum SubscriberChannelDrain {
         }
     }
 
-    /// Stops the drain once a close frame goes out — the WebSocket handler answering the client's close, or
-    /// closing on its own (an unanswered ping) —, as RFC 6455 sends nothing after it.
+    /// Stops the drain once a close frame goes out — the connection answering the client's close or closing on its
+    /// own, NIO's protocol error handler —, as RFC 6455 sends nothing after it.
     final class CloseFrameWatcher: ChannelOutboundHandler, RemovableChannelHandler {
         typealias OutboundIn = WebSocketFrame
         typealias OutboundOut = WebSocketFrame

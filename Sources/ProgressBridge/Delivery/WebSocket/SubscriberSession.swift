@@ -1,11 +1,7 @@
 import Foundation
-import HummingbirdWebSocket
 import JSONSchema
 import Logging
-import NIOCore
-import NIOWebSocket
 import ProgressContract
-import ServiceLifecycle
 import SubscriberProtocol
 
 /// WebSocket close codes the bridge uses beyond the standard ones.
@@ -63,11 +59,10 @@ public struct DeliverySettings: Sendable {
     }
 }
 
-/// One subscriber connection: acknowledge, snapshot (or replay), then live events, while
-/// answering `ping` and `resume`. The session ends when either side ends, whatever ends it: the
-/// reader finishing or failing (invalid UTF-8, protocol errors, resets) closes the outbox, so the
-/// writer never waits for messages nobody will send, and a writer stuck on a dead socket is cancelled.
-struct SubscriberSession {
+/// What one subscription says and hears, apart from the WebSocket framing (``SubscriberConnection``): the
+/// acknowledgement, the snapshot or replay and the live events (through the store), and the answers to what the
+/// client sends — `ping`, `resume`, `command`.
+struct SubscriberSession: Sendable {
     let request: SubscriptionRequest
     /// What the token lets the subscriber see (a feed of all jobs carries only these) and control.
     let grant: Grant
@@ -77,38 +72,16 @@ struct SubscriberSession {
     let metrics: BridgeMetrics
     let settings: DeliverySettings
     let logger: Logger
-    /// When the token stops being valid (`exp` + leeway); the session is closed with 4401 then.
-    var expiresAt: Date? = nil
-    /// The connection: its event loop sends the subscriber's messages (`SubscriberChannelDrain`).
-    let channel: any Channel
-    /// Closes the connection at once, when the writer cannot get its close frame out (the client stopped reading).
-    var forceClose: @Sendable () -> Void = {}
-    /// How long a session may take to end once its outbox closed, before the connection is forced shut.
-    static let closeGrace = Duration.seconds(2)
+    /// The subscriber's send queue.
+    let outbox: Outbox
 
-    /// Which task of the session ended (the reader with what ended it).
-    private enum Ended {
-        case closer, expiry
-        case reader((any Error)?)
-    }
+    private var subscriberId: ObjectIdentifier { ObjectIdentifier(outbox) }
 
-    /// Runs the session. Rethrows, after everything is cleaned up, what ended the client's side (invalid UTF-8,
-    /// a message over the size limit, a protocol error), so that the WebSocket layer closes with its code
-    /// (1007, 1009, 1002).
-    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
-        let outbox = Outbox(capacity: settings.sendQueueCapacity, byteCapacity: settings.sendQueueBytes, metrics: metrics)
-        let subscriberId = ObjectIdentifier(outbox)
+    /// Counts the connection, queues the acknowledgement and subscribes: a snapshot (or a replay after
+    /// `last_seq`) follows, then live events.
+    func start() {
         metrics.connections.increment()
         metrics.connectionsTotal.increment()
-        defer {
-            switch request.target {
-            case .job(let jobId): store.unsubscribe(jobId: jobId, subscriber: subscriberId)
-            case .jobs: store.unwatch(subscriber: subscriberId)
-            }
-            outbox.close(.finished)
-            metrics.connections.decrement()
-            logger.debug("subscriber disconnected", metadata: ["connection_id": "\(request.connectionId)"])
-        }
         let now = WallClock.nowMs()
         var ack: JSONObject = [
             "connection_id": .string(request.connectionId), "server_time": .string(RFC3339.format(milliseconds: now)),
@@ -132,159 +105,74 @@ struct SubscriberSession {
             store.watch(subscriber: subscriberId, outbox: outbox, now: now) { grant.allows($0) && selection.includes($0) }
         }
         logger.debug("subscriber connected", metadata: ["job_id": "\(request.jobId ?? "(feed)")", "connection_id": "\(request.connectionId)"])
-
-        let clientError = await withGracefulShutdownHandler {
-            await withTaskGroup(of: Ended.self, returning: (any Error)?.self) { group in
-                // Messages leave from the connection's event loop; this task only sees the session out: once the
-                // outbox closes — for whatever reason — it sends the close frame that reason calls for, within
-                // `closeGrace` (a client that stopped reading would otherwise hold the session, its slot and its
-                // subscription for ever), and ends the session.
-                group.addTask {
-                    do {
-                        try await SubscriberChannelDrain.attach(outbox, to: channel, metrics: metrics)
-                    } catch {
-                        logger.debug("subscriber channel closed before delivery started", metadata: ["connection_id": "\(request.connectionId)"])
-                        outbox.close(.clientGone)
-                    }
-                    await outbox.closed()
-                    if await !sendCloseFrame(for: outbox.closure, outbound: outbound, within: Self.closeGrace) {
-                        logger.info("session did not end in time after its outbox closed; closing the connection",
-                                    metadata: ["connection_id": "\(request.connectionId)", "why": "\(String(describing: outbox.closure))"])
-                        forceClose()
-                    }
-                    return .closer
-                }
-                group.addTask {
-                    do {
-                        try await readLoop(inbound: inbound, outbox: outbox)
-                        return .reader(nil)
-                    } catch {
-                        logger.debug("subscriber read failed", metadata: ["connection_id": "\(request.connectionId)", "error": "\(error)"])
-                        return .reader(error)
-                    }
-                }
-                if let expiresAt {
-                    group.addTask {
-                        let seconds = max(0, expiresAt.timeIntervalSinceNow)
-                        guard (try? await Task.sleep(for: .milliseconds(Int64(min(seconds, 1e9) * 1000)))) != nil else { return .expiry }
-                        outbox.close(.tokenExpired)
-                        return .expiry
-                    }
-                }
-                var clientError: (any Error)?
-                while let ended = await group.next() {
-                    logger.trace("session task ended", metadata: ["connection_id": "\(request.connectionId)", "task": "\(ended)"])
-                    switch ended {
-                    case .closer:
-                        group.cancelAll()  // the reader, the expiry timer
-                        return clientError
-                    case .reader(let error):
-                        clientError = error
-                        // The client is gone or broke the protocol. A close frame decided by the reader (rate limit)
-                        // still goes out; otherwise there is nobody to write to.
-                        outbox.close(.clientGone)
-                    case .expiry:
-                        continue
-                    }
-                }
-                return clientError
-            }
-        } onGracefulShutdown: {
-            outbox.close(.shuttingDown)
-        }
-        if let clientError, !(clientError is CancellationError) { throw clientError }
     }
 
-    /// Sends the close frame `closure` calls for; false if that took longer than `grace` (the client stopped
-    /// reading: the caller closes the connection).
-    private func sendCloseFrame(for closure: OutboxClosure?, outbound: WebSocketOutboundWriter, within grace: Duration) async -> Bool {
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                do {
-                    try await closeFrame(for: closure, outbound: outbound)
-                } catch {
-                    logger.debug("subscriber close frame failed", metadata: ["connection_id": "\(request.connectionId)", "error": "\(error)"])
-                }
-                return true
-            }
-            group.addTask {
-                try? await Task.sleep(for: grace)
-                return Task.isCancelled
-            }
-            let inTime = await group.next() ?? true
-            group.cancelAll()
-            return inTime
+    /// Unsubscribes and uncounts the connection; once, when the connection is gone.
+    func end() {
+        switch request.target {
+        case .job(let jobId): store.unsubscribe(jobId: jobId, subscriber: subscriberId)
+        case .jobs: store.unwatch(subscriber: subscriberId)
         }
+        outbox.close(.finished)
+        metrics.connections.decrement()
+        logger.debug("subscriber disconnected", metadata: ["connection_id": "\(request.connectionId)"])
     }
 
-    private func closeFrame(for closure: OutboxClosure?, outbound: WebSocketOutboundWriter) async throws {
-        switch closure {
-        case .overflowed:
-            logger.info("subscriber too slow; closing", metadata: ["connection_id": "\(request.connectionId)"])
-            try await outbound.close(.unknown(BridgeCloseCode.sendQueueOverflow), reason: "send queue overflow; reconnect with last_seq")
-        case .shuttingDown:
-            try await outbound.close(.goingAway, reason: "server shutting down")
-        case .policyViolation:
-            try await outbound.close(.policyViolation, reason: "client message rate exceeded")
-        case .tokenExpired:
-            metrics.tokenExpiredCloses.increment()
-            try await outbound.close(.unknown(BridgeCloseCode.tokenExpired), reason: "token expired; reconnect with a fresh token and last_seq")
-        case .finished, .clientGone, nil:
-            break
-        }
+    /// A command the client asked for, to be relayed to Kafka (which takes a while): see ``relay(_:)``.
+    struct PendingCommand: Sendable {
+        let kind: JobCommandKind
+        let jobId: String
+        let body: [UInt8]
+        let idempotencyKey: String?
+        let id: JSONValue?
     }
 
-    private func readLoop(inbound: WebSocketInboundStream, outbox: Outbox) async throws {
-        var limit = MessageRateLimit(rate: settings.clientMessagesPerSecond, burst: settings.clientMessagesPerSecond * 2)
-        var resumes = MessageRateLimit(rate: settings.resumesPerSecond, burst: 3)
-        for try await message in inbound.messages(maxSize: settings.maxClientMessageBytes) {
-            guard limit.allow() else {
-                metrics.policyCloses.increment()
-                logger.info("client sends too fast; closing", metadata: ["connection_id": "\(request.connectionId)"])
-                outbox.close(.policyViolation)
-                return
-            }
-            guard case .text(let text) = message else {
-                outbox.enqueue(.error(code: "unsupported_frame", message: "send JSON text frames", now: WallClock.nowMs()))
-                continue
-            }
-            let parsed = ClientMessage.parse(text, maxBytes: settings.maxClientMessageBytes)
-            if case .success(.command(let action, let data, let key, let id)) = parsed {
-                await relayCommand(action, data: data, idempotencyKey: key, id: id, outbox: outbox)
-            } else {
-                handleClientMessage(parsed, outbox: outbox, resumes: &resumes)
-            }
+    /// Answers one client text message; a job command to relay comes back instead (answered by ``relay(_:)``).
+    func received(text: String, resumes: inout MessageRateLimit) -> PendingCommand? {
+        let parsed = ClientMessage.parse(text, maxBytes: settings.maxClientMessageBytes)
+        guard case .success(.command(let action, let data, let key, let id)) = parsed else {
+            handleClientMessage(parsed, resumes: &resumes)
+            return nil
         }
+        let now = WallClock.nowMs()
+        guard let jobId = request.jobId else {
+            outbox.enqueue(.error(code: "invalid_message", message: "commands go over one-job subscriptions (job_id=…), or REST", now: now))
+            return nil
+        }
+        guard commands != nil, let kind = JobCommandKind.allCases.first(where: { $0.action == action }) else {
+            outbox.enqueue(.error(code: "commands_unavailable", message: "this bridge relays no commands", jobId: jobId, now: now))
+            return nil
+        }
+        return PendingCommand(kind: kind, jobId: jobId, body: Array(data.serialized().utf8), idempotencyKey: key, id: id)
     }
 
     /// A job command from the connected dashboard, relayed as over REST (the same checks, the same answer codes):
     /// `command.accepted` once Kafka has it, or an `error` with the refusal's code; both echo the message's `id`.
-    private func relayCommand(_ action: String, data: JSONValue, idempotencyKey: String?, id: JSONValue?, outbox: Outbox) async {
-        let now = WallClock.nowMs()
-        guard let jobId = request.jobId else {
-            outbox.enqueue(.error(code: "invalid_message", message: "commands go over one-job subscriptions (job_id=…), or REST", now: now))
-            return
-        }
-        guard let commands, let kind = JobCommandKind.allCases.first(where: { $0.action == action }) else {
-            outbox.enqueue(.error(code: "commands_unavailable", message: "this bridge relays no commands", jobId: jobId, now: now))
-            return
-        }
-        let body = Array(data.serialized().utf8)
-        switch await commands.submit(kind, jobId: jobId, body: body, grant: grant, idempotencyKey: idempotencyKey, traceparent: TraceParent.start()) {
-        case .accepted(let command, let repeated):
-            var answer: JSONObject = ["command_id": .string(command.id), "type": .string(command.kind.rawValue), "repeated": .bool(repeated)]
-            if let id { answer["id"] = id }
-            outbox.enqueue(.make(type: "command.accepted", jobId: jobId, seq: 0, ts: WallClock.nowMs(), occurredAt: nil, data: .object(answer)))
+    func relay(_ command: PendingCommand) async {
+        guard let commands else { return }
+        let outcome = await commands.submit(
+            command.kind, jobId: command.jobId, body: command.body, grant: grant, idempotencyKey: command.idempotencyKey,
+            traceparent: TraceParent.start())
+        answer(command, outcome)
+    }
+
+    /// Answers `command` with `outcome`.
+    func answer(_ command: PendingCommand, _ outcome: JobCommandRelay.Outcome) {
+        switch outcome {
+        case .accepted(let accepted, let repeated):
+            var answer: JSONObject = ["command_id": .string(accepted.id), "type": .string(accepted.kind.rawValue), "repeated": .bool(repeated)]
+            if let id = command.id { answer["id"] = id }
+            outbox.enqueue(.make(type: "command.accepted", jobId: command.jobId, seq: 0, ts: WallClock.nowMs(), occurredAt: nil, data: .object(answer)))
         case .refused(_, let code, let message):
             var answer: JSONObject = ["code": .string(code), "message": .string(message)]
-            if let id { answer["id"] = id }
-            outbox.enqueue(.make(type: "error", jobId: jobId, seq: 0, ts: WallClock.nowMs(), occurredAt: nil, data: .object(answer)))
+            if let id = command.id { answer["id"] = id }
+            outbox.enqueue(.make(type: "error", jobId: command.jobId, seq: 0, ts: WallClock.nowMs(), occurredAt: nil, data: .object(answer)))
         }
     }
 
     /// Client → server: `ping`, `resume` (parsed by `ClientMessage`, the wire protocol's home; `command` is relayed
-    /// by the read loop).
-    func handleClientMessage(_ parsed: Result<ClientMessage, ClientMessage.Refusal>, outbox: Outbox, resumes: inout MessageRateLimit) {
+    /// by the caller).
+    func handleClientMessage(_ parsed: Result<ClientMessage, ClientMessage.Refusal>, resumes: inout MessageRateLimit) {
         let now = WallClock.nowMs()
         switch parsed {
         case .failure(let refusal):
@@ -292,7 +180,7 @@ struct SubscriberSession {
         case .success(.ping(let id)):
             outbox.enqueue(.make(type: "pong", jobId: request.jobId, seq: 0, ts: now, occurredAt: nil, data: .object(id.map { ["id": $0] } ?? [:])))
         case .success(.command):
-            break  // relayed by the read loop (it waits for Kafka's acknowledgement)
+            break  // relayed by the caller (it waits for Kafka's acknowledgement)
         case .success(.resume(let lastSeq)):
             guard resumes.allow() else {
                 metrics.resumesRateLimited.increment()
@@ -305,7 +193,7 @@ struct SubscriberSession {
                     .error(code: "invalid_message", message: "resume is for one-job subscriptions; a feed reconnects and gets a fresh jobs.snapshot", now: now))
                 return
             }
-            store.resume(jobId: jobId, subscriber: ObjectIdentifier(outbox), outbox: outbox, lastSeq: lastSeq, now: now)
+            store.resume(jobId: jobId, subscriber: subscriberId, outbox: outbox, lastSeq: lastSeq, now: now)
         }
     }
 }
