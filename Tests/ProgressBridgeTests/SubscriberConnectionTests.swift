@@ -143,14 +143,25 @@ struct SubscriberConnectionTests {
         #expect(harness.openConnections == 0)
     }
 
+    @Test func aClientThatShutsItsSideIsGoneAtOnce() throws {
+        let harness = try Harness()
+        _ = try harness.frames()
+        harness.channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        harness.channel.embeddedEventLoop.run()
+        #expect(!harness.channel.isActive)
+        #expect(harness.openConnections == 0)
+        #expect(harness.store.subscriberCount == 0)
+    }
+
     @Test func aFloodingClientIsClosedWith1008AfterItsAllowance() throws {
         var settings = DeliverySettings()
         settings.clientMessagesPerSecond = 5  // bursts of 10
         let harness = try Harness(settings: settings)
         _ = try harness.frames()
-        for _ in 0..<11 { try harness.send(.ping, [1]) }
+        for _ in 0..<5 { try harness.send(.ping, [1]) }
+        for _ in 0..<6 { try harness.send(.pong, [2]) }  // unasked pongs count too
         let frames = try harness.frames()
-        #expect(frames.filter { $0.opcode == 0xA }.count == 10)
+        #expect(frames.filter { $0.opcode == 0xA }.count == 5)
         #expect(frames.last?.closeCode == 1008)
         // The client's close completes the handshake.
         try harness.send(.connectionClose, [0x03, 0xF0])

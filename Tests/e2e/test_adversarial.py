@@ -311,9 +311,36 @@ def test_protocol_errors_end_only_that_session(ws_bridge, name):
         assert how == "until", how
         s.sendall(PROTOCOL_ERRORS[name])
         frames, how = read_frames(s, 1.5)
-        code = frame_close_code(frames)
-        if name in ("reserved data opcode", "reserved control opcode", "reserved bits without an extension"):
-            assert how in ("close", "eof", "reset") and code in (None, 1002), (how, code)
+        # RFC 6455 §7.1.7: the connection is failed with a close frame, 1002 (protocol error).
+        assert (how, frame_close_code(frames)) == ("close", 1002), (how, frames[-1:])
+        s.close()
+
+
+def test_a_client_that_shuts_its_side_without_a_close_frame_is_let_go_at_once(ws_bridge):
+    bridge, reference = ws_bridge
+    with survives(bridge, reference) as baseline:
+        s = raw_upgrade(bridge.port, f"/?job_id={reference}")
+        read_frames(s, 10, until=lambda opcode, payload: b"job.snapshot" in payload)
+        assert gauges(bridge)["progress_bridge_websocket_connections"] == baseline["progress_bridge_websocket_connections"] + 1
+        s.shutdown(socket.SHUT_WR)  # TCP half-close: the client will send nothing more, not even a close frame
+        frames, how = read_frames(s, 5)
+        assert how in ("eof", "reset"), f"the bridge must close a connection whose client shut its side ({how})"
+        assert wait_for(lambda: gauges(bridge)["progress_bridge_websocket_connections"]
+                        == baseline["progress_bridge_websocket_connections"], timeout=5), gauges(bridge)
+        s.close()
+
+
+def test_a_flood_of_pongs_counts_against_the_message_rate(ws_bridge):
+    bridge, reference = ws_bridge
+    with survives(bridge, reference):
+        s = raw_upgrade(bridge.port, f"/?job_id={reference}")
+        read_frames(s, 10, until=lambda opcode, payload: b"job.snapshot" in payload)
+        try:
+            s.sendall(b"".join(ws_frame(0xA, b"unasked") for _ in range(200)))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        frames, how = read_frames(s, 5)
+        assert (how, frame_close_code(frames)) == ("close", 1008), (how, frames[-1:])
         s.close()
 
 

@@ -122,6 +122,17 @@ final class SubscriberConnection: ChannelInboundHandler, RemovableChannelHandler
         context.fireChannelInactive()
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // The client shut its side (TCP half-close) without a close frame: nothing more can come, the connection is over.
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            session?.outbox.close(.clientGone)
+            state = .closed
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // NIO's protocol error handler (before this one) already sent the close frame a malformed frame calls for.
         environment.logger.debug("subscriber connection failed", metadata: ["connection_id": connectionId, "error": "\(error)"])
@@ -159,6 +170,7 @@ final class SubscriberConnection: ChannelInboundHandler, RemovableChannelHandler
                 context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
             }
         case .pong:
+            guard allowed() else { return }
             if let unansweredPing, frame.unmaskedData == unansweredPing { self.unansweredPing = nil }
         case .text, .binary:
             guard partial == nil else { return fail(.protocolError) }  // a new message inside a fragmented one
@@ -184,7 +196,7 @@ final class SubscriberConnection: ChannelInboundHandler, RemovableChannelHandler
         }
     }
 
-    /// Takes one message (or ping) of the client's allowance; over it, the client is closed with 1008.
+    /// Takes one message (or ping, or pong) of the client's allowance; over it, the client is closed with 1008.
     private func allowed() -> Bool {
         guard messageRate.allow() else {
             guard let session else { return false }
