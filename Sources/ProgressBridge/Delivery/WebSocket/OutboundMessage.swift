@@ -2,8 +2,9 @@ import JSONSchema
 import NIOCore
 import ProgressContract
 
-/// One server → client message, serialized once and shared by every subscriber.
-public struct OutboundMessage: Sendable {
+/// One server → client message, serialized once and shared by every subscriber (a class: queued for thousands of
+/// subscribers, it is one reference each, one retain per copy, not one per field).
+public final class OutboundMessage: Sendable {
     /// The message `type` (an event type, `job.snapshot`, `connection.ack`, `pong`, `error`, …).
     public let type: String
     public let jobId: String?
@@ -37,7 +38,7 @@ public struct OutboundMessage: Sendable {
     }
 
     /// A message of the JSON text `text`.
-    init(type: String, jobId: String?, seq: Int64, occurredAt: Int64?, text: String) {
+    convenience init(type: String, jobId: String?, seq: Int64, occurredAt: Int64?, text: String) {
         self.init(type: type, jobId: jobId, seq: seq, occurredAt: occurredAt, payload: text.utf8)
     }
 
