@@ -200,3 +200,46 @@ func ingestSection(runs: Int, schemas: String, cluster: KafkaMockCluster, produc
 }
 
 func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+
+/// The two stages of ingest on one core each, without Kafka: decoding (parse, validate, typed event) and applying
+/// to the store (aggregate, event message, resume history), over the same workloads, `runs` times; prints a table.
+/// Ingest runs them on two cores side by side, so the slower one bounds it.
+func stagesSection(runs: Int, schemas: String) throws {
+    let decoder = EventDecoder(validator: try BridgeRuntime.loadValidator(schemasPath: schemas))
+    print("\ningest stages on one core, no Kafka, \(runs) runs each (events/s; median in bold)")
+    print("| workload | events | decode (parse, validate, typed) | apply (aggregate, message, history) |")
+    print("| --- | --- | --- | --- |")
+    for workload in [Workload(name: "small", jobs: 100, videos: 200), Workload(name: "large", jobs: 4, videos: 5_000)] {
+        let records = workload.records(topic: "stages")
+        var decodeRates: [Double] = []
+        var applyRates: [Double] = []
+        for _ in 0..<runs {
+            let decodeStart = ContinuousClock.now
+            var events: [ProgressEvent] = []
+            events.reserveCapacity(records.count)
+            for record in records {
+                guard case .success(let event) = decoder.decode(record.value ?? []) else { preconditionFailure("the workload must be valid") }
+                events.append(event)
+            }
+            decodeRates.append(Double(records.count) / seconds(.now - decodeStart))
+            let store = JobStore(limits: StoreLimits(maxJobs: 100_000), metrics: BridgeMetrics())
+            // Partitioned by job, as the key is.
+            let partitions = events.map { Int32(truncatingIfNeeded: $0.jobId.utf8.reduce(7) { ($0 &* 31 &+ Int($1)) & 0xFFFF } % 16) }
+            var offsets = [Int64](repeating: 0, count: 16)
+            let applyStart = ContinuousClock.now
+            for (event, partition) in zip(events, partitions) {
+                let offset = offsets[Int(partition)]
+                offsets[Int(partition)] += 1
+                guard case .applied = store.apply(event, at: EventOrigin(partition: TopicPartition(topic: "stages", partition: partition), offset: offset))
+                else { preconditionFailure("every event of the workload applies") }
+            }
+            applyRates.append(Double(events.count) / seconds(.now - applyStart))
+            let totals = store.readAll { aggregate -> (Int, Int)? in (aggregate.progress().completed, aggregate.videos.count) }
+            precondition(totals.count == workload.jobs && totals.allSatisfy { $0 == (workload.videos, workload.videos) }, "wrong aggregates")
+        }
+        func list(_ values: [Double]) -> String { values.map { String(format: "%.0f", $0) }.joined(separator: ", ") }
+        print(
+            "| \(workload.name): \(workload.jobs) jobs × \(workload.videos) videos | \(records.count) | \(list(decodeRates)) (**\(String(format: "%.0f", median(decodeRates)))**) | \(list(applyRates)) (**\(String(format: "%.0f", median(applyRates)))**) |"
+        )
+    }
+}

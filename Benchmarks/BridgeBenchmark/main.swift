@@ -2,7 +2,7 @@
 // process, it prints what the practical limit is and what the bridge does. See BENCHMARKS.md.
 //
 //   swift build -c release --product progress-bridge && swift build -c release --product bridge-benchmark
-//   .build/release/bridge-benchmark [ingest] [latency] [fanout] [restart] [--runs N] [--schemas DIR]
+//   .build/release/bridge-benchmark [ingest] [stages] [latency] [fanout] [restart] [--runs N] [--schemas DIR]
 //       [--bridge PATH] [--subscribers N,N,…] [--seconds S]
 //
 // - ingest: the same topic (16 partitions) read by a raw librdkafka consumer loop (records fetched and freed) and by
@@ -36,13 +36,13 @@ struct Options {
             case "--bridge": options.bridgeBinary = arguments.popFirst() ?? options.bridgeBinary
             case "--subscribers": options.fanOut = (arguments.popFirst() ?? "").split(separator: ",").compactMap { Int($0) }
             case "--seconds": options.seconds = Int(arguments.popFirst() ?? "") ?? options.seconds
-            case "ingest", "latency", "fanout", "restart": options.sections.append(argument)
+            case "ingest", "stages", "latency", "fanout", "restart": options.sections.append(argument)
             default:
                 FileHandle.standardError.write(Data("unknown argument \(argument)\n".utf8))
                 exit(2)
             }
         }
-        if options.sections.isEmpty { options.sections = ["ingest", "latency", "fanout", "restart"] }
+        if options.sections.isEmpty { options.sections = ["ingest", "stages", "latency", "fanout", "restart"] }
         return options
     }
 }
@@ -80,6 +80,8 @@ for section in options.sections {
     switch section {
     case "ingest":
         try await ingestSection(runs: runs, schemas: options.schemas, cluster: cluster, producer: producer)
+    case "stages":
+        try stagesSection(runs: runs, schemas: options.schemas)
     case "latency":
         let topic = "latency.events"
         try cluster.createTopic(topic, partitions: 16)

@@ -88,10 +88,15 @@ public struct JobAggregate: Sendable {
     /// Applies one event of this job.
     public mutating func apply(_ event: ProgressEvent) -> ApplyOutcome {
         precondition(event.jobId == jobId, "event of another job")
-        if seenEventIds.contains(event.eventId) { return .duplicate }
+        // Remembered at once (one look-up, not a look and an insert), and forgotten again if refused.
+        guard seenEventIds.insert(event.eventId).inserted else { return .duplicate }
         let stamp = EventStamp(event)
-        if case .rejected(let rejection) = checkTransition(event, stamp) { return .rejected(rejection) }
-        if let id = event.payload.videoId, videos[id] == nil, videos.count >= limits.maxVideos {
+        if case .rejected(let rejection) = checkTransition(event, stamp) {
+            seenEventIds.remove(event.eventId)
+            return .rejected(rejection)
+        }
+        if let id = event.payload.videoId, videos.count >= limits.maxVideos, videos[id] == nil {
+            seenEventIds.remove(event.eventId)
             return .rejected(Rejection(.limitExceeded, "job \(jobId) already has \(videos.count) videos, the most one job may have (--max-videos-per-job)"))
         }
         remember(event.eventId)
@@ -166,8 +171,8 @@ public struct JobAggregate: Sendable {
         return .applied
     }
 
+    /// Keeps `eventId` (already in `seenEventIds`) in the order of arrival, forgetting the oldest beyond the limit.
     private mutating func remember(_ eventId: String) {
-        seenEventIds.insert(eventId)
         if seenOrder.count < limits.maxEventIds {
             seenOrder.append(eventId)
         } else {
@@ -193,16 +198,24 @@ public struct JobAggregate: Sendable {
     }
 
     private mutating func updateVideo(_ id: String, _ stamp: EventStamp, _ change: (inout VideoProgress) -> Void) {
-        var video = videos[id] ?? VideoProgress(id: id, jobId: jobId, updatedAt: stamp.occurredAt)
-        let before = videos[id]?.state
-        change(&video)
-        video.updatedAt = max(video.updatedAt, stamp.occurredAt)
-        if before != video.state {
-            if let before { stateCounts[before, default: 0] -= 1 }
-            stateCounts[video.state, default: 0] += 1
+        // Changed in place, with one look-up: a copy in and out would retain and release every field of the video.
+        var isNew = false
+        let jobId = self.jobId
+        var before: VideoState?
+        var after = VideoState.pending
+        Self.modify(&videos[id, default: { isNew = true; return VideoProgress(id: id, jobId: jobId, updatedAt: stamp.occurredAt) }()]) { video in
+            before = isNew ? nil : video.state
+            change(&video)
+            video.updatedAt = max(video.updatedAt, stamp.occurredAt)
+            after = video.state
         }
-        videos[id] = video
+        if before != after {
+            if let before { stateCounts[before, default: 0] -= 1 }
+            stateCounts[after, default: 0] += 1
+        }
     }
+
+    private static func modify(_ video: inout VideoProgress, _ change: (inout VideoProgress) -> Void) { change(&video) }
 
     /// A copy that remembers only the latest `keep` event ids, to keep snapshots small. Older
     /// redeliveries are still harmless: applying is idempotent (only `events_applied` would count them).

@@ -258,28 +258,32 @@ public final class JobStore: Sendable {
                 s.partition = origin.partition
                 self.partitions.withLock { $0[origin.partition, default: PartitionBook()].jobs += 1 }
             }
-            s.aggregate = aggregate
             s.lastChangedAt = streamTime
             s.seq = origin?.seq ?? s.seq.adding(saturating: 1)
             s.headerDirty = true
-            let writeData: (inout [UInt8]) -> Void
+            let seq = s.seq
+            func message(_ writeData: (inout [UInt8]) -> Void) -> OutboundMessage {
+                .event(
+                    type: event.type.rawValue, jobId: event.jobId, seq: seq, occurredAt: event.occurredAt, eventId: event.eventId,
+                    traceparent: traceparent, writeData: writeData)
+            }
+            // The message is written from the aggregate before it goes back (a second reference to it meanwhile would
+            // retain and release all of its fields).
+            let applied: OutboundMessage
             if event.type.isJobEvent {
-                let progress = aggregate.progress().json
-                writeData = { progress.write(into: &$0) }
+                applied = message { aggregate.progress().json.write(into: &$0) }
             } else if let id = event.payload.videoId, let video = aggregate.videos[id] {
                 s.dirtyVideos.insert(id)
-                writeData = { video.writeJSON(into: &$0) }
+                applied = message { video.writeJSON(into: &$0) }
             } else {
-                writeData = { $0.append(contentsOf: "null".utf8) }
+                applied = message { $0.append(contentsOf: "null".utf8) }
             }
-            let message = OutboundMessage.event(
-                type: event.type.rawValue, jobId: event.jobId, seq: s.seq, occurredAt: event.occurredAt, eventId: event.eventId,
-                traceparent: traceparent, writeData: writeData)
-            s.remember(message, limit: limits.historyPerJob, byteLimit: limits.historyBytesPerJob)
-            s.deliver(message)
-            // Under the job's lock, like the job's own subscribers: a feed sees each job's messages in seq order.
-            if event.type.isJobEvent, self.feedCount.load(ordering: .relaxed) > 0 { self.deliverToFeeds(message, jobId: event.jobId) }
             let isTerminal = aggregate.state?.isTerminal ?? false
+            s.aggregate = consume aggregate
+            s.remember(applied, limit: limits.historyPerJob, byteLimit: limits.historyBytesPerJob)
+            s.deliver(applied)
+            // Under the job's lock, like the job's own subscribers: a feed sees each job's messages in seq order.
+            if event.type.isJobEvent, self.feedCount.load(ordering: .relaxed) > 0 { self.deliverToFeeds(applied, jobId: event.jobId) }
             return (.applied, !wasTerminal && isTerminal, wasNew, endedActive)
         }
         guard let (handling, becameTerminal, wasNew, endedActive) = result else { return nil }

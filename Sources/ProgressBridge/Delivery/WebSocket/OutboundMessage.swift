@@ -18,6 +18,8 @@ public final class OutboundMessage: Sendable {
     /// they are the same bytes for every subscriber): one buffer, encoded once and shared by every subscriber's write.
     let wire: ByteBuffer
 
+    private static let allocator = ByteBufferAllocator()
+
     /// The JSON text of the frame.
     public var text: String { String(buffer: frame) }
 
@@ -30,7 +32,8 @@ public final class OutboundMessage: Sendable {
         self.jobId = jobId
         self.seq = seq
         self.occurredAt = occurredAt
-        var wire = ByteBuffer()
+        // One allocation of the frame's exact size (an empty buffer would be copied into a bigger one).
+        var wire = Self.allocator.buffer(capacity: payload.count + 10)
         let headerLength = WebSocketTextFrameHeader.write(payloadLength: payload.count, into: &wire)
         wire.writeBytes(payload)
         self.wire = wire
