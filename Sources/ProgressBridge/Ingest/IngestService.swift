@@ -726,14 +726,16 @@ struct Partitions {
         catchUpTargets = ends.filter { $0.value > (starts[$0.key] ?? 0) }
     }
 
+    // Changed in place (`_modify`): a get-and-set would copy the partition's progress for every event, and its
+    // `dirtyJobs` set with it, once per event (its storage shared with the copy in the dictionary).
     subscript(partition: TopicPartition) -> PartitionProgress? {
         get { entries[partition] }
-        set { entries[partition] = newValue }
+        _modify { yield &entries[partition] }
     }
 
     subscript(partition: TopicPartition, default value: @autoclosure () -> PartitionProgress) -> PartitionProgress {
         get { entries[partition] ?? value() }
-        set { entries[partition] = newValue }
+        _modify { yield &entries[partition, default: value()] }
     }
 
     var all: Set<TopicPartition> { Set(entries.keys) }
