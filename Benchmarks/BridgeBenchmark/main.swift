@@ -3,7 +3,7 @@
 //
 //   swift build -c release --product progress-bridge && swift build -c release --product bridge-benchmark
 //   .build/release/bridge-benchmark [ingest] [stages] [latency] [fanout] [restart] [--runs N] [--schemas DIR]
-//       [--bridge PATH] [--subscribers N,N,…] [--seconds S]
+//       [--bridge PATH] [--subscribers N,N,…] [--latency-subscribers N] [--seconds S]
 //
 // - ingest: the same topic (16 partitions) read by a raw librdkafka consumer loop (records fetched and freed) and by
 //   the bridge's ingest path in this process (read, decode + validate, aggregate, with dead-letter and state
@@ -24,6 +24,8 @@ struct Options {
     var schemas = "schemas"
     var bridgeBinary = ".build/release/progress-bridge"
     var fanOut = [1_000, 10_000]
+    /// Subscribers in the latency section (the target is for 1,000; fewer show the bridge's part without the fan-out burst).
+    var latencySubscribers = 1_000
     var seconds = 20
 
     static func parse() -> Options {
@@ -35,6 +37,7 @@ struct Options {
             case "--schemas": options.schemas = arguments.popFirst() ?? options.schemas
             case "--bridge": options.bridgeBinary = arguments.popFirst() ?? options.bridgeBinary
             case "--subscribers": options.fanOut = (arguments.popFirst() ?? "").split(separator: ",").compactMap { Int($0) }
+            case "--latency-subscribers": options.latencySubscribers = Int(arguments.popFirst() ?? "") ?? options.latencySubscribers
             case "--seconds": options.seconds = Int(arguments.popFirst() ?? "") ?? options.seconds
             case "ingest", "stages", "latency", "fanout", "restart": options.sections.append(argument)
             default:
@@ -87,7 +90,7 @@ for section in options.sections {
         try cluster.createTopic(topic, partitions: 16)
         let bridge = try await startBridge(topic: topic, label: "latency", options: options, cluster: cluster)
         print("\nlatency: one job, 20 events/s for \(seconds) s, \(runs) runs (ms; p50 / p99 / max)")
-        print("| run | Kafka: produce → raw consumer | bridge: produce → WebSocket, 1,000 subscribers | bridge adds at p50 / p99 | deliveries/s | lost |")
+        print("| run | Kafka: produce → raw consumer | bridge: produce → WebSocket, \(options.latencySubscribers) subscribers | bridge adds at p50 / p99 | deliveries/s | lost |")
         print("| --- | --- | --- | --- | --- | --- |")
         for run in 1...runs {
             var rawJob = LiveJob(topic: topic, videos: 100, label: "raw")
@@ -95,7 +98,7 @@ for section in options.sections {
             let raw = try await rawDeliveryLatency(
                 bootstrap: cluster.bootstrapServers, job: &rawJob, partitions: 16, rate: 20, duration: .seconds(seconds), producer: producer)
             let result = try await bridgeDelivery(
-                bridge: bridge, topic: topic, subscribers: 1_000, rate: 20, duration: .seconds(seconds), producer: producer, label: "latency")
+                bridge: bridge, topic: topic, subscribers: options.latencySubscribers, rate: 20, duration: .seconds(seconds), producer: producer, label: "latency")
             let r = result.report
             let added = r.latency.map { "\(ms(Double($0.p50) - raw.p50)) / \(ms(Double($0.p99) - raw.p99))" } ?? "–"
             print(
