@@ -85,7 +85,7 @@ struct ProgressBridgeCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-connections-per-ip"), help: "Most WebSocket connections per client address (more: close 1013). Env: BRIDGE_MAX_CONNECTIONS_PER_IP. Default: 100.")
     var maxConnectionsPerIP: String?
 
-    @Option(name: .customLong("client-message-rate"), help: "Client messages per second per connection, bursts of twice that (faster: close 1008). Env: BRIDGE_CLIENT_MESSAGE_RATE. Default: 20.")
+    @Option(name: .customLong("client-message-rate"), help: "Client frames (messages, fragments, pings, pongs) per second per connection, bursts of twice that (faster: close 1008). Env: BRIDGE_CLIENT_MESSAGE_RATE. Default: 20.")
     var clientMessageRate: String?
 
     @Option(name: .customLong("max-connections-per-subject"), help: "Most WebSocket connections per token subject (sub claim) (more: close 1013). Env: BRIDGE_MAX_CONNECTIONS_PER_SUBJECT. Default: 100.")

@@ -18,6 +18,25 @@ struct SubscriberConnectionTests {
         var text: String { String(decoding: payload, as: UTF8.self) }
     }
 
+    /// A client that stopped reading: every write stays pending, its promise never completes.
+    final class StalledWrites: ChannelOutboundHandler, @unchecked Sendable {
+        typealias OutboundIn = NIOAny
+        private var pending: [EventLoopPromise<Void>] = []
+        /// Writes held back (with a promise or without).
+        private(set) var held = 0
+        func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+            held += 1
+            if let promise { pending.append(promise) }
+        }
+        func flush(context: ChannelHandlerContext) {}
+        func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+            // The socket goes: what was pending fails, as NIO fails a closed socket's writes.
+            for promise in pending { promise.fail(ChannelError.ioOnClosedChannel) }
+            pending = []
+            context.close(mode: mode, promise: promise)
+        }
+    }
+
     final class Harness {
         let channel = EmbeddedChannel()
         let metrics = BridgeMetrics()
@@ -25,7 +44,7 @@ struct SubscriberConnectionTests {
         let limiter: ConnectionLimiter
         private var written: [UInt8] = []
 
-        init(settings: DeliverySettings = DeliverySettings(), expiresAt: Date? = nil, limiterTotal: Int = 10) throws {
+        init(settings: DeliverySettings = DeliverySettings(), expiresAt: Date? = nil, limiterTotal: Int = 10, stalled: StalledWrites? = nil) throws {
             store = JobStore(metrics: metrics)
             limiter = ConnectionLimiter(maxTotal: limiterTotal, maxPerAddress: 10, metrics: metrics)
             let request = try SubscriptionRequest.parse(jobId: "job_1", connectionId: "conn_1", token: nil, lastSeq: nil).get()
@@ -33,6 +52,7 @@ struct SubscriberConnectionTests {
                 store: store, metrics: metrics, settings: settings, limiter: limiter, logger: .init(label: "test"), closeTimeout: .seconds(3),
                 pingInterval: .seconds(30))
             let ticket = SubscriberTicket(request: request, grant: Grant(allJobs: true, jobs: [], expiresAt: expiresAt), address: "10.0.0.1")
+            if let stalled { try channel.pipeline.syncOperations.addHandler(stalled) }
             try channel.pipeline.syncOperations.addHandler(WebSocketFrameEncoder())
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
             try channel.pipeline.syncOperations.addHandler(SubscriberConnection(ticket: ticket, environment: environment))
@@ -76,8 +96,11 @@ struct SubscriberConnectionTests {
         }
 
         /// The open-connections gauge, as `/metrics` shows it.
-        var openConnections: Int? {
-            metrics.render().split(separator: "\n").first { $0.hasPrefix("progress_bridge_websocket_connections ") }
+        var openConnections: Int? { sample("progress_bridge_websocket_connections") }
+
+        /// A metric's value, as `/metrics` shows it.
+        func sample(_ name: String) -> Int? {
+            metrics.render().split(separator: "\n").first { $0.hasPrefix(name + " ") }
                 .flatMap { Double($0.split(separator: " ").last ?? "") }.map { Int($0) }
         }
     }
@@ -170,6 +193,55 @@ struct SubscriberConnectionTests {
         #expect(harness.openConnections == 0)
     }
 
+    @Test func aFloodReadAtOnceIsOneCloseOneCountAndTheRestDropped() throws {
+        var settings = DeliverySettings()
+        settings.clientMessagesPerSecond = 5  // bursts of 10
+        let harness = try Harness(settings: settings)
+        _ = try harness.frames()
+        // Read before the loop gets to run anything else: the allowance's end must stop it there and then.
+        for _ in 0..<200 { try harness.send(.ping, [1]) }
+        let frames = try harness.frames()
+        #expect(frames.filter { $0.opcode == 0xA }.count == 10)
+        #expect(frames.filter { $0.opcode == 0x8 }.map(\.closeCode) == [1008])
+        #expect(harness.sample("progress_bridge_websocket_policy_closes_total") == 1)
+    }
+
+    @Test func emptyFragmentsCountAgainstTheRate() throws {
+        var settings = DeliverySettings()
+        settings.clientMessagesPerSecond = 5  // bursts of 10
+        let harness = try Harness(settings: settings)
+        _ = try harness.frames()
+        try harness.send(.text, [], fin: false)
+        for _ in 0..<20 { try harness.send(.continuation, [], fin: false) }
+        #expect(try harness.frames().last?.closeCode == 1008)
+    }
+
+    /// However the closing starts, a client that reads nothing more cannot keep the connection: its close frame (or
+    /// ours) never leaves, and the deadline closes it.
+    @Test(arguments: ["the client's close", "a protocol error", "too fast", "our close"])
+    func aClosingConnectionToAClientThatStoppedReadingIsCutAfterTheTimeout(how: String) throws {
+        var settings = DeliverySettings()
+        settings.clientMessagesPerSecond = 5
+        let stalled = StalledWrites()
+        let harness = try Harness(settings: settings, stalled: stalled)
+        #expect(try harness.frames().isEmpty, "nothing leaves")
+        #expect(harness.openConnections == 1)
+        switch how {
+        case "the client's close": try harness.send(.connectionClose, [0x03, 0xE8])
+        case "a protocol error": try harness.send(.text, [1], masked: false)
+        case "too fast": for _ in 0..<20 { try harness.send(.ping, [1]) }
+        default: harness.store.closeAllSubscribers(.shuttingDown)
+        }
+        harness.channel.embeddedEventLoop.run()
+        #expect(stalled.held > 0)
+        #expect(harness.channel.isActive, "\(how): waits for its frame to leave")
+        harness.channel.embeddedEventLoop.advanceTime(by: .seconds(3))
+        #expect(!harness.channel.isActive, "\(how): closed at the deadline")
+        #expect(harness.openConnections == 0)
+        #expect(harness.store.subscriberCount == 0)
+        #expect(harness.limiter.admit("10.0.0.1") == nil, "the slot was given back")
+    }
+
     @Test func aClientThatNeverAnswersOurCloseIsCutAfterTheTimeout() throws {
         let harness = try Harness()
         _ = try harness.frames()
@@ -222,8 +294,9 @@ struct SubscriberConnectionTests {
     }
 
     @Test(arguments: [
-        ([UInt8](), 1000), ([0x03], 1002), ([0x03, 0xE8], 1000), ([0x0F, 0xA0], 1000), ([0x03, 0xED], 1002), ([0x03, 0xE8, 0xFF], 1002),
-        ([0x13, 0x88], 1002),
+        ([UInt8](), 1000), ([0x03], 1002), ([0x03, 0xE8], 1000), ([0x0F, 0xA0], 1000), ([0x03, 0xED], 1002), ([0x03, 0xE8, 0xFF], 1007),
+        ([0x13, 0x88], 1002), ([0x03, 0xF4], 1000), ([0x03, 0xF6], 1000), ([0x03, 0xF7], 1002), ([0x03, 0xEE], 1002),
+        ([0x0B, 0xB7], 1002),
     ])
     func theAnswerToACloseFollowsRFC6455(payload: [UInt8], code: Int) {
         let answer = SubscriberConnection.answer(toClose: ByteBuffer(bytes: payload))

@@ -91,7 +91,6 @@ final class SubscriberConnection: ChannelInboundHandler, RemovableChannelHandler
         let session = SubscriberSession(
             request: ticket.request, grant: ticket.grant, commands: environment.commands, store: environment.store, metrics: environment.metrics,
             settings: settings, logger: environment.logger, outbox: outbox)
-        self.session = session
         do {
             try SubscriberChannelDrain.attach(outbox, to: context.channel, metrics: environment.metrics)
         } catch {
@@ -103,6 +102,8 @@ final class SubscriberConnection: ChannelInboundHandler, RemovableChannelHandler
         let loop = context.eventLoop
         let bound = NIOLoopBound(self, eventLoop: loop)
         outbox.whenClosed { reason in loop.execute { bound.value.outboxClosed(reason) } }
+        // Held only once started: `end()` ends what `start()` began (its gauge among it), nothing else.
+        self.session = session
         session.start()
         if let expiresAt = ticket.grant.expiresAt {
             let milliseconds = Int64(min(max(0, expiresAt.timeIntervalSinceNow), 1e9) * 1000)
@@ -134,10 +135,17 @@ final class SubscriberConnection: ChannelInboundHandler, RemovableChannelHandler
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // NIO's protocol error handler (before this one) already sent the close frame a malformed frame calls for.
         environment.logger.debug("subscriber connection failed", metadata: ["connection_id": connectionId, "error": "\(error)"])
+        session?.outbox.close(.clientGone)
         state = .closed
-        context.close(promise: nil)
+        if error is NIOWebSocketError {
+            // A malformed frame: NIO's protocol error handler (before this one) wrote the close frame it calls for
+            // and closes once that is written; closing now would throw the frame away. The deadline covers a client
+            // that does not read it.
+            armCloseDeadline()
+        } else {
+            context.close(promise: nil)
+        }
     }
 
     /// Once, whatever ends the connection: the subscription ends and its slot and gauges are given back.
@@ -174,42 +182,43 @@ final class SubscriberConnection: ChannelInboundHandler, RemovableChannelHandler
             if let unansweredPing, frame.unmaskedData == unansweredPing { self.unansweredPing = nil }
         case .text, .binary:
             guard partial == nil else { return fail(.protocolError) }  // a new message inside a fragmented one
+            // Every data frame counts, a fragment too: endless empty fragments are a flood like any other.
+            guard allowed() else { return }
             if frame.fin {
                 receivedMessage(frame.opcode, frame.unmaskedData)
             } else {
                 partial = (frame.opcode, frame.unmaskedData)
             }
         case .continuation:
-            guard let (opcode, collected) = partial else { return fail(.protocolError) }  // no message to continue
-            partial = nil
-            var data = collected
-            guard data.readableBytes + frame.length <= environment.settings.maxClientMessageBytes else { return fail(.messageTooLarge) }
+            guard let collected = partial?.data.readableBytes else { return fail(.protocolError) }  // no message to continue
+            guard allowed() else { return }
+            guard collected + frame.length <= environment.settings.maxClientMessageBytes else { return fail(.messageTooLarge) }
             var more = frame.unmaskedData
-            data.writeBuffer(&more)
-            if frame.fin {
+            partial!.data.writeBuffer(&more)  // in place: the only reference, never a copy of what came before
+            if frame.fin, let (opcode, data) = partial.take() {
                 receivedMessage(opcode, data)
-            } else {
-                partial = (opcode, data)
             }
         default:
             fail(.protocolError)  // a reserved opcode
         }
     }
 
-    /// Takes one message (or ping, or pong) of the client's allowance; over it, the client is closed with 1008.
+    /// Takes one frame (data, ping or pong) of the client's allowance; over it, the client is closed with 1008 —
+    /// at once, so the rest of a flood already read is dropped, not counted and logged frame by frame.
     private func allowed() -> Bool {
         guard messageRate.allow() else {
-            guard let session else { return false }
+            guard state == .open, let session else { return false }
             environment.metrics.policyCloses.increment()
             environment.logger.info("client sends too fast; closing", metadata: ["connection_id": connectionId])
-            session.outbox.close(.policyViolation)
+            session.outbox.close(.policyViolation)  // (its close callback, later, finds the handshake begun)
+            sendClose(code: .policyViolation, reason: "client message rate exceeded")
             return false
         }
         return true
     }
 
     private func receivedMessage(_ opcode: WebSocketOpcode, _ data: ByteBuffer) {
-        guard let session, allowed() else { return }
+        guard let session else { return }
         guard opcode == .text else {
             session.outbox.enqueue(.error(code: "unsupported_frame", message: "send JSON text frames", now: WallClock.nowMs()))
             return
@@ -235,16 +244,19 @@ final class SubscriberConnection: ChannelInboundHandler, RemovableChannelHandler
         let frame = closeFrame(code: Self.answer(toClose: payload), reason: nil, allocator: context.channel.allocator)
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(frame)).whenComplete { _ in channel.close(promise: nil) }
+        armCloseDeadline()  // the answer may sit behind data a client that stopped reading never takes
     }
 
-    /// The code answering a client's close frame (RFC 6455 §7.4): 1000, or 1002 for a payload that breaks the rules.
+    /// The code answering a client's close frame (RFC 6455 §7.4): 1000; 1002 for a payload that breaks the rules
+    /// (one byte, a code that must not be sent); 1007 for a reason that is not UTF-8 (§8.1).
     static func answer(toClose payload: ByteBuffer) -> WebSocketErrorCode {
         var payload = payload
         guard payload.readableBytes > 0 else { return .normalClosure }
         guard let code = payload.readInteger(as: UInt16.self) else { return .protocolError }
-        guard String(validating: payload.readableBytesView, as: UTF8.self) != nil else { return .protocolError }
+        guard String(validating: payload.readableBytesView, as: UTF8.self) != nil else { return .dataInconsistentWithMessage }
         switch code {
-        case 1000...1003, 1007...1011, 3000...4999: return .normalClosure
+        // Defined by RFC 6455 or registered with IANA since (1012–1014), and the ranges for libraries and applications.
+        case 1000...1003, 1007...1014, 3000...4999: return .normalClosure
         default: return .protocolError
         }
     }
@@ -259,6 +271,7 @@ final class SubscriberConnection: ChannelInboundHandler, RemovableChannelHandler
         let frame = closeFrame(code: code, reason: nil, allocator: context.channel.allocator)
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(frame)).whenComplete { _ in channel.close(promise: nil) }
+        armCloseDeadline()
     }
 
     // MARK: Closing from our side
@@ -289,11 +302,19 @@ final class SubscriberConnection: ChannelInboundHandler, RemovableChannelHandler
         pingTimer?.cancel()
         let frame = closeFrame(code: code, reason: reason, allocator: context.channel.allocator)
         context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+        armCloseDeadline()
+    }
+
+    /// Whatever way the connection is closing — our close frame, our answer to the client's, a protocol error's —
+    /// it is closed after `closeTimeout` at the latest: the frame may never leave for a client that stopped reading,
+    /// and such a client would hold its slot for ever.
+    private func armCloseDeadline() {
+        guard closeTimer == nil, !ended, let context else { return }
         let connectionId = self.connectionId
         let logger = environment.logger
         let channel = context.channel
         closeTimer = context.eventLoop.scheduleTask(in: environment.closeTimeout) {
-            logger.info("subscriber did not answer the close frame in time; closing the connection", metadata: ["connection_id": connectionId])
+            logger.info("subscriber did not finish closing in time; closing the connection", metadata: ["connection_id": connectionId])
             channel.close(promise: nil)
         }
     }
@@ -338,7 +359,8 @@ final class SubscriberWork: Service, Sendable {
     private let jobs: AsyncStream<Job>
     private let continuation: AsyncStream<Job>.Continuation
 
-    /// `capacity`: jobs waiting to start; more are refused (the connection answers "busy").
+    /// `capacity`: jobs submitted but not yet started by `run()` (it starts them as fast as they come, so this is
+    /// only a bound on a burst; how many commands are in flight is `JobCommandRelay`'s limit).
     init(capacity: Int = 256) {
         (jobs, continuation) = AsyncStream.makeStream(of: Job.self, bufferingPolicy: .bufferingOldest(capacity))
     }

@@ -55,7 +55,8 @@ struct SubscriberUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
                 shouldUpgrade: { channel, head in
                     upgradeAttempted.value = true
                     let promise = channel.eventLoop.makePromise(of: HTTPHeaders?.self)
-                    // The token check may fetch keys: the decision is async (one short task per upgrade request).
+                    // jwt-kit's key collection is an actor: the token check, and so the decision, is async (one short task
+                    // per upgrade request; the keys are local, it does not wait on the network).
                     promise.completeWithTask {
                         guard let admitted = await admission.admit(head, on: channel) else { return nil }
                         ticket.withLockedValue { $0 = admitted }
