@@ -272,9 +272,13 @@ public final class JobStore: Sendable {
             let applied: OutboundMessage
             if event.type.isJobEvent {
                 applied = message { aggregate.progress().json.write(into: &$0) }
-            } else if let id = event.payload.videoId, let video = aggregate.videos[id] {
-                s.dirtyVideos.insert(id)
-                applied = message { video.writeJSON(into: &$0) }
+            } else if let id = event.payload.videoId {
+                var found = false
+                applied = message { out in
+                    found = aggregate.writeVideoJSON(id, into: &out)
+                    if !found { out.append(contentsOf: "null".utf8) }
+                }
+                if found { s.dirtyVideos.insert(id) }
             } else {
                 applied = message { $0.append(contentsOf: "null".utf8) }
             }
