@@ -242,4 +242,51 @@ func stagesSection(runs: Int, schemas: String) throws {
             "| \(workload.name): \(workload.jobs) jobs × \(workload.videos) videos | \(records.count) | \(list(decodeRates)) (**\(String(format: "%.0f", median(decodeRates)))**) | \(list(applyRates)) (**\(String(format: "%.0f", median(applyRates)))**) |"
         )
     }
+    try jobEventsSection(runs: runs, decoder: decoder)
+}
+
+/// A job event's message carries the job's whole progress (counts, throughput, processing times): its cost must not
+/// grow with the job's size. Applies 2,000 `job.progress` events to one job of N finished videos, for N from 100 to
+/// 100,000, on one core; prints events/s.
+func jobEventsSection(runs: Int, decoder: EventDecoder) throws {
+    print("\njob events on one core: 2,000 job.progress events applied to a job of N completed videos (events/s; median in bold)")
+    print("| videos in the job | job.progress events/s |")
+    print("| --- | --- |")
+    for videos in [100, 10_000, 100_000] {
+        var rates: [Double] = []
+        for run in 0..<runs {
+            let store = JobStore(limits: StoreLimits(maxJobs: 10), metrics: BridgeMetrics())
+            let job = "job_bench_size_\(videos)_\(run)"
+            var offset: Int64 = 0
+            func apply(_ type: String, _ data: String, at ms: Int) {
+                let stamp = String(format: "2026-11-24T%02d:%02d:%02d.%03dZ", 10 + ms / 3_600_000, (ms / 60_000) % 60, (ms / 1000) % 60, ms % 1000)
+                let text = #"{"schema_version":1,"event_id":"\#(job)-\#(offset)","type":"\#(type)","job_id":"\#(job)","occurred_at":"\#(stamp)","data":\#(data)}"#
+                guard case .success(let event) = decoder.decode(Array(text.utf8)) else { preconditionFailure("the workload must be valid") }
+                guard case .applied = store.apply(event, at: EventOrigin(partition: TopicPartition(topic: "sizes", partition: 0), offset: offset))
+                else { preconditionFailure("every event applies") }
+                offset += 1
+            }
+            apply("job.state_changed", #"{"from":null,"to":"running","job":{"total_videos":\#(videos)}}"#, at: 0)
+            for v in 0..<videos {
+                apply("video.completed", #"{"video_id":"vid_\#(v)","processing_ms":\#(1_000 + v % 5_000)}"#, at: 1 + v)
+            }
+            // Decoded first, so that only applying is timed.
+            var events: [ProgressEvent] = []
+            for i in 0..<2_000 {
+                let text =
+                    #"{"schema_version":1,"event_id":"\#(job)-p\#(i)","type":"job.progress","job_id":"\#(job)","occurred_at":"2026-11-24T12:00:00.000Z","data":{"total_videos":\#(videos),"completed":\#(videos),"failed":0}}"#
+                guard case .success(let event) = decoder.decode(Array(text.utf8)) else { preconditionFailure("the workload must be valid") }
+                events.append(event)
+            }
+            let start = ContinuousClock.now
+            for event in events {
+                guard case .applied = store.apply(event, at: EventOrigin(partition: TopicPartition(topic: "sizes", partition: 0), offset: offset))
+                else { preconditionFailure("every event applies") }
+                offset += 1
+            }
+            rates.append(Double(events.count) / seconds(.now - start))
+            precondition(store.read(job, { $0.progress().processingTime?.samples }) == videos, "wrong aggregate")
+        }
+        print("| \(videos) | \(rates.map { String(format: "%.0f", $0) }.joined(separator: ", ")) (**\(String(format: "%.0f", median(rates)))**) |")
+    }
 }

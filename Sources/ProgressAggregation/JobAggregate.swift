@@ -45,8 +45,8 @@ public struct JobAggregate: Sendable {
     private var monitorField = Stamped<MonitorCounts>()
     private var errorField = Stamped<ErrorInfo>()
     public private(set) var videos: [String: VideoProgress] = [:]
-    /// Known videos by state (videos never mentioned are not here).
-    private var stateCounts: [VideoState: Int] = [:]
+    /// What progress needs of the videos (counts by state, finish times, processing times), kept as they change.
+    private(set) var tally = VideoTally()
     public private(set) var firstEventAt: Int64
     public private(set) var lastEventAt: Int64
     /// Event time of the earliest transition to `running`.
@@ -201,18 +201,15 @@ public struct JobAggregate: Sendable {
         // Changed in place, with one look-up: a copy in and out would retain and release every field of the video.
         var isNew = false
         let jobId = self.jobId
-        var before: VideoState?
-        var after = VideoState.pending
+        var before: VideoTally.Entry?
+        var after: VideoTally.Entry?
         Self.modify(&videos[id, default: { isNew = true; return VideoProgress(id: id, jobId: jobId, updatedAt: stamp.occurredAt) }()]) { video in
-            before = isNew ? nil : video.state
+            before = isNew ? nil : VideoTally.Entry(video)
             change(&video)
             video.updatedAt = max(video.updatedAt, stamp.occurredAt)
-            after = video.state
+            after = VideoTally.Entry(video)
         }
-        if before != after {
-            if let before { stateCounts[before, default: 0] -= 1 }
-            stateCounts[after, default: 0] += 1
-        }
+        if let after { tally.update(from: before, to: after) }
     }
 
     private static func modify(_ video: inout VideoProgress, _ change: (inout VideoProgress) -> Void) { change(&video) }
@@ -245,21 +242,20 @@ public struct JobAggregate: Sendable {
     public func withoutVideos() -> JobAggregate {
         var copy = self
         copy.videos = [:]
-        copy.stateCounts = [:]
+        copy.tally = VideoTally()
         return copy
     }
 
     /// Puts restored videos back (replacing any of the same id) and recounts them; applies `limits`.
     public mutating func restore(videos restored: some Sequence<VideoProgress>, limits: AggregateLimits) {
         for video in restored where video.jobId == jobId { videos[video.id] = video }
-        stateCounts = [:]
-        for video in videos.values { stateCounts[video.state, default: 0] += 1 }
+        tally = VideoTally(videos.values)
         self = compacted(keepingEventIds: limits.maxEventIds)
         self.limits = limits
     }
 
     /// How many known videos are in `state`.
-    public func count(_ state: VideoState) -> Int { stateCounts[state, default: 0] }
+    public func count(_ state: VideoState) -> Int { tally.counts[state, default: 0] }
 }
 
 extension JobAggregate: Codable {
@@ -293,7 +289,7 @@ extension JobAggregate: Codable {
         var restored: [String: VideoProgress] = [:]
         for video in try c.decodeIfPresent([VideoProgress].self, forKey: .videos) ?? [] where video.jobId == jobId { restored[video.id] = video }
         videos = restored
-        for video in videos.values { stateCounts[video.state, default: 0] += 1 }
+        tally = VideoTally(videos.values)
     }
 
     public func encode(to encoder: any Encoder) throws {

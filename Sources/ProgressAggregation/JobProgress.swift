@@ -93,19 +93,19 @@ extension JobAggregate {
         let windowMs = end.subtracting(saturating: windowStart)
         var throughput: Double?
         if !useMonitor, windowMs > 0 {
-            let recent = videos.values.reduce(0) { n, v in
-                n + (v.state.isTerminal && v.updatedAt > windowStart && v.updatedAt <= end ? 1 : 0)
-            }
+            // Videos finished (terminal) with their latest change in (windowStart, end].
+            let recent = tally.finishedAt.count(atMost: end) - tally.finishedAt.count(atMost: windowStart)
             throughput = Double(recent) / (Double(windowMs) / 60_000)
         }
 
-        let samples = videos.values.compactMap { $0.state == .completed ? $0.processingMs : nil }.sorted()
+        let samples = tally.processingTimes
         let times: ProcessingTimes? =
             samples.isEmpty
             ? nil
             : ProcessingTimes(
-                mean: samples.reduce(0.0) { $0 + Double($1) } / Double(samples.count),
-                p50: Self.percentile(samples, 0.50), p95: Self.percentile(samples, 0.95), samples: samples.count)
+                mean: Double(tally.processingTimesSum) / Double(samples.count),
+                p50: samples.element(at: Self.percentileIndex(0.50, of: samples.count)),
+                p95: samples.element(at: Self.percentileIndex(0.95, of: samples.count)), samples: samples.count)
 
         var eta: Double?
         if let state, state.isTerminal {
@@ -138,9 +138,9 @@ extension JobAggregate {
             eventsApplied: eventsApplied, countsFromMonitor: useMonitor)
     }
 
-    /// Nearest-rank percentile of sorted samples.
-    static func percentile(_ sorted: [Int64], _ p: Double) -> Int64 {
-        let rank = Int((p * Double(sorted.count)).rounded(.up))
-        return sorted[max(0, min(sorted.count - 1, rank - 1))]
+    /// Where the nearest-rank percentile `p` is among `count` sorted samples (count > 0).
+    static func percentileIndex(_ p: Double, of count: Int) -> Int {
+        let rank = Int((p * Double(count)).rounded(.up))
+        return max(0, min(count - 1, rank - 1))
     }
 }
