@@ -78,23 +78,18 @@ struct SortedMultiset: Sendable {
     }
 
     /// The index of the first element ≥ `value` (or the end).
-    private static func firstIndex(in chunk: [Int64], notBelow value: Int64) -> Int {
-        var low = 0
-        var high = chunk.count
-        while low < high {
-            let middle = low + (high - low) / 2
-            if chunk[middle] < value { low = middle + 1 } else { high = middle }
-        }
-        return low
-    }
+    private static func firstIndex(in chunk: [Int64], notBelow value: Int64) -> Int { partitionPoint(chunk) { $0 < value } }
 
     /// The index of the first element > `value` (or the end).
-    private static func firstIndex(in chunk: [Int64], after value: Int64) -> Int {
+    private static func firstIndex(in chunk: [Int64], after value: Int64) -> Int { partitionPoint(chunk) { $0 <= value } }
+
+    /// The index of the first element for which `comesFirst` is false, in a chunk where it holds for a prefix.
+    private static func partitionPoint(_ chunk: [Int64], _ comesFirst: (Int64) -> Bool) -> Int {
         var low = 0
         var high = chunk.count
         while low < high {
             let middle = low + (high - low) / 2
-            if chunk[middle] <= value { low = middle + 1 } else { high = middle }
+            if comesFirst(chunk[middle]) { low = middle + 1 } else { high = middle }
         }
         return low
     }

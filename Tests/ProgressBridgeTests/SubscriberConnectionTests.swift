@@ -44,7 +44,13 @@ struct SubscriberConnectionTests {
         let limiter: ConnectionLimiter
         private var written: [UInt8] = []
 
-        init(settings: DeliverySettings = DeliverySettings(), expiresAt: Date? = nil, limiterTotal: Int = 10, stalled: StalledWrites? = nil) throws {
+        /// `clientFrameRate`: the client's frames per second (bursts of twice that), instead of the settings' own.
+        init(
+            settings: DeliverySettings = DeliverySettings(), clientFrameRate: Double? = nil, expiresAt: Date? = nil, limiterTotal: Int = 10,
+            stalled: StalledWrites? = nil
+        ) throws {
+            var settings = settings
+            if let clientFrameRate { settings.clientMessagesPerSecond = clientFrameRate }
             store = JobStore(metrics: metrics)
             limiter = ConnectionLimiter(maxTotal: limiterTotal, maxPerAddress: 10, metrics: metrics)
             let request = try SubscriptionRequest.parse(jobId: "job_1", connectionId: "conn_1", token: nil, lastSeq: nil).get()
@@ -177,9 +183,7 @@ struct SubscriberConnectionTests {
     }
 
     @Test func aFloodingClientIsClosedWith1008AfterItsAllowance() throws {
-        var settings = DeliverySettings()
-        settings.clientMessagesPerSecond = 5  // bursts of 10
-        let harness = try Harness(settings: settings)
+        let harness = try Harness(clientFrameRate: 5)  // bursts of 10
         _ = try harness.frames()
         for _ in 0..<5 { try harness.send(.ping, [1]) }
         for _ in 0..<6 { try harness.send(.pong, [2]) }  // unasked pongs count too
@@ -194,9 +198,7 @@ struct SubscriberConnectionTests {
     }
 
     @Test func aFloodReadAtOnceIsOneCloseOneCountAndTheRestDropped() throws {
-        var settings = DeliverySettings()
-        settings.clientMessagesPerSecond = 5  // bursts of 10
-        let harness = try Harness(settings: settings)
+        let harness = try Harness(clientFrameRate: 5)  // bursts of 10
         _ = try harness.frames()
         // Read before the loop gets to run anything else: the allowance's end must stop it there and then.
         for _ in 0..<200 { try harness.send(.ping, [1]) }
@@ -207,9 +209,7 @@ struct SubscriberConnectionTests {
     }
 
     @Test func emptyFragmentsCountAgainstTheRate() throws {
-        var settings = DeliverySettings()
-        settings.clientMessagesPerSecond = 5  // bursts of 10
-        let harness = try Harness(settings: settings)
+        let harness = try Harness(clientFrameRate: 5)  // bursts of 10
         _ = try harness.frames()
         try harness.send(.text, [], fin: false)
         for _ in 0..<20 { try harness.send(.continuation, [], fin: false) }
@@ -220,10 +220,8 @@ struct SubscriberConnectionTests {
     /// ours) never leaves, and the deadline closes it.
     @Test(arguments: ["the client's close", "a protocol error", "too fast", "our close"])
     func aClosingConnectionToAClientThatStoppedReadingIsCutAfterTheTimeout(how: String) throws {
-        var settings = DeliverySettings()
-        settings.clientMessagesPerSecond = 5
         let stalled = StalledWrites()
-        let harness = try Harness(settings: settings, stalled: stalled)
+        let harness = try Harness(clientFrameRate: 5, stalled: stalled)
         #expect(try harness.frames().isEmpty, "nothing leaves")
         #expect(harness.openConnections == 1)
         switch how {
