@@ -1,8 +1,11 @@
-/// A multiset of integers kept in order, in chunks: inserting, removing, counting up to a bound and finding the k-th
-/// smallest cost about the square root of its size, not its size — a job of 200,000 videos keeps a few hundred
-/// chunks, not one array each insertion moves megabytes of, nor one that is sorted again for every question.
+/// A multiset of integers kept in order, in chunks of 128 to 512: inserting, removing, counting up to a bound and
+/// finding the k-th smallest cost a binary search, a chunk's worth of moves and a walk over the chunks — a job of
+/// 200,000 videos keeps a few hundred chunks, not one array each insertion moves megabytes of, nor one that is sorted
+/// again for every question. A chunk that shrinks below a quarter is merged with its neighbour, so no order of
+/// insertions and removals can leave the multiset in many small chunks.
 struct SortedMultiset: Sendable {
-    /// Sorted, none empty, and every element of a chunk ≤ every element of the next.
+    /// Sorted, none empty, every element of a chunk ≤ every element of the next, and (unless there is only one) none
+    /// below `chunkLimit / 4` elements.
     private var chunks: [[Int64]] = []
     /// How many elements it holds (with repeats).
     private(set) var count = 0
@@ -21,12 +24,7 @@ struct SortedMultiset: Sendable {
         }
         let c = chunkIndex(for: value)
         chunks[c].insert(value, at: Self.firstIndex(in: chunks[c], after: value))
-        if chunks[c].count > Self.chunkLimit {
-            let half = chunks[c].count / 2
-            let upper = Array(chunks[c][half...])
-            chunks[c].removeSubrange(half...)
-            chunks.insert(upper, at: c + 1)
-        }
+        splitIfTooLarge(c)
     }
 
     /// Removes one occurrence of `value`; false if it holds none.
@@ -37,9 +35,28 @@ struct SortedMultiset: Sendable {
         let i = Self.firstIndex(in: chunks[c], notBelow: value)
         guard i < chunks[c].count, chunks[c][i] == value else { return false }
         chunks[c].remove(at: i)
-        if chunks[c].isEmpty { chunks.remove(at: c) }
         count -= 1
+        if chunks[c].isEmpty {
+            chunks.remove(at: c)
+        } else if chunks[c].count < Self.chunkLimit / 4, chunks.count > 1 {
+            // Merged into the neighbour (adjacent chunks concatenate in order), split again if that is too large.
+            let first = c + 1 < chunks.count ? c : c - 1
+            let second = chunks.remove(at: first + 1)
+            chunks[first].append(contentsOf: second)
+            splitIfTooLarge(first)
+        }
         return true
+    }
+
+    /// How many chunks hold the elements (for tests of the bound on it).
+    var chunkCount: Int { chunks.count }
+
+    private mutating func splitIfTooLarge(_ c: Int) {
+        guard chunks[c].count > Self.chunkLimit else { return }
+        let half = chunks[c].count / 2
+        let upper = Array(chunks[c][half...])
+        chunks[c].removeSubrange(half...)
+        chunks.insert(upper, at: c + 1)
     }
 
     /// How many elements are ≤ `value`.

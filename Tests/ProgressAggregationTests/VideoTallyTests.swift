@@ -43,6 +43,28 @@ struct VideoTallyTests {
         #expect(model.count > 0, "the run must end with something to compare")
     }
 
+    /// However elements come and go, chunks stay at least a quarter full: a producer moving videos' times about cannot
+    /// leave thousands of tiny chunks for every question to walk.
+    @Test func chunksNeverFragment() {
+        var set = SortedMultiset()
+        var held: [Int64] = []
+        // Grow past many chunks, then keep one value in 300 (anchors in every chunk), then move values about.
+        for value in 0..<20_000 as Range<Int64> {
+            set.insert(value)
+            held.append(value)
+        }
+        for value in held where value % 300 != 0 { set.remove(value) }
+        held = held.filter { $0 % 300 == 0 }
+        #expect(set.count == held.count)
+        #expect(set.chunkCount <= set.count / 128 + 1, "\(set.chunkCount) chunks for \(set.count) elements")
+        for round in 0..<40 {
+            for i in 0..<600 { set.insert(Int64(100_000 + round * 1_000 + i)) }
+            for i in 0..<598 { set.remove(Int64(100_000 + round * 1_000 + i)) }
+            #expect(set.chunkCount <= set.count / 128 + 1, "round \(round): \(set.chunkCount) chunks for \(set.count) elements")
+        }
+        #expect(set.elements == (held + (0..<40).flatMap { round in [598, 599].map { Int64(100_000 + round * 1_000 + $0) } }).sorted())
+    }
+
     /// For random streams in random orders, the progress computed from the tally is the one computed from the
     /// videos themselves — with a window of event time short enough that its edges matter.
     @Test func progressFromTheTallyIsProgressFromTheVideos() async {
