@@ -600,7 +600,7 @@ public final class JobStore: Sendable {
         let changedAt = changedAt ?? aggregate.lastEventAt
         let isNew = channel.state.withLock { s -> Bool in
             let isNew = s.aggregate == nil
-            s.aggregate = consume aggregate
+            s.aggregate = aggregate
             s.lastChangedAt = changedAt
             s.seq = max(s.seq, min(max(0, seq), maxSequenceNumber))
             s.historyFrom = s.seq  // nothing before the restored state can be replayed
