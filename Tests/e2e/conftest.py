@@ -177,6 +177,15 @@ class Bridge:
             "no partitions assigned:\n" + "".join(self.lines[-20:])
         return self
 
+    def exit_report(self, tail=30):
+        """What to show of the log when the bridge exited badly: around the crash report, if it printed one (the
+        lines before it say what failed, its first frames where — a crash report of every thread runs to hundreds of
+        lines, and its tail alone says nothing), else the last `tail` lines."""
+        crash = next((i for i, line in enumerate(self.lines) if "*** Program crashed" in line), None)
+        if crash is None:
+            return "".join(self.lines[-tail:])
+        return "".join(self.lines[max(0, crash - 30):crash + 60])
+
     def stop(self, timeout=30.0):
         """SIGTERM, then the exit code and how long the shutdown took."""
         if self.process.poll() is not None:
@@ -196,7 +205,7 @@ def bridge():
     b = Bridge("--no-demo-monitor").wait_ready()
     yield b
     code, _ = b.stop()
-    assert code == 0, "".join(b.lines[-30:])
+    assert code == 0, b.exit_report()
 
 
 class MockKafka:
@@ -285,7 +294,7 @@ def assert_gauges_back(bridge, baseline, timeout=15.0):
 
 
 def assert_alive(bridge):
-    assert bridge.process.poll() is None, "the bridge died:\n" + "".join(bridge.lines[-40:])
+    assert bridge.process.poll() is None, "the bridge died:\n" + bridge.exit_report(40)
     status, body, _ = http_get(bridge.admin_url + "/healthz")
     assert status == 200, body
 

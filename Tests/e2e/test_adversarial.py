@@ -89,7 +89,7 @@ def ws_bridge():
     try:
         yield b, publish_reference_job(b)
     finally:
-        assert b.stop()[0] == 0, "".join(b.lines[-30:])
+        assert b.stop()[0] == 0, b.exit_report(30)
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def ingest_bridge():
     try:
         yield b, publish_reference_job(b)
     finally:
-        assert b.stop()[0] == 0, "".join(b.lines[-30:])
+        assert b.stop()[0] == 0, b.exit_report(30)
 
 
 # --- last_seq and resume -----------------------------------------------------------------------------------------
@@ -549,7 +549,7 @@ def http_bridge():
     try:
         yield b, publish_reference_job(b)
     finally:
-        assert b.stop()[0] == 0, "".join(b.lines[-30:])
+        assert b.stop()[0] == 0, b.exit_report(30)
 
 
 def slowloris(port):
@@ -660,7 +660,7 @@ def test_the_http_connection_cap_counts_connections_that_never_finish_a_request(
     try:
         _the_cap_counts_silent_connections(bridge, publish_reference_job(bridge))
     finally:
-        assert bridge.stop()[0] == 0, "".join(bridge.lines[-30:])
+        assert bridge.stop()[0] == 0, bridge.exit_report(30)
 
 
 def _the_cap_counts_silent_connections(bridge, reference):
@@ -905,7 +905,7 @@ def test_a_flood_of_job_events_for_a_large_job_does_not_hold_ingest_back():
         times = job_state(b, job)["processing_time_ms"]
         assert (times["samples"], times["p50"], times["p95"]) == (videos, 1_000 + 4_999, 1_000 + 9_499), times
     finally:
-        assert b.stop()[0] == 0, "".join(b.lines[-30:])
+        assert b.stop()[0] == 0, b.exit_report(30)
 
 
 # --- Hostile brokers ------------------------------------------------------------------------------------------------

@@ -76,7 +76,7 @@ def secured():
         checker = token(sub="checker", exp_in=3600)
         yield b, publish_reference_job(b, token=checker), checker
     finally:
-        assert b.stop()[0] == 0, "".join(b.lines[-30:])
+        assert b.stop()[0] == 0, b.exit_report(30)
         log = "".join(b.lines)
         assert SECRET not in log and not any(t in log for t in ISSUED), "secrets and tokens are never logged"
 

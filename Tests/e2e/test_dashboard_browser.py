@@ -90,7 +90,7 @@ def published(mock_kafka):
     yield bridge, Monitor(mock_kafka.bootstrap), group
     if bridge.process.poll() is None:
         code, _ = bridge.stop()
-        assert code == 0, "".join(bridge.lines[-40:])
+        assert code == 0, bridge.exit_report(40)
 
 
 def publish(monitor, job, events):
@@ -164,7 +164,7 @@ def test_a_restarted_bridge_shows_reconnecting_then_resumes_with_nothing_missed(
     wait_until(browser, lambda d: attribute(d, '[data-testid="connection-status"]', "data-state") == "open")
     port = bridge.port
     code, _ = bridge.stop()
-    assert code == 0, "".join(bridge.lines[-40:])
+    assert code == 0, bridge.exit_report(40)
     wait_until(browser, lambda d: attribute(d, '[data-testid="connection-status"]', "data-state") in ("reconnecting", "connecting"),
                message="the page never showed that it is reconnecting")
     # The first close is the bridge's own (1001, going away); later ones are refused reconnects (1006).
@@ -193,7 +193,7 @@ def test_a_restarted_bridge_shows_reconnecting_then_resumes_with_nothing_missed(
     finally:
         fresh(browser)
         code, _ = again.stop()
-        assert code == 0, "".join(again.lines[-40:])
+        assert code == 0, again.exit_report(40)
 
 
 def test_dark_mode_and_a_phone_sized_viewport_render(browser, published):

@@ -417,7 +417,7 @@ def test_a_rolling_restart_mid_stream_loses_nothing_and_subscribers_resume_elsew
             replicas.retire(old)
             stopped = time.time()
             code, took = old.stop()
-            assert code == 0, "".join(old.lines[-20:])
+            assert code == 0, old.exit_report(20)
             replicas.wait_settled()
             handovers.append(time.time() - stopped)
         finish_stream(publisher, watchers)
