@@ -64,6 +64,13 @@ final class KafkaClientHandle: @unchecked Sendable {
     private let statusBox: Unmanaged<KafkaClientStatus>
     /// Set when a consumer's close did not finish in time: destroying must not try again (it would wait as long).
     let skipConsumerClose = Atomic<Bool>(false)
+    /// Set once a group consumer receives an assignment (see `KafkaGroupMembership`'s deinit).
+    let wasAssigned = Atomic<Bool>(false)
+    /// Set by `abandon()`: the handle is never destroyed (its threads and callbacks' context live on).
+    private let abandoned = Atomic<Bool>(false)
+
+    /// Leaves the handle undestroyed when this object goes: only for a handle that librdkafka cannot destroy safely.
+    func abandon() { abandoned.store(true, ordering: .releasing) }
 
     init(type: rd_kafka_type_t, properties: KafkaProperties, logger: Logger, configure: (OpaquePointer) -> Void = { _ in }) throws(KafkaError) {
         let conf = try properties.makeConf()
@@ -104,6 +111,7 @@ final class KafkaClientHandle: @unchecked Sendable {
     }
 
     deinit {
+        if abandoned.load(ordering: .acquiring) { return }  // its callbacks still use `statusBox`: kept too
         if skipConsumerClose.load(ordering: .acquiring) {
             rd_kafka_destroy_flags(pointer, Int32(RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE))
         } else {

@@ -100,6 +100,7 @@ public final class KafkaGroupMembership: Sendable {
                 let partitions = rd_kafka_event_topic_partition_list(event).map { partitionSet($0) } ?? []
                 switch rd_kafka_event_error(event) {
                 case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+                    client.wasAssigned.store(true, ordering: .releasing)
                     changes.append(.assigned(partitions))
                 case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
                     changes.append(.revoked(partitions, lost: rd_kafka_assignment_lost(client.pointer) != 0))
@@ -232,6 +233,10 @@ public final class KafkaGroupMembership: Sendable {
 
     deinit {
         if !closed.load(ordering: .acquiring) { _ = rd_kafka_consumer_close(client.pointer) }
+        // librdkafka 2.0.2 (Debian 12's) aborts destroying a cooperative-sticky member that never had an assignment
+        // (rd_kafka_sticky_assignor_state_destroy asserts the state it never made; later versions check). Such a
+        // handle is left to the process's exit instead: a replica stopped before its first assignment.
+        if !client.wasAssigned.load(ordering: .acquiring) { client.abandon() }
     }
 }
 
