@@ -94,11 +94,14 @@ let package = Package(
             name: "bridge-benchmark",
             dependencies: [
                 "ProgressBridge", "Kafka", "CRdKafka", "JSONSchema", "ProgressAggregation", "ProgressContract", "SubscriberLoad",
+                .target(name: "CLinuxEpoll", condition: .when(platforms: [.linux])),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/BridgeBenchmark"
         ),
+        // epoll and per-thread CPU time, for the benchmark's raw fan-out (plain sockets: the machine's floor).
+        .systemLibrary(name: "CLinuxEpoll", path: "Benchmarks/CLinuxEpoll"),
         // A subscriber load generator (SwiftNIO WebSocket client): many connections, delivery latency, a seq audit.
         .target(
             name: "SubscriberLoad",

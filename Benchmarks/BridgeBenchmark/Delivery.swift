@@ -72,6 +72,13 @@ struct Percentiles {
     let p99: Double
     let max: Double
 
+    init(count: Int, p50: Double, p99: Double, max: Double) {
+        self.count = count
+        self.p50 = p50
+        self.p99 = p99
+        self.max = max
+    }
+
     init(_ values: [Double]) {
         let sorted = values.sorted()
         count = sorted.count

@@ -39,17 +39,24 @@ struct Options {
             case "--subscribers": options.fanOut = (arguments.popFirst() ?? "").split(separator: ",").compactMap { Int($0) }
             case "--latency-subscribers": options.latencySubscribers = Int(arguments.popFirst() ?? "") ?? options.latencySubscribers
             case "--seconds": options.seconds = Int(arguments.popFirst() ?? "") ?? options.seconds
-            case "ingest", "stages", "latency", "fanout", "restart": options.sections.append(argument)
+            case "ingest", "stages", "latency", "fanout", "rawfanout", "restart": options.sections.append(argument)
             default:
                 FileHandle.standardError.write(Data("unknown argument \(argument)\n".utf8))
                 exit(2)
             }
         }
-        if options.sections.isEmpty { options.sections = ["ingest", "stages", "latency", "fanout", "restart"] }
+        if options.sections.isEmpty { options.sections = ["ingest", "stages", "latency", "fanout", "rawfanout", "restart"] }
         return options
     }
 }
 
+// The subscribers' process of the raw fan-out (see RawFanOut.swift), started by this harness.
+if CommandLine.arguments.dropFirst().first == "rawfanout-subscribers" {
+    let numbers = CommandLine.arguments.dropFirst(2).compactMap { Int($0) }
+    guard numbers.count == 5 else { exit(2) }
+    try rawFanOutSubscribers(port: numbers[0], connections: numbers[1], expected: numbers[2], messageBytes: numbers[3], timeoutSeconds: numbers[4])
+    exit(0)
+}
 let options = Options.parse()
 let runs = options.runs
 let seconds = options.seconds
@@ -122,6 +129,16 @@ for section in options.sections {
                 "| \(subscribers) | \(String(format: "%.1f", rate)) | \(r.connectionsConnected) | \(String(format: "%.0f", r.deliveriesPerSecond)) | \(ms(r.latency?.p50)) / \(ms(r.latency?.p99)) / \(ms(r.latency?.max)) | \(r.neverConflatedMissing + r.terminalMissing) | \(r.closesByCode.filter { $0.key != "1000" }.values.reduce(0, +)) | \(String(format: "%.1f KiB", result.perSubscriberKiB)) |"
             )
             bridge.stop()
+        }
+    case "rawfanout":
+        print("\nraw fan-out, the practical limit here: plain TCP on loopback, one 320-byte write per connection per event, two sender and two reader threads, nothing else; \(seconds) s")
+        print("| subscribers | events/s | connected | deliveries/s | p50 / p99 / max (ms) | lost | CPU per delivery: send / receive (µs) |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for (subscribers, rate) in [(options.latencySubscribers, 20.0)] + options.fanOut.map({ ($0, 20_000 / Double($0)) }) {
+            let r = try rawFanOut(subscribers: subscribers, rate: rate, duration: .seconds(seconds))
+            print(
+                "| \(subscribers) | \(String(format: "%.1f", rate)) | \(r.connected) | \(String(format: "%.0f", r.deliveriesPerSecond)) | \(ms(r.latency.p50)) / \(ms(r.latency.p99)) / \(ms(r.latency.max)) | \(r.lost) | \(String(format: "%.1f / %.1f", r.sendMicroseconds, r.receiveMicroseconds)) |"
+            )
         }
     case "restart":
         let jobs = 10_000

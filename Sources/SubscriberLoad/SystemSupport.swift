@@ -16,11 +16,11 @@ enum WallClock {
 }
 
 /// The process's open-file limit, which caps how many connections it can hold (one descriptor each).
-enum OpenFileLimit {
+public enum OpenFileLimit {
     /// Raises the soft limit to the hard limit (where the hard limit is unlimited, as on macOS, to a large finite
     /// value the kernel accepts) and returns the soft limit in force afterwards.
     @discardableResult
-    static func raiseToHardLimit() -> UInt64 {
+    public static func raiseToHardLimit() -> UInt64 {
         var limit = rlimit()
         guard getrlimit(resource, &limit) == 0 else { return 0 }
         if limit.rlim_cur < limit.rlim_max {
