@@ -31,7 +31,7 @@ struct VideoTally: Sendable {
     init() {}
 
     init(_ videos: some Sequence<VideoProgress>) {
-        for video in videos { add(Entry(video)) }
+        for video in videos { update(from: nil, to: Entry(video)) }
     }
 
     /// Counts a video that changed from `old` (nil: it is new) to `new`.
@@ -43,11 +43,6 @@ struct VideoTally: Sendable {
         }
         if old?.state != new.state { counts[new.state, default: 0] += 1 }
         addTimes(new)
-    }
-
-    private mutating func add(_ entry: Entry) {
-        counts[entry.state, default: 0] += 1
-        addTimes(entry)
     }
 
     private mutating func addTimes(_ entry: Entry) {
@@ -65,4 +60,3 @@ struct VideoTally: Sendable {
         }
     }
 }
-
