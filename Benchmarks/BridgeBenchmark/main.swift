@@ -2,7 +2,7 @@
 // process, it prints what the practical limit is and what the bridge does. See BENCHMARKS.md.
 //
 //   swift build -c release --product progress-bridge && swift build -c release --product bridge-benchmark
-//   .build/release/bridge-benchmark [ingest] [stages] [latency] [fanout] [restart] [--runs N] [--schemas DIR]
+//   .build/release/bridge-benchmark [ingest] [stages] [latency] [fanout] [rawfanout] [restart] [--runs N] [--schemas DIR]
 //       [--bridge PATH] [--subscribers N,N,…] [--latency-subscribers N] [--seconds S]
 //
 // - ingest: the same topic (16 partitions) read by a raw librdkafka consumer loop (records fetched and freed) and by
@@ -13,6 +13,8 @@
 //   WebSocket receive by 1,000 subscribers of the real binary (started as its own process).
 // - fanout: N subscribers of one job of the real binary, 20,000 deliveries/s in all (20,000 / N events/s):
 //   deliveries/s, latency, losses the contract forbids, and the bridge's memory per connected subscriber.
+// - rawfanout: the machine's floor for the latency and fan-out sections (their subscribers and rates): plain TCP on
+//   loopback, one write per connection per event, read by another process (RawFanOut.swift); latency and CPU per delivery.
 // - restart: start to ready of the real binary with 10,000 jobs in the state topic.
 import Foundation
 import Kafka
@@ -134,7 +136,8 @@ for section in options.sections {
         print("\nraw fan-out, the practical limit here: plain TCP on loopback, one 320-byte write per connection per event, two sender and two reader threads, nothing else; \(seconds) s")
         print("| subscribers | events/s | connected | deliveries/s | p50 / p99 / max (ms) | lost | CPU per delivery: send / receive (µs) |")
         print("| --- | --- | --- | --- | --- | --- | --- |")
-        for (subscribers, rate) in [(options.latencySubscribers, 20.0)] + options.fanOut.map({ ($0, 20_000 / Double($0)) }) {
+        let cases = [(options.latencySubscribers, 20.0)] + options.fanOut.map { ($0, 20_000 / Double($0)) }
+        for (index, (subscribers, rate)) in cases.enumerated() where !cases[..<index].contains(where: { $0 == (subscribers, rate) }) {
             let r = try rawFanOut(subscribers: subscribers, rate: rate, duration: .seconds(seconds))
             print(
                 "| \(subscribers) | \(String(format: "%.1f", rate)) | \(r.connected) | \(String(format: "%.0f", r.deliveriesPerSecond)) | \(ms(r.latency.p50)) / \(ms(r.latency.p99)) / \(ms(r.latency.max)) | \(r.lost) | \(String(format: "%.1f / %.1f", r.sendMicroseconds, r.receiveMicroseconds)) |"
