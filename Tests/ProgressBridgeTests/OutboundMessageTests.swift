@@ -91,3 +91,30 @@ struct ReadyMadeFrameTests {
         _ = try channel.finish()
     }
 }
+
+/// The drain writes a subscriber's messages on its channel, and holds its outbox only while it is in the pipeline:
+/// the outbox's wake-up holds the drain, so a drain that kept the outbox after the channel closed would leak both.
+@Suite("Subscriber channel drain")
+struct SubscriberChannelDrainTests {
+    @Test func itWritesQueuedMessagesAndLetsGoOfTheOutboxWhenTheChannelCloses() throws {
+        weak var released: Outbox?
+        let channel = EmbeddedChannel(handler: WebSocketFrameEncoder())
+        do {
+            let metrics = BridgeMetrics()
+            let outbox = Outbox(capacity: 8, metrics: metrics)
+            released = outbox
+            try SubscriberChannelDrain.attach(outbox, to: channel, metrics: metrics)
+            let message = OutboundMessage(type: "job.progress", jobId: "job_1", seq: 1, occurredAt: nil, text: "{}")
+            outbox.enqueue(message)
+            channel.embeddedEventLoop.run()
+            var written = ByteBuffer()
+            while var part = try channel.readOutbound(as: ByteBuffer.self) { written.writeBuffer(&part) }
+            #expect(written == message.wire)
+        }
+        // Open, and not closed by anyone: the outbox is still the drain's.
+        #expect(released != nil)
+        _ = try channel.finish()
+        channel.embeddedEventLoop.run()
+        #expect(released == nil)
+    }
+}
