@@ -77,6 +77,9 @@ func rawFanOut(subscribers: Int, rate: Double, duration: Duration, messageBytes:
     guard bound == 0, listen(listener, 65_535) == 0 else { throw RawFanOutFailure(description: "bind/listen: errno \(errno)") }
     _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
     let port = Int(UInt16(bigEndian: address.sin_port))
+    // A subscribers' process that fails (descriptors, ports) must not leave `accept` waiting for ever.
+    var acceptTimeout = timeval(tv_sec: 60, tv_usec: 0)
+    setsockopt(listener, SOL_SOCKET, SO_RCVTIMEO, &acceptTimeout, socklen_t(MemoryLayout<timeval>.size))
 
     let ticks = Int(Double(duration.components.seconds) * rate)
     let child = Process()
