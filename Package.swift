@@ -122,7 +122,9 @@ let package = Package(
             ],
             exclude: ["README.md"]
         ),
-        .testTarget(name: "SubscriberLoadTests", dependencies: ["SubscriberLoad"]),
+        .testTarget(
+            name: "SubscriberLoadTests",
+            dependencies: ["SubscriberLoad", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio")]),
         .testTarget(name: "JSONSchemaTests", dependencies: ["JSONSchema"]),
         .testTarget(name: "ProgressContractTests", dependencies: ["ProgressContract"]),
         .testTarget(

@@ -1,5 +1,4 @@
 import NIOCore
-import NIOWebSocket
 
 /// Everything the subscribers of one event loop measure. It lives on that loop (behind `NIOLoopBound`) and only its
 /// handlers and work submitted to the loop touch it, so recording a message takes no lock and no atomic.
@@ -131,9 +130,7 @@ final class LoopRecorder {
     func closeAll() -> [EventLoopFuture<Void>] {
         closing = true
         return connections.compactMap(\.channel).map { channel in
-            var code = channel.allocator.buffer(capacity: 2)
-            code.write(webSocketErrorCode: .normalClosure)
-            channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: code), promise: nil)
+            channel.writeAndFlush(channel.allocator.buffer(bytes: ClientFrame.close(code: 1000)), promise: nil)
             return channel.closeFuture
         }
     }

@@ -106,19 +106,14 @@ struct SubscriberConnector: Sendable {
                             channel.close(promise: nil)
                         }
                         ready.futureResult.whenComplete { _ in timeout.cancel() }
-                        let upgrader = NIOTypedWebSocketClientUpgrader<Void>(
-                            // Frames of the bridge are at most 64 KiB (it fragments larger messages); leave room.
-                            maxFrameSize: 1 << 20,
-                            upgradePipelineHandler: { channel, _ in
-                                channel.eventLoop.makeCompletedFuture {
-                                    let loopRecorder = recorder.value
-                                    let index = loopRecorder.register(job: job, channel: channel)
-                                    try channel.pipeline.syncOperations.addHandlers(
-                                        NIOWebSocketFrameAggregator(
-                                            minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 4096, maxAccumulatedFrameSize: maxMessageBytes),
-                                        SubscriberHandler(recorder: loopRecorder, index: index, ready: ready))
-                                }
-                            })
+                        let upgrader = SubscriberUpgrader { channel in
+                            let loopRecorder = recorder.value
+                            let index = loopRecorder.register(job: job, channel: channel)
+                            return SubscriberHandler(
+                                recorder: loopRecorder, index: index, ready: ready,
+                                // The bridge sends each message as one frame: a large job's snapshot is one large frame.
+                                maxFrameBytes: maxMessageBytes, maxMessageBytes: maxMessageBytes)
+                        }
                         let upgrade = NIOTypedHTTPClientUpgradeConfiguration<Void>(
                             upgradeRequestHead: head, upgraders: [upgrader],
                             notUpgradingCompletionHandler: { channel in
@@ -138,6 +133,36 @@ struct SubscriberConnector: Sendable {
             try await snapshot.get()
         } catch {
             throw ConnectFailure(error)
+        }
+    }
+}
+
+/// The WebSocket upgrade (RFC 6455 §4: the key, and the server's accept checked), done by NIO's upgrader, but with
+/// ``SubscriberHandler`` as the whole pipeline afterwards instead of NIO's frame encoder, decoder and error handler.
+struct SubscriberUpgrader: NIOTypedHTTPClientProtocolUpgrader {
+    typealias UpgradeResult = Void
+    private let handshake = NIOTypedWebSocketClientUpgrader<Void>(upgradePipelineHandler: { channel, _ in channel.eventLoop.makeSucceededVoidFuture() })
+    /// Makes the connection's handler, on its event loop, once the bridge accepted the upgrade.
+    let makeHandler: @Sendable (any Channel) -> SubscriberHandler
+
+    init(makeHandler: @escaping @Sendable (any Channel) -> SubscriberHandler) {
+        self.makeHandler = makeHandler
+    }
+
+    var supportedProtocol: String { handshake.supportedProtocol }
+    var requiredUpgradeHeaders: [String] { handshake.requiredUpgradeHeaders }
+
+    func addCustom(upgradeRequestHeaders: inout HTTPHeaders) {
+        handshake.addCustom(upgradeRequestHeaders: &upgradeRequestHeaders)
+    }
+
+    func shouldAllowUpgrade(upgradeResponse: HTTPResponseHead) -> Bool {
+        handshake.shouldAllowUpgrade(upgradeResponse: upgradeResponse)
+    }
+
+    func upgrade(channel: any Channel, upgradeResponse: HTTPResponseHead) -> EventLoopFuture<Void> {
+        channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(makeHandler(channel))
         }
     }
 }

@@ -1,57 +1,89 @@
 import NIOCore
 import NIOHTTP1
-import NIOWebSocket
 
-/// One subscriber's WebSocket frames: scans each text message and hands it to the loop's recorder, answers the
+/// One subscriber's connection once upgraded, the only handler on its receive path: reads the bridge's frames in
+/// place (``WebSocketMessageReader``), scans each text message and hands it to the loop's recorder, answers the
 /// bridge's pings (it closes connections that do not answer), and answers a close frame.
 final class SubscriberHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = WebSocketFrame
-    typealias OutboundOut = WebSocketFrame
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     private let recorder: LoopRecorder
     private let index: Int
     /// Succeeded by the first snapshot, failed if the connection ends before it.
     private let ready: EventLoopPromise<Void>
+    private var reader: WebSocketMessageReader
     private var closeCode: UInt16?
+    /// Set once a close frame went out: nothing is read or sent after it but the close.
+    private var closing = false
+    /// Pongs written during this read, flushed when it completes.
+    private var unflushed = false
 
-    init(recorder: LoopRecorder, index: Int, ready: EventLoopPromise<Void>) {
+    init(recorder: LoopRecorder, index: Int, ready: EventLoopPromise<Void>, maxFrameBytes: Int, maxMessageBytes: Int) {
         self.recorder = recorder
         self.index = index
         self.ready = ready
+        reader = WebSocketMessageReader(maxFrameBytes: maxFrameBytes, maxMessageBytes: maxMessageBytes)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = Self.unwrapInboundIn(data)
-        switch frame.opcode {
+        guard !closing else { return }
+        let buffer = Self.unwrapInboundIn(data)
+        let read = buffer.withUnsafeReadableBytes { bytes in
+            Result { () throws(WebSocketMessageReader.Failure) in
+                try reader.read(bytes) { kind, payload in received(kind, payload, context: context) }
+            }
+        }
+        if case .failure(let error) = read {
+            // As NIO's protocol error handler does: say why, then hang up.
+            closing = true
+            send(ClientFrame.close(code: error.closeCode), context: context).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        }
+    }
+
+    private func received(_ kind: WebSocketMessageReader.Kind, _ payload: UnsafeRawBufferPointer, context: ChannelHandlerContext) {
+        guard !closing else { return }
+        switch kind {
         case .text:
             let receivedAt = WallClock.nowMilliseconds()
-            // The bridge's frames are unmasked: `data` is the payload as sent.
-            let message = frame.data.withUnsafeReadableBytes { MessageScanner.scan($0) }
-            if recorder.record(message, connection: index, receivedAt: receivedAt) {
+            if recorder.record(MessageScanner.scan(payload), connection: index, receivedAt: receivedAt) {
                 recorder.markReady(connection: index)
                 ready.succeed()
             }
         case .ping:
-            let pong = WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)
-            context.writeAndFlush(Self.wrapOutboundOut(pong), promise: nil)
-        case .connectionClose:
-            var payload = frame.unmaskedData
-            let code = payload.readInteger(as: UInt16.self) ?? 1005  // 1005: the close frame had no code
+            send(ClientFrame.encode(opcode: 0xA, payload: payload), context: context, flush: false)
+            unflushed = true
+        case .close:
+            // 1005: the close frame had no code.
+            let code = payload.count >= 2 ? UInt16(payload[0]) << 8 | UInt16(payload[1]) : 1005
             closeCode = code
+            closing = true
             if recorder.closing {
                 context.close(promise: nil)  // the answer to the close the run sent
             } else {
                 // Echo the code, as RFC 6455 asks, then hang up.
-                var echo = context.channel.allocator.buffer(capacity: 2)
-                echo.writeInteger(code == 1005 ? 1000 : code)
-                let answer = WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: echo)
-                context.writeAndFlush(Self.wrapOutboundOut(answer)).assumeIsolated().whenComplete { _ in
-                    context.close(promise: nil)
-                }
+                send(ClientFrame.close(code: code == 1005 ? 1000 : code), context: context).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
             }
-        default:
-            break  // binary, pongs and lone continuations mean nothing here
+        case .binary, .pong:
+            break  // they mean nothing here
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if unflushed {
+            unflushed = true
+            context.flush()  // the pongs of this read
+        }
+        context.fireChannelReadComplete()
+    }
+
+    @discardableResult
+    private func send(_ frame: [UInt8], context: ChannelHandlerContext, flush: Bool = true) -> EventLoopFuture<Void> {
+        let buffer = context.channel.allocator.buffer(bytes: frame)
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        context.write(Self.wrapOutboundOut(buffer), promise: promise)
+        if flush { context.flush() }
+        return promise.futureResult
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -1,0 +1,89 @@
+import NIOCore
+import NIOEmbedded
+import Testing
+
+@testable import SubscriberLoad
+
+/// The load client's connection handler on an embedded channel: what it answers, what it records, when it hangs up.
+@Suite("A load subscriber's connection")
+struct SubscriberHandlerTests {
+    /// A connected channel with the handler as its whole pipeline, as after the upgrade.
+    final class Connection {
+        let channel = EmbeddedChannel()
+        let recorder = LoopRecorder(jobCount: 1)
+        let ready: EventLoopPromise<Void>
+
+        init() throws {
+            ready = channel.eventLoop.makePromise()
+            let index = recorder.register(job: 0, channel: channel)
+            try channel.pipeline.syncOperations.addHandler(
+                SubscriberHandler(recorder: recorder, index: index, ready: ready, maxFrameBytes: 1 << 16, maxMessageBytes: 1 << 20))
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        }
+
+        func receive(_ bytes: [UInt8]) throws {
+            try channel.writeInbound(channel.allocator.buffer(bytes: bytes))
+        }
+
+        /// Every frame the handler wrote, unmasked, as (opcode, payload); checks each is masked.
+        func sent() throws -> [(UInt8, [UInt8])] {
+            var frames: [(UInt8, [UInt8])] = []
+            while let buffer = try channel.readOutbound(as: ByteBuffer.self) {
+                let bytes = Array(buffer.readableBytesView)
+                #expect(bytes.count >= 6 && bytes[1] & 0x80 != 0, "an unmasked client frame")
+                let length = Int(bytes[1] & 0x7F)
+                #expect(length < 126)
+                let key = Array(bytes[2..<6])
+                frames.append((bytes[0] & 0x0F, bytes[6...].enumerated().map { $0.element ^ key[$0.offset & 3] }))
+            }
+            return frames
+        }
+    }
+
+    static func serverFrame(_ opcode: UInt8, _ payload: [UInt8]) -> [UInt8] {
+        [0x80 | opcode, UInt8(payload.count)] + payload
+    }
+
+    static func text(_ json: String) -> [UInt8] { serverFrame(0x1, Array(json.utf8)) }
+
+    @Test("the snapshot makes it ready; live messages are recorded; a ping is answered with its payload")
+    func snapshotLiveAndPing() throws {
+        let connection = try Connection()
+        try connection.receive(
+            Self.text(#"{"type":"connection.ack","seq":0}"#) + Self.text(#"{"type":"job.snapshot","seq":5}"#)
+                + Self.serverFrame(0x9, [7, 8, 9]))
+        try connection.ready.futureResult.wait()
+        #expect(connection.recorder.connections[0].ready)
+        let sent = try connection.sent()
+        #expect(sent.count == 1 && sent[0].0 == 0xA && sent[0].1 == [7, 8, 9])
+        connection.recorder.openWindow()
+        try connection.receive(Self.text(#"{"type":"video.updated","seq":6,"ts":"2026-11-24T10:00:00.000Z"}"#))
+        let summary = connection.recorder.summary()
+        #expect(summary.messages == 1 && summary.histogram.count == 1)
+        #expect(summary.jobs[0].neverConflatedSeqs == [6])
+        #expect(connection.channel.isActive)
+    }
+
+    @Test("a close frame from the bridge is echoed with its code, then the connection hangs up and records the code")
+    func closeEchoed() throws {
+        let connection = try Connection()
+        try connection.receive(Self.text(#"{"type":"job.snapshot","seq":1}"#))
+        try connection.receive(Self.serverFrame(0x8, [0x0F, 0xA1]))  // 4001
+        let sent = try connection.sent()
+        #expect(sent.count == 1 && sent[0].0 == 0x8 && sent[0].1 == [0x0F, 0xA1])
+        #expect(!connection.channel.isActive)
+        #expect(connection.recorder.summary().closes == [4001: 1])
+    }
+
+    @Test("a frame a server may not send closes with 1002; one over the frame limit with 1009; nothing is read after")
+    func protocolErrors() throws {
+        for (bytes, code) in [([UInt8]([0x81, 0x81, 1, 2, 3, 4, 0x41]), UInt16(1002)), ([0x81, 127, 0, 0, 0, 0, 0, 2, 0, 0], 1009)] {
+            let connection = try Connection()
+            try connection.receive(bytes + Self.text(#"{"type":"job.snapshot","seq":1}"#))
+            let sent = try connection.sent()
+            #expect(sent.count == 1 && sent[0].0 == 0x8 && sent[0].1 == [UInt8(code >> 8), UInt8(code & 0xFF)])
+            #expect(!connection.channel.isActive)
+            #expect(!connection.recorder.connections[0].ready)
+        }
+    }
+}
