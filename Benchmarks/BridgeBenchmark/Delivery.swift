@@ -105,7 +105,9 @@ func rawDeliveryLatency(bootstrap: String, job: inout LiveJob, partitions: Int32
     let reading = Thread {
         while !stop.load(ordering: .relaxed) {
             guard let message = rd_kafka_consumer_poll(consumer.handle, 100) else { continue }
-            let now = Date().timeIntervalSince1970 * 1000
+            // Whole milliseconds, as the subscribers' clock reads (`occurred_at` has ms resolution): a fractional
+            // receive time would add half a millisecond to Kafka's latency and take it off what the bridge adds.
+            let now = (Date().timeIntervalSince1970 * 1000).rounded(.down)
             if message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR, let payload = message.pointee.payload {
                 let bytes = UnsafeRawBufferPointer(start: payload, count: message.pointee.len)
                 if let stamp = occurredAt(in: bytes) { latencies.withLock { $0.append(now - Double(stamp)) } }
