@@ -117,4 +117,28 @@ struct SubscriberChannelDrainTests {
         channel.embeddedEventLoop.run()
         #expect(released == nil)
     }
+
+    @Test func itHoldsMessagesWhileTheChannelIsNotWritableAndSendsThemWhenItIsAgain() throws {
+        let channel = EmbeddedChannel(handler: WebSocketFrameEncoder())
+        let metrics = BridgeMetrics()
+        let outbox = Outbox(capacity: 8, metrics: metrics)
+        try SubscriberChannelDrain.attach(outbox, to: channel, metrics: metrics)
+        channel.isWritable = false
+        channel.pipeline.fireChannelWritabilityChanged()
+        let messages = (1...2).map { OutboundMessage(type: "video.updated", jobId: "job_1", seq: Int64($0), occurredAt: nil, text: "{\"n\":\($0)}") }
+        for message in messages { outbox.enqueue(message) }
+        channel.embeddedEventLoop.run()
+        #expect(try channel.readOutbound(as: ByteBuffer.self) == nil)
+        #expect(outbox.queuedBytes == messages.map(\.byteCount).reduce(0, +))
+        channel.isWritable = true
+        channel.pipeline.fireChannelWritabilityChanged()
+        var written = ByteBuffer()
+        while var part = try channel.readOutbound(as: ByteBuffer.self) { written.writeBuffer(&part) }
+        var expected = messages[0].wire
+        var second = messages[1].wire
+        expected.writeBuffer(&second)
+        #expect(written == expected)
+        #expect(outbox.queuedBytes == 0)
+        _ = try channel.finish()
+    }
 }

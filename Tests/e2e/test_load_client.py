@@ -2,14 +2,13 @@
 snapshot of over 64 KiB, live events while it measures, and the delivery audit it prints as JSON."""
 import datetime
 import json
-import os
 import pathlib
 import subprocess
 import threading
 import time
 import uuid
 
-from conftest import BINARY, assert_alive, job_state, metric, read_frames, wait_for
+from conftest import BINARY, assert_alive, http_get, metric, read_frames, wait_for
 from monitor import Monitor, event
 from test_hostile_clients import raw_upgrade
 
@@ -20,6 +19,12 @@ BASE = datetime.datetime(2026, 11, 24, 10, 0, 0, tzinfo=datetime.timezone.utc)
 def now_offset_ms() -> int:
     """`event`'s at_ms for the wall clock now, so that latency = receive time − now."""
     return int((datetime.datetime.now(datetime.timezone.utc) - BASE).total_seconds() * 1000)
+
+
+def video_count(bridge, job):
+    """How many of the job's videos the bridge holds (its REST list's total)."""
+    status, body, _ = http_get(f"{bridge.http_url}/api/v1/bulk-jobs/{job}/videos?limit=1")
+    return json.loads(body)["total"] if status == 200 else None
 
 
 def test_bridge_load_holds_subscribers_measures_latency_and_misses_nothing(bridge):
@@ -34,7 +39,7 @@ def test_bridge_load_holds_subscribers_measures_latency_and_misses_nothing(bridg
         monitor.send(job, event(job, "video.created", {"video_id": f"vid_{i:04d}", "row_index": i + 2,
                                                       "title": f"A video with a long enough title, number {i:04d}"}, start + 2))
     monitor.flush()
-    assert wait_for(lambda: (job_state(bridge, job) or {}).get("pending") == videos, timeout=20), job_state(bridge, job)
+    assert wait_for(lambda: video_count(bridge, job) == videos, timeout=30), video_count(bridge, job)
 
     # The snapshot is one frame of over 64 KiB (a 64-bit length): the load client reads it whole.
     sock = raw_upgrade(bridge.port, f"/?job_id={job}&connection_id=big-snapshot")

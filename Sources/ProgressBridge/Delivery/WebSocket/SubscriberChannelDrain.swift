@@ -43,13 +43,20 @@ enum SubscriberChannelDrain {
         private var outbox: Outbox?
         private let metrics: BridgeMetrics
         private var context: ChannelHandlerContext?
+        /// The channel's writability, as NIO last told every handler (it does so synchronously, from the write or
+        /// flush that changes it): kept here so that a delivery does not read it from the channel, another cold
+        /// object for each of 10,000 subscribers.
+        private var writable = true
 
         init(outbox: Outbox, metrics: BridgeMetrics) {
             self.outbox = outbox
             self.metrics = metrics
         }
 
-        func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+        func handlerAdded(context: ChannelHandlerContext) {
+            self.context = context
+            writable = context.channel.isWritable
+        }
 
         func handlerRemoved(context: ChannelHandlerContext) {
             self.context = nil
@@ -57,17 +64,17 @@ enum SubscriberChannelDrain {
         }
 
         func channelWritabilityChanged(context: ChannelHandlerContext) {
-            if context.channel.isWritable { drain() }
+            writable = context.channel.isWritable
+            if writable { drain() }
             context.fireChannelWritabilityChanged()
         }
 
         /// Writes what is queued while the channel is writable, and flushes once; on the channel's event loop.
         func drain() {
             guard let context, let outbox else { return }
-            let channel = context.channel
             var sent = 0
             var now: Int64?
-            while channel.isWritable, let message = outbox.take() {
+            while writable, let message = outbox.take() {
                 context.write(Self.wrapOutboundOut(message.wire), promise: nil)
                 sent += 1
                 if let occurredAt = message.occurredAt {
