@@ -124,7 +124,10 @@ let package = Package(
         ),
         .testTarget(
             name: "SubscriberLoadTests",
-            dependencies: ["SubscriberLoad", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio")]),
+            dependencies: [
+                "SubscriberLoad", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]),
         .testTarget(name: "JSONSchemaTests", dependencies: ["JSONSchema"]),
         .testTarget(name: "ProgressContractTests", dependencies: ["ProgressContract"]),
         .testTarget(

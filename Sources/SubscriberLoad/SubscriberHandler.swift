@@ -34,9 +34,14 @@ final class SubscriberHandler: ChannelInboundHandler, RemovableChannelHandler {
                 try reader.read(bytes) { kind, payload in received(kind, payload, context: context) }
             }
         }
-        if case .failure(let error) = read {
-            // As NIO's protocol error handler does: say why, then hang up.
-            closing = true
+        guard case .failure(let error) = read, !closing else { return }
+        // As NIO's protocol error handler does: say why, then hang up (and count it under that code). Not a second
+        // close frame, though, if the run sent one already: RFC 6455 sends nothing after it.
+        closing = true
+        closeCode = error.closeCode
+        if recorder.closing {
+            context.close(promise: nil)
+        } else {
             send(ClientFrame.close(code: error.closeCode), context: context).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         }
     }
@@ -61,17 +66,25 @@ final class SubscriberHandler: ChannelInboundHandler, RemovableChannelHandler {
             if recorder.closing {
                 context.close(promise: nil)  // the answer to the close the run sent
             } else {
-                // Echo the code, as RFC 6455 asks, then hang up.
-                send(ClientFrame.close(code: code == 1005 ? 1000 : code), context: context).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+                // Echo the code, as RFC 6455 asks, then hang up; a code that may not be sent (or a 1-byte payload) is
+                // the server's protocol error.
+                let answer: UInt16 = payload.isEmpty ? 1000 : payload.count >= 2 && Self.isSendable(code) ? code : 1002
+                send(ClientFrame.close(code: answer), context: context).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
             }
         case .binary, .pong:
             break  // they mean nothing here
         }
     }
 
+    /// Whether a close frame may carry `code` (RFC 6455 §7.4 and the IANA registry: not 1004–1006, 1015, nor
+    /// anything below 1000, from 1016 to 2999 or from 5000).
+    static func isSendable(_ code: UInt16) -> Bool {
+        (1000...1003).contains(code) || (1007...1014).contains(code) || (3000...4999).contains(code)
+    }
+
     func channelReadComplete(context: ChannelHandlerContext) {
         if unflushed {
-            unflushed = true
+            unflushed = false
             context.flush()  // the pongs of this read
         }
         context.fireChannelReadComplete()

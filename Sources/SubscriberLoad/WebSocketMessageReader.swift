@@ -61,38 +61,62 @@ public struct WebSocketMessageReader: Sendable {
         } else {
             // Appended in place, so a large frame arriving in many reads is copied once, not once per read.
             partialFrame.append(contentsOf: bytes)
-            var held = partialFrame
+            let held = partialFrame
             partialFrame = []
             let read = held.withUnsafeBytes { all in Result { () throws(Failure) in try readFrames(all, body) } }
             let consumed = try read.get()
-            if consumed > 0 { held.removeFirst(consumed) }
-            partialFrame = held
+            if consumed == 0 {
+                partialFrame = held  // still waiting for the rest of its first frame
+            } else if consumed < held.count {
+                // A right-sized copy of what is left: `removeFirst` would keep the storage of every frame held here.
+                partialFrame = Array(held[consumed...])
+            }  // else all of it was read, and the storage goes with `held`
         }
     }
+
+    /// The storage this reader keeps (tests: it must not stay at the size of the largest frame once that is read).
+    var storageCapacity: Int { partialFrame.capacity + fragments.capacity }
 
     /// Reads the complete frames at the start of `bytes`; returns how many bytes they took.
     private mutating func readFrames(_ bytes: UnsafeRawBufferPointer, _ body: (Kind, UnsafeRawBufferPointer) -> Void) throws(Failure) -> Int {
         var offset = 0
         while offset < bytes.count {
             guard let header = try FrameHeader(bytes, at: offset, maxPayload: maxFrameBytes) else { break }
+            try admit(header)  // before its payload is waited for, let alone kept
             let payloadStart = offset + header.length
             // `payloadBytes` ≤ maxFrameBytes, so this cannot overflow.
             guard bytes.count - payloadStart >= header.payloadBytes else { break }
             let payload = UnsafeRawBufferPointer(rebasing: bytes[payloadStart..<(payloadStart + header.payloadBytes)])
-            try deliver(header, payload, body)
+            deliver(header, payload, body)
             offset = payloadStart + header.payloadBytes
         }
         return offset
     }
 
-    private mutating func deliver(_ header: FrameHeader, _ payload: UnsafeRawBufferPointer, _ body: (Kind, UnsafeRawBufferPointer) -> Void) throws(Failure) {
+    /// Refuses, from its header, a frame that may not come now or that would take a message over its limit.
+    private func admit(_ header: FrameHeader) throws(Failure) {
         switch header.opcode {
         case 0x8, 0x9, 0xA:
-            guard header.fin, payload.count <= 125 else { throw .protocolError("a control frame fragmented or over 125 bytes") }
-            body(header.opcode == 0x8 ? .close : header.opcode == 0x9 ? .ping : .pong, payload)
+            guard header.fin, header.payloadBytes <= 125 else { throw .protocolError("a control frame fragmented or over 125 bytes") }
         case 0x1, 0x2:
             guard fragmentedKind == nil else { throw .protocolError("a new message inside a fragmented one") }
-            guard payload.count <= maxMessageBytes else { throw .tooBig }
+            guard header.payloadBytes <= maxMessageBytes else { throw .tooBig }
+        case 0x0:
+            guard fragmentedKind != nil else { throw .protocolError("a continuation without a message") }
+            // `fragments.count` ≤ maxMessageBytes: no overflow.
+            guard header.payloadBytes <= maxMessageBytes - fragments.count else { throw .tooBig }
+        default:
+            throw .protocolError("reserved opcode \(header.opcode)")
+        }
+    }
+
+    /// Hands on a frame that ``admit(_:)`` let in, with its whole payload.
+    private mutating func deliver(_ header: FrameHeader, _ payload: UnsafeRawBufferPointer, _ body: (Kind, UnsafeRawBufferPointer) -> Void) {
+        switch header.opcode {
+        case 0x8: body(.close, payload)
+        case 0x9: body(.ping, payload)
+        case 0xA: body(.pong, payload)
+        case 0x1, 0x2:
             let kind: Kind = header.opcode == 0x1 ? .text : .binary
             if header.fin {
                 body(kind, payload)
@@ -100,17 +124,13 @@ public struct WebSocketMessageReader: Sendable {
                 fragmentedKind = kind
                 fragments.append(contentsOf: payload)
             }
-        case 0x0:
-            guard let kind = fragmentedKind else { throw .protocolError("a continuation without a message") }
-            guard payload.count <= maxMessageBytes - fragments.count else { throw .tooBig }
+        default:  // 0x0, a continuation of `fragmentedKind`
             fragments.append(contentsOf: payload)
-            if header.fin {
+            if header.fin, let kind = fragmentedKind {
                 fragmentedKind = nil
                 fragments.withUnsafeBytes { body(kind, $0) }
                 fragments.removeAll(keepingCapacity: false)
             }
-        default:
-            throw .protocolError("reserved opcode \(header.opcode)")
         }
     }
 }

@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOEmbedded
 import Testing
@@ -52,7 +53,10 @@ struct SubscriberHandlerTests {
         try connection.receive(
             Self.text(#"{"type":"connection.ack","seq":0}"#) + Self.text(#"{"type":"job.snapshot","seq":5}"#)
                 + Self.serverFrame(0x9, [7, 8, 9]))
-        try connection.ready.futureResult.wait()
+        // (Not `wait()`: on an embedded loop it would hang, not fail, if the promise were left open.)
+        let succeeded = NIOLockedValueBox(false)
+        connection.ready.futureResult.whenSuccess { succeeded.withLockedValue { $0 = true } }
+        #expect(succeeded.withLockedValue { $0 })
         #expect(connection.recorder.connections[0].ready)
         let sent = try connection.sent()
         #expect(sent.count == 1 && sent[0].0 == 0xA && sent[0].1 == [7, 8, 9])
@@ -75,6 +79,28 @@ struct SubscriberHandlerTests {
         #expect(connection.recorder.summary().closes == [4001: 1])
     }
 
+    @Test("a close code that may not be sent, or a 1-byte close payload, is answered with 1002; an empty one with 1000")
+    func closeCodes() throws {
+        for (payload, answer) in [([UInt8]([0x03, 0xED]), UInt16(1002)), ([0x03], 1002), ([], 1000), ([0x13, 0x88], 1002), ([0x0F, 0xA1, 0x41], 4001)] {
+            let connection = try Connection()
+            try connection.receive(Self.text(#"{"type":"job.snapshot","seq":1}"#) + Self.serverFrame(0x8, payload))
+            let sent = try connection.sent()
+            #expect(sent.count == 1 && sent[0].0 == 0x8 && sent[0].1 == [UInt8(answer >> 8), UInt8(answer & 0xFF)], "payload \(payload)")
+            #expect(!connection.channel.isActive)
+        }
+    }
+
+    @Test("after a close frame nothing more is sent, even for a bad frame in the same read")
+    func nothingAfterClose() throws {
+        let connection = try Connection()
+        try connection.receive(
+            Self.text(#"{"type":"job.snapshot","seq":1}"#) + Self.serverFrame(0x8, [0x03, 0xE9]) + Self.serverFrame(0x9, [1])
+                + [0xC1, 0x00])
+        let sent = try connection.sent()
+        #expect(sent.count == 1 && sent[0].0 == 0x8 && sent[0].1 == [0x03, 0xE9])
+        #expect(connection.recorder.summary().closes == [1001: 1])
+    }
+
     @Test("a frame a server may not send closes with 1002; one over the frame limit with 1009; nothing is read after")
     func protocolErrors() throws {
         for (bytes, code) in [([UInt8]([0x81, 0x81, 1, 2, 3, 4, 0x41]), UInt16(1002)), ([0x81, 127, 0, 0, 0, 0, 0, 2, 0, 0], 1009)] {
@@ -85,5 +111,9 @@ struct SubscriberHandlerTests {
             #expect(!connection.channel.isActive)
             #expect(!connection.recorder.connections[0].ready)
         }
+        // Once ready, such a close is counted under its code.
+        let connection = try Connection()
+        try connection.receive(Self.text(#"{"type":"job.snapshot","seq":1}"#) + [0x81, 0x81, 1, 2, 3, 4, 0x41])
+        #expect(connection.recorder.summary().closes == [1002: 1])
     }
 }

@@ -86,6 +86,35 @@ struct WebSocketMessageReaderTests {
         #expect(result.held == partial.count)
     }
 
+    @Test("a large frame read over many reads leaves no storage of its size behind")
+    func storageReleased() {
+        var reader = WebSocketMessageReader(maxFrameBytes: 1 << 20, maxMessageBytes: 1 << 20)
+        let stream = frame(0x1, Self.large) + frame(0x1, Self.text)
+        var messages: [Message] = []
+        var offset = 0
+        while offset < stream.count {
+            let chunk = Array(stream[offset..<min(stream.count, offset + 4096)])
+            offset += chunk.count
+            try? chunk.withUnsafeBytes { bytes in
+                try reader.read(bytes) { kind, payload in messages.append(Message(kind: kind, payload: Array(payload))) }
+            }
+        }
+        #expect(messages == [Message(kind: .text, payload: Self.large), Message(kind: .text, payload: Self.text)])
+        #expect(reader.heldBytes == 0)
+        #expect(reader.storageCapacity < 4096, "\(reader.storageCapacity) bytes kept")
+    }
+
+    @Test("a bad control frame or an over-long continuation is refused from its header, before its payload comes")
+    func refusedFromHeader() {
+        // Headers only: a ping declaring 126 bytes; a continuation that would take the message past 150 bytes.
+        #expect(read([[0x89, 126, 0, 126]]).failure == .protocolError("a control frame fragmented or over 125 bytes"))
+        #expect(read([[0x09, 10]]).failure == .protocolError("a control frame fragmented or over 125 bytes"))
+        let start = frame(0x1, [UInt8](repeating: 0x41, count: 100), fin: false)
+        let result = read([start + [0x80, 60]], maxFrameBytes: 100, maxMessageBytes: 150)
+        #expect(result.failure == .tooBig)
+        #expect(result.messages.isEmpty)
+    }
+
     @Test(
         "frames a server may not send are refused, with 1002",
         arguments: [
@@ -134,6 +163,8 @@ struct WebSocketMessageReaderTests {
         let headerLength = length < 126 ? 2 : length <= 0xFFFF ? 4 : 10
         #expect(Int(encoded[1] & 0x7F) == (length < 126 ? length : length <= 0xFFFF ? 126 : 127))
         #expect(encoded.count == headerLength + 4 + length)
+        let lengthField = encoded[2..<headerLength].reduce(0) { $0 << 8 | Int($1) }
+        #expect(headerLength == 2 || lengthField == length)
         let key = Array(encoded[headerLength..<(headerLength + 4)])
         let unmasked = encoded[(headerLength + 4)...].enumerated().map { $0.element ^ key[$0.offset & 3] }
         #expect(unmasked == payload)
