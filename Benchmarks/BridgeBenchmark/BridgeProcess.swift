@@ -48,6 +48,15 @@ final class BridgeProcess {
         return kib * 1024
     }
 
+    /// The CPU time the process used so far, user + system, in seconds (`utime` + `stime` of /proc/PID/stat).
+    var cpuSeconds: Double {
+        // The fields after the command name, which is in parentheses and may hold spaces: state is field 3, utime 14.
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let end = stat.lastIndex(of: ")") else { return 0 }
+        let fields = stat[stat.index(after: end)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
     /// The value of an unlabelled metric from `/metrics` (the bridge's names start with `progress_bridge_`).
     func metric(_ name: String) -> Double? {
         guard let body = httpGet(port: adminPort, path: "/metrics")?.body else { return nil }

@@ -155,7 +155,27 @@ struct DeliveryResult {
     /// Server memory before the subscribers connected and once all were connected and idle.
     let residentBefore: Int
     let residentConnected: Int
+    /// CPU seconds used while the updates were produced: by the bridge's process, and by this one (the load client,
+    /// the producer and the mock cluster); and how many updates that was.
+    var bridgeCPUSeconds = 0.0
+    var harnessCPUSeconds = 0.0
+    var produced = 0
     var perSubscriberKiB: Double { Double(residentConnected - residentBefore) / 1024 / Double(max(1, report.connectionsConnected)) }
+
+    /// Microseconds of CPU per delivery (an update to each connected subscriber) of `seconds`.
+    func perDelivery(_ seconds: Double) -> Double { seconds * 1e6 / Double(max(1, produced * report.connectionsConnected)) }
+}
+
+/// CPU seconds this process used so far, user + system.
+func harnessCPUSeconds() -> Double {
+    var usage = rusage()
+    #if canImport(Glibc)
+    getrusage(RUSAGE_SELF.rawValue, &usage)  // (an enum case in Glibc's module, a plain constant elsewhere)
+    #else
+    getrusage(RUSAGE_SELF, &usage)
+    #endif
+    func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 /// Connects `subscribers` to a fresh job on `bridge`, waits until all have their snapshot (and measures the
@@ -187,11 +207,15 @@ func bridgeDelivery(
             return DeliveryResult(report: report, residentBefore: residentBefore, residentConnected: 0)
         }
         var residentConnected = 0
+        var cpu = (bridge: 0.0, harness: 0.0, produced: 0)
         for await _ in measuring.stream {
             // Everyone connected and idle: the memory a subscriber costs, before any message is in flight.
             try await Task.sleep(for: .milliseconds(500))
             residentConnected = bridge.residentBytes
-            _ = try await produce(&job, rate: rate, for: duration, with: producer)
+            let (bridgeBefore, harnessBefore) = (bridge.cpuSeconds, harnessCPUSeconds())
+            cpu.produced = try await produce(&job, rate: rate, for: duration, with: producer)
+            cpu.bridge = bridge.cpuSeconds - bridgeBefore
+            cpu.harness = harnessCPUSeconds() - harnessBefore
             break
         }
         var result: DeliveryResult?
@@ -199,6 +223,8 @@ func bridgeDelivery(
             if let next { result = next }
         }
         guard let result else { throw BenchmarkError("the load run returned nothing") }
-        return DeliveryResult(report: result.report, residentBefore: residentBefore, residentConnected: residentConnected)
+        return DeliveryResult(
+            report: result.report, residentBefore: residentBefore, residentConnected: residentConnected, bridgeCPUSeconds: cpu.bridge,
+            harnessCPUSeconds: cpu.harness, produced: cpu.produced)
     }
 }

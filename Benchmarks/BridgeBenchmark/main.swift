@@ -12,7 +12,8 @@
 // - latency: 20 events/s of one job; Kafka's own produce → consume latency (a raw consumer) against produce →
 //   WebSocket receive by 1,000 subscribers of the real binary (started as its own process).
 // - fanout: N subscribers of one job of the real binary, 20,000 deliveries/s in all (20,000 / N events/s):
-//   deliveries/s, latency, losses the contract forbids, and the bridge's memory per connected subscriber.
+//   deliveries/s, latency, losses the contract forbids, the bridge's memory per connected subscriber, and CPU per
+//   delivery while the updates are produced: the bridge's process, and this one's (load client, producer, mock Kafka).
 // - rawfanout: the machine's floor for the latency and fan-out sections (their subscribers and rates): plain TCP on
 //   loopback, one write per connection per event, read by another process (RawFanOut.swift); latency and CPU per delivery.
 // - restart: start to ready of the real binary with 10,000 jobs in the state topic.
@@ -117,8 +118,8 @@ for section in options.sections {
         bridge.stop()
     case "fanout":
         print("\nfan-out: one job, 20,000 deliveries/s in all, \(seconds) s (ms)")
-        print("| subscribers | events/s | connected | deliveries/s | p50 / p99 / max | lost | closed by the bridge | bridge memory per idle subscriber |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        print("| subscribers | events/s | connected | deliveries/s | p50 / p99 / max | lost | closed by the bridge | bridge memory per idle subscriber | CPU per delivery: bridge / harness (µs) |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for subscribers in options.fanOut {
             let topic = "fanout.events.\(subscribers)"
             try cluster.createTopic(topic, partitions: 16)
@@ -128,7 +129,7 @@ for section in options.sections {
                 bridge: bridge, topic: topic, subscribers: subscribers, rate: rate, duration: .seconds(seconds), producer: producer, label: "fanout")
             let r = result.report
             print(
-                "| \(subscribers) | \(String(format: "%.1f", rate)) | \(r.connectionsConnected) | \(String(format: "%.0f", r.deliveriesPerSecond)) | \(ms(r.latency?.p50)) / \(ms(r.latency?.p99)) / \(ms(r.latency?.max)) | \(r.neverConflatedMissing + r.terminalMissing) | \(r.closesByCode.filter { $0.key != "1000" }.values.reduce(0, +)) | \(String(format: "%.1f KiB", result.perSubscriberKiB)) |"
+                "| \(subscribers) | \(String(format: "%.1f", rate)) | \(r.connectionsConnected) | \(String(format: "%.0f", r.deliveriesPerSecond)) | \(ms(r.latency?.p50)) / \(ms(r.latency?.p99)) / \(ms(r.latency?.max)) | \(r.neverConflatedMissing + r.terminalMissing) | \(r.closesByCode.filter { $0.key != "1000" }.values.reduce(0, +)) | \(String(format: "%.1f KiB", result.perSubscriberKiB)) | \(String(format: "%.1f / %.1f", result.perDelivery(result.bridgeCPUSeconds), result.perDelivery(result.harnessCPUSeconds))) |"
             )
             bridge.stop()
         }
