@@ -174,8 +174,14 @@ func harnessCPUSeconds() -> Double {
     #else
     getrusage(RUSAGE_SELF, &usage)
     #endif
-    func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
-    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    return usage.cpuMicroseconds / 1e6
+}
+
+extension rusage {
+    /// User + system time, in microseconds.
+    var cpuMicroseconds: Double {
+        Double(ru_utime.tv_sec + ru_stime.tv_sec) * 1e6 + Double(ru_utime.tv_usec + ru_stime.tv_usec)
+    }
 }
 
 /// Connects `subscribers` to a fresh job on `bridge`, waits until all have their snapshot (and measures the

@@ -40,7 +40,7 @@ private func monotonicNanoseconds() -> Int64 {
 private func threadCPUMicroseconds() -> Double {
     var usage = rusage()
     bb_thread_rusage(&usage)
-    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1e6 + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec)
+    return usage.cpuMicroseconds
 }
 
 /// Runs `body` on a thread of its own; the returned semaphore is signalled when it ends.
