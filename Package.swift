@@ -100,12 +100,15 @@ let package = Package(
             ],
             path: "Benchmarks/BridgeBenchmark"
         ),
-        // epoll and per-thread CPU time, for the benchmark's raw fan-out (plain sockets: the machine's floor).
-        .systemLibrary(name: "CLinuxEpoll", path: "Benchmarks/CLinuxEpoll"),
-        // A subscriber load generator (SwiftNIO WebSocket client): many connections, delivery latency, a seq audit.
+        // epoll, eventfd and per-thread CPU time: the load client's socket engine, the benchmark's raw fan-out.
+        .systemLibrary(name: "CLinuxEpoll"),
+        // A subscriber load generator (raw sockets and epoll on Linux, or SwiftNIO): many connections, delivery
+        // latency, a seq audit.
         .target(
             name: "SubscriberLoad",
             dependencies: [
+                .target(name: "CLinuxEpoll", condition: .when(platforms: [.linux])),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

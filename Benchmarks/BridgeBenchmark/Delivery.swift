@@ -187,7 +187,8 @@ extension rusage {
 /// Connects `subscribers` to a fresh job on `bridge`, waits until all have their snapshot (and measures the
 /// bridge's memory then), then produces at `rate` for `duration` and returns what the subscribers saw.
 func bridgeDelivery(
-    bridge: BridgeProcess, topic: String, subscribers: Int, rate: Double, duration: Duration, producer: KafkaProducer, label: String
+    bridge: BridgeProcess, topic: String, subscribers: Int, rate: Double, duration: Duration, producer: KafkaProducer, label: String,
+    engine: LoadEngine
 ) async throws -> DeliveryResult {
     var job = LiveJob(topic: topic, videos: 100, label: label)
     try await producer.sendAll(job.opening())
@@ -200,6 +201,7 @@ func bridgeDelivery(
     configuration.connections = subscribers
     configuration.duration = duration
     configuration.drain = .seconds(3)
+    configuration.engine = engine
     let load = configuration
     let measuring = AsyncStream.makeStream(of: Void.self)
     return try await withThrowingTaskGroup(of: DeliveryResult?.self) { tasks in

@@ -3,7 +3,7 @@
 //
 //   swift build -c release --product progress-bridge && swift build -c release --product bridge-benchmark
 //   .build/release/bridge-benchmark [ingest] [stages] [latency] [fanout] [rawfanout] [restart] [--runs N] [--schemas DIR]
-//       [--bridge PATH] [--subscribers N,N,…] [--latency-subscribers N] [--seconds S]
+//       [--bridge PATH] [--subscribers N,N,…] [--latency-subscribers N] [--seconds S] [--engine sockets|nio]
 //
 // - ingest: the same topic (16 partitions) read by a raw librdkafka consumer loop (records fetched and freed) and by
 //   the bridge's ingest path in this process (read, decode + validate, aggregate, with dead-letter and state
@@ -19,6 +19,7 @@
 // - restart: start to ready of the real binary with 10,000 jobs in the state topic.
 import Foundation
 import Kafka
+import SubscriberLoad
 
 /// What to run, from the command line.
 struct Options {
@@ -30,6 +31,8 @@ struct Options {
     /// Subscribers in the latency section (the issue's target is for 1,000; fewer show the bridge's part without the fan-out burst).
     var latencySubscribers = 1_000
     var seconds = 20
+    /// What carries the load client's connections in the latency and fan-out sections.
+    var engine = LoadEngine.platformDefault
 
     static func parse() -> Options {
         var options = Options()
@@ -42,6 +45,7 @@ struct Options {
             case "--subscribers": options.fanOut = (arguments.popFirst() ?? "").split(separator: ",").compactMap { Int($0) }
             case "--latency-subscribers": options.latencySubscribers = Int(arguments.popFirst() ?? "") ?? options.latencySubscribers
             case "--seconds": options.seconds = Int(arguments.popFirst() ?? "") ?? options.seconds
+            case "--engine": options.engine = LoadEngine(rawValue: arguments.popFirst() ?? "") ?? options.engine
             case "ingest", "stages", "latency", "fanout", "rawfanout", "restart": options.sections.append(argument)
             default:
                 FileHandle.standardError.write(Data("unknown argument \(argument)\n".utf8))
@@ -99,7 +103,7 @@ for section in options.sections {
         let topic = "latency.events"
         try cluster.createTopic(topic, partitions: 16)
         let bridge = try await startBridge(topic: topic, label: "latency", options: options, cluster: cluster)
-        print("\nlatency: one job, 20 events/s for \(seconds) s, \(runs) runs (ms; p50 / p99 / max)")
+        print("\nlatency: one job, 20 events/s for \(seconds) s, \(runs) runs (ms; p50 / p99 / max); load client engine: \(options.engine.rawValue)")
         print("| run | Kafka: produce → raw consumer | bridge: produce → WebSocket, \(options.latencySubscribers) subscribers | bridge adds at p50 / p99 | deliveries/s | lost |")
         print("| --- | --- | --- | --- | --- | --- |")
         for run in 1...runs {
@@ -108,7 +112,8 @@ for section in options.sections {
             let raw = try await rawDeliveryLatency(
                 bootstrap: cluster.bootstrapServers, job: &rawJob, partitions: 16, rate: 20, duration: .seconds(seconds), producer: producer)
             let result = try await bridgeDelivery(
-                bridge: bridge, topic: topic, subscribers: options.latencySubscribers, rate: 20, duration: .seconds(seconds), producer: producer, label: "latency")
+                bridge: bridge, topic: topic, subscribers: options.latencySubscribers, rate: 20, duration: .seconds(seconds), producer: producer, label: "latency",
+                engine: options.engine)
             let r = result.report
             let added = r.latency.map { "\(ms(Double($0.p50) - raw.p50)) / \(ms(Double($0.p99) - raw.p99))" } ?? "–"
             print(
@@ -117,7 +122,7 @@ for section in options.sections {
         }
         bridge.stop()
     case "fanout":
-        print("\nfan-out: one job, 20,000 deliveries/s in all, \(seconds) s (ms)")
+        print("\nfan-out: one job, 20,000 deliveries/s in all, \(seconds) s (ms); load client engine: \(options.engine.rawValue)")
         print("| subscribers | events/s | connected | deliveries/s | p50 / p99 / max | lost | closed by the bridge | bridge memory per idle subscriber | CPU per delivery: bridge / harness (µs) |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for subscribers in options.fanOut {
@@ -126,7 +131,8 @@ for section in options.sections {
             let bridge = try await startBridge(topic: topic, label: "fanout", options: options, cluster: cluster)
             let rate = 20_000 / Double(subscribers)
             let result = try await bridgeDelivery(
-                bridge: bridge, topic: topic, subscribers: subscribers, rate: rate, duration: .seconds(seconds), producer: producer, label: "fanout")
+                bridge: bridge, topic: topic, subscribers: subscribers, rate: rate, duration: .seconds(seconds), producer: producer, label: "fanout",
+                engine: options.engine)
             let r = result.report
             print(
                 "| \(subscribers) | \(String(format: "%.1f", rate)) | \(r.connectionsConnected) | \(String(format: "%.0f", r.deliveriesPerSecond)) | \(ms(r.latency?.p50)) / \(ms(r.latency?.p99)) / \(ms(r.latency?.max)) | \(r.neverConflatedMissing + r.terminalMissing) | \(r.closesByCode.filter { $0.key != "1000" }.values.reduce(0, +)) | \(String(format: "%.1f KiB", result.perSubscriberKiB)) | \(String(format: "%.1f / %.1f", result.perDelivery(result.bridgeCPUSeconds), result.perDelivery(result.harnessCPUSeconds))) |"

@@ -30,7 +30,9 @@ public struct LoadConfiguration: Sendable {
     public var connectAttempts = 3
     /// How long one try may take, from the TCP connect to the snapshot. Default 10 s.
     public var handshakeTimeout: Duration = .seconds(10)
-    /// Event loop threads. Default one per core.
+    /// What carries the connections. Default ``LoadEngine/sockets`` on Linux, ``LoadEngine/nio`` elsewhere.
+    public var engine = LoadEngine.platformDefault
+    /// Threads carrying the connections (event loops, or the socket engine's epoll threads). Default one per core.
     public var eventLoopThreads = System.coreCount
     /// How often progress is reported. Default 1 s.
     public var progressInterval: Duration = .seconds(1)
@@ -58,9 +60,37 @@ public struct LoadConfiguration: Sendable {
         try require(connectAttempts >= 1, "connect attempts must be at least 1")
         try require(handshakeTimeout > .zero, "the handshake timeout must be positive")
         try require(eventLoopThreads >= 1, "event loop threads must be at least 1")
+        try require(engine.isAvailable, "the \(engine.rawValue) engine needs Linux (epoll)")
         try require(progressInterval > .zero, "the progress interval must be positive")
         try require(maxMessageBytes >= 1024, "the largest message must be at least 1024 bytes")
         _ = try SubscriberTarget(url: url)
+    }
+}
+
+/// What carries a load run's connections.
+public enum LoadEngine: String, Sendable, CaseIterable {
+    /// Raw non-blocking sockets, one epoll set per thread, the WebSocket handshake and frames read by this library:
+    /// the least CPU per message (Linux only).
+    case sockets
+    /// SwiftNIO's event loops and HTTP client upgrade, then the same frame reading: portable.
+    case nio
+
+    /// The engine a configuration starts with on this platform.
+    public static var platformDefault: LoadEngine {
+        #if os(Linux)
+        .sockets
+        #else
+        .nio
+        #endif
+    }
+
+    /// Whether it runs on this platform.
+    public var isAvailable: Bool {
+        #if os(Linux)
+        true
+        #else
+        self == .nio
+        #endif
     }
 }
 

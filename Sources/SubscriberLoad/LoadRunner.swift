@@ -4,7 +4,7 @@ import Synchronization
 
 /// Runs a subscriber load against a bridge and returns what it measured.
 ///
-/// 1. Raises the open-file limit to the hard limit and starts one event loop per `eventLoopThreads`.
+/// 1. Raises the open-file limit to the hard limit and starts the engine's `eventLoopThreads` threads.
 /// 2. **Connecting**: opens `connections` WebSockets, at most `concurrentHandshakes` at a time, each done when its
 ///    `job.snapshot` came; a failed try is retried (up to `connectAttempts`, with backoff) unless retrying cannot help.
 /// 3. **Measuring** for `duration`: latency (receive time − `occurred_at`) and throughput count. The first progress
@@ -30,44 +30,35 @@ public func runLoad(_ configuration: LoadConfiguration, progress: (@Sendable (Lo
         throw LoadError.cannotResolve(host: target.host, reason: "\(error)")
     }
     let openFileLimit = OpenFileLimit.raiseToHardLimit()
-    let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopThreads)
-    do {
-        var recorders: [NIOLoopBound<LoopRecorder>] = []
-        for loop in group.makeIterator() {
-            let jobCount = configuration.jobIds.count
-            recorders.append(try await loop.submit { NIOLoopBound(LoopRecorder(jobCount: jobCount), eventLoop: loop) }.get())
-        }
+    let engine: any SubscriberEngine
+    switch configuration.engine {
+    case .nio:
         let connector = SubscriberConnector(
             target: target, address: address, token: configuration.token,
             handshakeTimeout: .nanoseconds(Int64(configuration.handshakeTimeout.seconds * 1e9)), maxMessageBytes: configuration.maxMessageBytes)
-        let run = LoadRun(configuration: configuration, connector: connector, recorders: recorders, openFileLimit: openFileLimit, progress: progress)
-        let report = await run.run()
-        try await group.shutdownGracefully()
-        return report
-    } catch {
-        try? await group.shutdownGracefully()
-        throw error
+        engine = try await NIOSubscriberEngine.start(threads: configuration.eventLoopThreads, jobCount: configuration.jobIds.count, connector: connector)
+    case .sockets:
+        engine = try SocketSubscriberEngine.start(configuration: configuration, target: target, address: address)
     }
+    let run = LoadRun(configuration: configuration, engine: engine, openFileLimit: openFileLimit, progress: progress)
+    let report = await run.run()
+    await engine.shutdown()
+    return report
 }
 
 /// One run: its phases, in order, over the loops' recorders.
 private struct LoadRun: Sendable {
     let configuration: LoadConfiguration
-    let connector: SubscriberConnector
-    let recorders: [NIOLoopBound<LoopRecorder>]
+    let engine: any SubscriberEngine
     let openFileLimit: UInt64
     let tally = ConnectTally()
     let reporter: ProgressReporter
 
-    init(
-        configuration: LoadConfiguration, connector: SubscriberConnector, recorders: [NIOLoopBound<LoopRecorder>], openFileLimit: UInt64,
-        progress: (@Sendable (LoadProgress) -> Void)?
-    ) {
+    init(configuration: LoadConfiguration, engine: any SubscriberEngine, openFileLimit: UInt64, progress: (@Sendable (LoadProgress) -> Void)?) {
         self.configuration = configuration
-        self.connector = connector
-        self.recorders = recorders
+        self.engine = engine
         self.openFileLimit = openFileLimit
-        reporter = ProgressReporter(callback: progress, recorders: recorders, tally: tally, wanted: configuration.connections)
+        reporter = ProgressReporter(callback: progress, engine: engine, tally: tally, wanted: configuration.connections)
     }
 
     func run() async -> LoadReport {
@@ -97,12 +88,12 @@ private struct LoadRun: Sendable {
         var measuredSeconds = 0.0
         var endSeqs = Array(repeating: Int64(0), count: configuration.jobIds.count)
         if !stoppedEarly {
-            _ = await onEveryLoop { recorder, _ in recorder.openWindow() }
+            _ = await engine.onEveryRecorder { $0.openWindow() }
             let windowStart = ContinuousClock.now
             await reporter.enter(.measuring)
             try? await Task.sleep(until: windowStart + configuration.duration)
             stoppedEarly = Task.isCancelled
-            for loopEnds in await onEveryLoop({ recorder, _ in recorder.closeWindow() }) {
+            for loopEnds in await engine.onEveryRecorder({ $0.closeWindow() }) {
                 for (job, seq) in loopEnds.enumerated() { endSeqs[job] = max(endSeqs[job], seq) }
             }
             measuredSeconds = (ContinuousClock.now - windowStart).seconds
@@ -111,9 +102,9 @@ private struct LoadRun: Sendable {
                 try? await Task.sleep(for: configuration.drain)
             }
         }
-        let summaries = await onEveryLoop { recorder, _ in recorder.summary() }
+        let summaries = await engine.onEveryRecorder { $0.summary() }
         await reporter.enter(.closing)
-        await closeAll()
+        await engine.closeAll()
         let report = ReportBuilder(
             configuration: configuration, tally: tally.snapshot(), summaries: summaries, endSeqs: endSeqs, connectSeconds: connectSeconds,
             measuredSeconds: measuredSeconds, openFileLimit: openFileLimit, stoppedEarly: stoppedEarly || Task.isCancelled
@@ -146,12 +137,10 @@ private struct LoadRun: Sendable {
     /// Opens connection `index`, with retries.
     private func connect(_ index: Int) async {
         let job = index % configuration.jobIds.count
-        let recorder = recorders[index % recorders.count]
         var attempt = 1
         while true {
             do {
-                try await connector.subscribe(
-                    job: job, jobId: configuration.jobIds[job], connectionId: "\(configuration.connectionIdPrefix)-\(index)", recorder: recorder)
+                try await engine.subscribe(index: index, job: job, jobId: configuration.jobIds[job], connectionId: "\(configuration.connectionIdPrefix)-\(index)")
                 tally.connected()
                 return
             } catch {
@@ -166,30 +155,6 @@ private struct LoadRun: Sendable {
                 attempt += 1
             }
         }
-    }
-
-    /// Closes every connection with a close frame and waits for the bridge's answer, at most 2 s.
-    private func closeAll() async {
-        let closed = await onEveryLoop { recorder, loop in
-            let futures = recorder.closeAll()
-            let bound = NIOLoopBound(recorder, eventLoop: loop)
-            let hangUp = loop.scheduleTask(in: .seconds(2)) { bound.value.forceCloseAll() }
-            let all = EventLoopFuture.andAllComplete(futures, on: loop)
-            all.whenComplete { _ in hangUp.cancel() }
-            return all
-        }
-        for future in closed { try? await future.get() }
-    }
-
-    /// Runs `body` on every loop with its recorder; returns the results in the loops' order.
-    private func onEveryLoop<T: Sendable>(_ body: @escaping @Sendable (LoopRecorder, any EventLoop) -> T) async -> [T] {
-        var results: [T] = []
-        for recorder in recorders {
-            let loop = recorder.eventLoop
-            // The group outlives the run, so `submit` cannot fail here.
-            if let result = try? await loop.submit({ body(recorder.value, loop) }).get() { results.append(result) }
-        }
-        return results
     }
 }
 
@@ -218,16 +183,16 @@ final class ConnectTally: Sendable {
 /// Puts the progress together from the loops' last intervals and the connect tally, and hands it to the callback.
 private actor ProgressReporter {
     let callback: (@Sendable (LoadProgress) -> Void)?
-    let recorders: [NIOLoopBound<LoopRecorder>]
+    let engine: any SubscriberEngine
     let tally: ConnectTally
     let wanted: Int
     let start = ContinuousClock.now
     private var phase = LoadProgress.Phase.connecting
     private var lastSample = ContinuousClock.now
 
-    init(callback: (@Sendable (LoadProgress) -> Void)?, recorders: [NIOLoopBound<LoopRecorder>], tally: ConnectTally, wanted: Int) {
+    init(callback: (@Sendable (LoadProgress) -> Void)?, engine: any SubscriberEngine, tally: ConnectTally, wanted: Int) {
         self.callback = callback
-        self.recorders = recorders
+        self.engine = engine
         self.tally = tally
         self.wanted = wanted
     }
@@ -245,8 +210,7 @@ private actor ProgressReporter {
         var histogram = LatencyHistogram()
         var messages = 0
         var closed = 0
-        for recorder in recorders {
-            guard let sample = try? await recorder.eventLoop.submit({ recorder.value.takeInterval() }).get() else { continue }
+        for sample in await engine.onEveryRecorder({ $0.takeInterval() }) {
             histogram.merge(sample.histogram)
             messages += sample.messages
             closed += sample.closed

@@ -1,7 +1,5 @@
-import NIOCore
-
-/// Everything the subscribers of one event loop measure. It lives on that loop (behind `NIOLoopBound`) and only its
-/// handlers and work submitted to the loop touch it, so recording a message takes no lock and no atomic.
+/// Everything the subscribers of one event loop (or poller thread) measure. It lives on that thread and only its
+/// connections and work submitted to it touch it, so recording a message takes no lock and no atomic.
 final class LoopRecorder {
     /// One connection that completed its upgrade.
     struct Connection {
@@ -9,8 +7,6 @@ final class LoopRecorder {
         var sequence = SubscriberSequence()
         /// Whether its snapshot came (before that it counts as a handshake, not as a subscriber).
         var ready = false
-        /// Its channel while it is open; dropped when it closes.
-        var channel: (any Channel)?
         /// The close code of a close the run did not start (1006 when the connection ended without a close frame).
         var closedBy: UInt16?
     }
@@ -45,8 +41,8 @@ final class LoopRecorder {
     }
 
     /// Adds a connection that just upgraded; returns its index.
-    func register(job: Int, channel: any Channel) -> Int {
-        connections.append(Connection(job: job, channel: channel))
+    func register(job: Int) -> Int {
+        connections.append(Connection(job: job))
         return connections.count - 1
     }
 
@@ -79,7 +75,6 @@ final class LoopRecorder {
 
     /// Notes that a connection's channel closed; `code` is the close frame's code, `nil` if none came.
     func closed(connection index: Int, code: UInt16?) {
-        connections[index].channel = nil
         guard connections[index].ready, !closing else { return }
         let code = code ?? 1006  // "abnormal closure": the connection ended without a close frame
         connections[index].closedBy = code
@@ -125,19 +120,9 @@ final class LoopRecorder {
             jobs: jobs.map { (neverConflatedSeqs: Array($0.neverConflatedSeqs), terminalSeqs: Array($0.terminalSeqs)) })
     }
 
-    /// Starts closing every open connection with a close frame (1000); returns their close futures. From now on
-    /// closes are not the bridge's doing.
-    func closeAll() -> [EventLoopFuture<Void>] {
+    /// Notes that the run starts closing its connections: closes from now on are not the bridge's doing.
+    func beginClosing() {
         closing = true
-        return connections.compactMap(\.channel).map { channel in
-            channel.writeAndFlush(channel.allocator.buffer(bytes: ClientFrame.close(code: 1000)), promise: nil)
-            return channel.closeFuture
-        }
-    }
-
-    /// Closes whatever is still open, without waiting for the bridge's close frame.
-    func forceCloseAll() {
-        for channel in connections.compactMap(\.channel) { channel.close(promise: nil) }
     }
 }
 

@@ -3,49 +3,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOWebSocket
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
-/// Why one try to subscribe failed.
-enum ConnectFailure: Error, Sendable, Hashable {
-    /// The bridge answered the upgrade with this HTTP status.
-    case refused(status: Int)
-    /// The WebSocket opened but closed before the snapshot (with this close code, `nil`: without a close frame);
-    /// 1013 is the bridge's connection limit.
-    case closedBeforeSnapshot(code: UInt16?)
-    /// The connection closed before the upgrade was answered (e.g. the bridge's HTTP connection cap).
-    case closedDuringHandshake
-    /// No snapshot within the handshake timeout.
-    case timedOut
-    /// The TCP connect failed (refused, unreachable, …), described briefly.
-    case connect(String)
-    /// Anything else, described briefly.
-    case other(String)
-
-    /// A short reason for the report.
-    var reason: String {
-        switch self {
-        case .refused(let status): "HTTP \(status)"
-        case .closedBeforeSnapshot(let code): code.map { "closed \($0) before snapshot" } ?? "closed before snapshot"
-        case .closedDuringHandshake: "closed during handshake"
-        case .timedOut: "handshake timeout"
-        case .connect(let why): "connect: \(why)"
-        case .other(let why): why
-        }
-    }
-
-    /// Whether another try may succeed: not for refusals of the request itself (bad job id, token, origin).
-    var isRetryable: Bool {
-        switch self {
-        case .refused(let status): status == 408 || status == 429 || status >= 500
-        case .closedBeforeSnapshot(let code): code != 1008 && code != 4401
-        default: true
-        }
-    }
-
+extension ConnectFailure {
     /// Classifies an error thrown while connecting.
     init(_ error: any Error) {
         switch error {
@@ -61,23 +19,13 @@ enum ConnectFailure: Error, Sendable, Hashable {
     }
 
     private static func brief(_ error: any Error) -> String {
-        if let error = error as? IOError {
-            switch error.errnoCode {
-            case ECONNREFUSED: return "connection refused"
-            case ECONNRESET: return "connection reset"
-            case ETIMEDOUT: return "timed out"
-            case EADDRNOTAVAIL: return "no local address/port left"
-            case EMFILE, ENFILE: return "too many open files"
-            case ENETUNREACH, EHOSTUNREACH: return "unreachable"
-            default: return "errno \(error.errnoCode)"
-            }
-        }
+        if let error = error as? IOError { return brief(errno: error.errnoCode) }
         if case ChannelError.connectTimeout = error { return "timeout" }
         return String(describing: type(of: error))
     }
 }
 
-/// Opens one subscription: TCP connect, HTTP upgrade to WebSocket, wait for the snapshot.
+/// Opens one subscription with NIO: TCP connect, HTTP upgrade to WebSocket, wait for the snapshot.
 struct SubscriberConnector: Sendable {
     let target: SubscriberTarget
     /// The bridge's address, resolved once for all connections.
@@ -87,7 +35,7 @@ struct SubscriberConnector: Sendable {
     let maxMessageBytes: Int
 
     /// One try; returns once the snapshot came, throws a ``ConnectFailure`` otherwise.
-    func subscribe(job: Int, jobId: String, connectionId: String, recorder: NIOLoopBound<LoopRecorder>) async throws(ConnectFailure) {
+    func subscribe(job: Int, jobId: String, connectionId: String, on loop: NIOLoopBound<NIOLoopSubscribers>) async throws(ConnectFailure) {
         var headers = HTTPHeaders()
         headers.add(name: "Host", value: target.hostHeader)
         let head = HTTPRequestHead(
@@ -95,7 +43,7 @@ struct SubscriberConnector: Sendable {
         let handshakeTimeout = handshakeTimeout
         let maxMessageBytes = maxMessageBytes
         do {
-            let snapshot = try await ClientBootstrap(group: recorder.eventLoop)
+            let snapshot = try await ClientBootstrap(group: loop.eventLoop)
                 .connectTimeout(handshakeTimeout)
                 .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .connect(to: address) { channel in
@@ -107,10 +55,10 @@ struct SubscriberConnector: Sendable {
                         }
                         ready.futureResult.whenComplete { _ in timeout.cancel() }
                         let upgrader = SubscriberUpgrader { channel in
-                            let loopRecorder = recorder.value
-                            let index = loopRecorder.register(job: job, channel: channel)
+                            let subscribers = loop.value
+                            let index = subscribers.register(job: job, channel: channel)
                             return SubscriberHandler(
-                                recorder: loopRecorder, index: index, ready: ready,
+                                subscribers: subscribers, index: index, ready: ready,
                                 // The bridge sends each message as one frame: a large job's snapshot is one large frame.
                                 maxFrameBytes: maxMessageBytes, maxMessageBytes: maxMessageBytes)
                         }

@@ -44,7 +44,10 @@ struct BridgeLoad: AsyncParsableCommand {
     @Option(help: "Seconds connections keep reading after the window, for the delivery audit.")
     var drain: Double = 2
 
-    @Option(help: "Event loop threads (default: one per core).")
+    @Option(help: "What carries the connections: sockets (raw sockets and epoll, Linux; the default there) or nio (SwiftNIO).")
+    var engine: String = LoadEngine.platformDefault.rawValue
+
+    @Option(help: "Threads carrying the connections (default: one per core).")
     var threads: Int?
 
     @Flag(help: "Print the final report as one JSON object on stdout (instead of the table).")
@@ -59,6 +62,9 @@ struct BridgeLoad: AsyncParsableCommand {
         guard duration >= 0, duration.isFinite else { throw ValidationError("--duration must be a number of seconds ≥ 0") }
         guard drain >= 0, drain.isFinite else { throw ValidationError("--drain must be a number of seconds ≥ 0") }
         guard handshakeTimeout > 0, handshakeTimeout.isFinite else { throw ValidationError("--handshake-timeout must be positive") }
+        guard LoadEngine(rawValue: engine) != nil else {
+            throw ValidationError("--engine must be one of \(LoadEngine.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
     }
 
     func run() async throws {
@@ -72,6 +78,7 @@ struct BridgeLoad: AsyncParsableCommand {
         configuration.connectAttempts = connectAttempts
         configuration.handshakeTimeout = .milliseconds(Int64(handshakeTimeout * 1000))
         if let threads { configuration.eventLoopThreads = threads }
+        if let engine = LoadEngine(rawValue: engine) { configuration.engine = engine }
         do {
             try configuration.validate()
         } catch {

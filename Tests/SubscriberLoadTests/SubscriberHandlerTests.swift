@@ -11,14 +11,15 @@ struct SubscriberHandlerTests {
     /// A connected channel with the handler as its whole pipeline, as after the upgrade.
     final class Connection {
         let channel = EmbeddedChannel()
-        let recorder = LoopRecorder(jobCount: 1)
+        let subscribers = NIOLoopSubscribers(recorder: LoopRecorder(jobCount: 1))
+        var recorder: LoopRecorder { subscribers.recorder }
         let ready: EventLoopPromise<Void>
 
         init() throws {
             ready = channel.eventLoop.makePromise()
-            let index = recorder.register(job: 0, channel: channel)
+            let index = subscribers.register(job: 0, channel: channel)
             try channel.pipeline.syncOperations.addHandler(
-                SubscriberHandler(recorder: recorder, index: index, ready: ready, maxFrameBytes: 1 << 16, maxMessageBytes: 1 << 20))
+                SubscriberHandler(subscribers: subscribers, index: index, ready: ready, maxFrameBytes: 1 << 16, maxMessageBytes: 1 << 20))
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         }
 

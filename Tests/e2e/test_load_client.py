@@ -7,6 +7,8 @@ import subprocess
 import threading
 import uuid
 
+import pytest
+
 from conftest import BINARY, assert_alive, http_get, metric, read_frames, wait_for
 from monitor import Monitor, event
 from test_hostile_clients import raw_upgrade
@@ -26,7 +28,8 @@ def video_count(bridge, job):
     return json.loads(body)["total"] if status == 200 else None
 
 
-def test_bridge_load_holds_subscribers_measures_latency_and_misses_nothing(bridge):
+@pytest.mark.parametrize("engine", ["sockets", "nio"])
+def test_bridge_load_holds_subscribers_measures_latency_and_misses_nothing(bridge, engine):
     job = "job_load_" + uuid.uuid4().hex[:8]
     videos = 600
     monitor = Monitor(bridge.bootstrap)
@@ -50,7 +53,7 @@ def test_bridge_load_holds_subscribers_measures_latency_and_misses_nothing(bridg
     connections = 40
     load = subprocess.Popen(
         [LOAD_BINARY, "--url", bridge.ws_url, "--job-id", job, "--connections", str(connections), "--duration", "10",
-         "--drain", "2", "--threads", "2", "--json"],
+         "--drain", "2", "--threads", "2", "--engine", engine, "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     progress = []
     measuring = threading.Event()

@@ -1,0 +1,239 @@
+#if os(Linux)
+import Foundation
+import Glibc
+import NIOCore
+import Testing
+
+@testable import SubscriberLoad
+
+/// The socket engine against a scripted server on loopback (plain blocking sockets on a thread of their own): the
+/// handshake, what it records and answers, how each kind of failed try is reported, and the final close.
+@Suite("The load client's socket engine")
+struct SocketSubscriberEngineTests {
+    @Test("it upgrades, is ready at the snapshot (sent with the 101), records live messages, answers a ping and echoes a close")
+    func subscribeRecordAnswer() async throws {
+        let server = try ScriptedServer()
+        let engine = try server.engine()
+        async let script = onThread { () -> [String] in
+            var log: [String] = []
+            guard let connection = server.accept(), let head = connection.readHead() else { return ["no request"] }
+            log.append(head.components(separatedBy: "\r\n")[0])
+            // The 101, the ack and the snapshot in one write: the bytes after the head must reach the stream.
+            connection.send(ScriptedServer.upgradeResponse(to: head) + ScriptedServer.text(#"{"type":"connection.ack","seq":0}"#)
+                + ScriptedServer.text(#"{"type":"job.snapshot","seq":5}"#))
+            connection.send(ScriptedServer.frame(0x9, [7, 8, 9]))
+            log.append(connection.readFrame().map { "\($0.opcode) \($0.payload)" } ?? "no pong")
+            connection.send(ScriptedServer.text(#"{"type":"video.updated","seq":6,"ts":"2026-11-24T10:00:00.000Z"}"#))
+            connection.send(ScriptedServer.frame(0x8, [0x0F, 0xA1]))  // 4001
+            log.append(connection.readFrame().map { "\($0.opcode) \($0.payload)" } ?? "no close")
+            log.append(connection.readToEnd() ? "hung up" : "still open")
+            return log
+        }
+        try await engine.subscribe(index: 0, job: 0, jobId: "job one", connectionId: "c-0")
+        let log = await script
+        #expect(log == ["GET /?job_id=job%20one&connection_id=c-0 HTTP/1.1", "10 [7, 8, 9]", "8 [15, 161]", "hung up"])
+        let summary = await engine.onEveryRecorder { $0.summary() }[0]
+        #expect(summary.connections.count == 1)
+        #expect(summary.jobs[0].neverConflatedSeqs == [6])
+        #expect(summary.closes == [4001: 1])
+        await engine.shutdown()
+    }
+
+    @Test("a refused upgrade, a wrong accept, a close before the snapshot, silence and a closed port each fail the try as such")
+    func failures() async throws {
+        let server = try ScriptedServer()
+        let engine = try server.engine(handshakeTimeout: .milliseconds(400))
+        let answers: [@Sendable (String) -> [UInt8]] = [
+            { _ in Array("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".utf8) },
+            { _ in ScriptedServer.upgradeResponse(to: "Sec-WebSocket-Key: another key") },
+            { head in ScriptedServer.upgradeResponse(to: head) + ScriptedServer.frame(0x8, [0x03, 0xF5]) },  // 1013
+            { _ in [] },  // nothing: the handshake times out
+        ]
+        for (index, answer) in answers.enumerated() {
+            async let script = onThread { () -> Bool in
+                guard let connection = server.accept(), let head = connection.readHead() else { return false }
+                connection.send(answer(head))
+                _ = connection.readToEnd()
+                return true
+            }
+            let failure = await Self.attempt(engine, connectionId: "c-\(index)")
+            #expect(await script)
+            switch index {
+            case 0: #expect(failure == .refused(status: 403))
+            case 1: #expect(failure == .other("upgrade: a wrong Sec-WebSocket-Accept"))
+            case 2: #expect(failure == .closedBeforeSnapshot(code: 1013))
+            default: #expect(failure == .timedOut)
+            }
+        }
+        // Nothing counts as a subscriber, and nothing is left open.
+        let summary = await engine.onEveryRecorder { $0.summary() }[0]
+        #expect(summary.connections.isEmpty && summary.closes.isEmpty)
+        await engine.shutdown()
+
+        let closedPort = try ScriptedServer()
+        let unreachable = try closedPort.engine()
+        closedPort.stopListening()
+        await #expect(throws: ConnectFailure.connect("connection refused")) {
+            try await unreachable.subscribe(index: 0, job: 0, jobId: "j", connectionId: "c")
+        }
+        await unreachable.shutdown()
+    }
+
+    /// One try's failure, `nil` if it succeeded.
+    static func attempt(_ engine: SocketSubscriberEngine, connectionId: String) async -> ConnectFailure? {
+        do {
+            try await engine.subscribe(index: 0, job: 0, jobId: "j", connectionId: connectionId)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test("closing sends 1000 to every connection, takes the bridge's answer, and hangs up on one that gives none")
+    func closeAll() async throws {
+        let server = try ScriptedServer()
+        let engine = try server.engine()
+        var scripts: [Task<String, Never>] = []
+        for index in 0..<2 {
+            let script = Task { await onThread { () -> String in
+                guard let connection = server.accept(), let head = connection.readHead() else { return "no request" }
+                connection.send(ScriptedServer.upgradeResponse(to: head) + ScriptedServer.text(#"{"type":"job.snapshot","seq":1}"#))
+                guard let close = connection.readFrame() else { return "no close" }
+                if index == 0 { connection.send(ScriptedServer.frame(0x8, [0x03, 0xE8])) }  // the other never answers
+                return "\(close.opcode) \(close.payload) \(connection.readToEnd() ? "hung up" : "still open")"
+            } }
+            try await engine.subscribe(index: 0, job: 0, jobId: "j", connectionId: "c-\(index)")
+            scripts.append(script)
+        }
+        let start = ContinuousClock.now
+        await engine.closeAll()
+        let waited = ContinuousClock.now - start
+        for script in scripts { #expect(await script.value == "8 [3, 232] hung up") }
+        #expect(waited >= .milliseconds(1_500) && waited < .seconds(5), "\(waited)")
+        // The run's own closes are not the bridge's.
+        #expect(await engine.onEveryRecorder { $0.summary().closes }[0].isEmpty)
+        await engine.shutdown()
+    }
+}
+
+/// Runs `body` on a thread of its own (it blocks in socket calls) and returns what it returns.
+private func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { done in Thread.detachNewThread { done.resume(returning: body()) } }
+}
+
+/// A listening socket on loopback whose connections a test scripts byte by byte.
+private final class ScriptedServer: Sendable {
+    let listener: Int32
+    let port: Int
+
+    init() throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) } }
+        guard bound == 0, listen(listener, 16) == 0 else {
+            Glibc.close(listener)
+            throw LoadError.invalidConfiguration("bind/listen: errno \(errno)")
+        }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)  // a test that goes wrong fails, it does not hang
+        setsockopt(listener, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        self.listener = listener
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    deinit { Glibc.close(listener) }
+
+    func stopListening() { shutdown(listener, Int32(SHUT_RDWR)) }
+
+    func engine(handshakeTimeout: Duration = .seconds(5)) throws -> SocketSubscriberEngine {
+        var configuration = LoadConfiguration(jobIds: ["j"])
+        configuration.url = "ws://127.0.0.1:\(port)/"
+        configuration.eventLoopThreads = 1
+        configuration.handshakeTimeout = handshakeTimeout
+        return try SocketSubscriberEngine.start(
+            configuration: configuration, target: SubscriberTarget(url: configuration.url), address: SocketAddress(ipAddress: "127.0.0.1", port: port))
+    }
+
+    func accept() -> Connection? {
+        let descriptor = Glibc.accept(listener, nil, nil)
+        return descriptor >= 0 ? Connection(descriptor) : nil
+    }
+
+    static func upgradeResponse(to head: String) -> [UInt8] {
+        let key = head.components(separatedBy: "\r\n").first { $0.lowercased().hasPrefix("sec-websocket-key:") }?.dropFirst(18)
+            .trimmingCharacters(in: .whitespaces) ?? ""
+        return Array(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Accept: \(UpgradeHandshake.accept(for: key))\r\n\r\n".utf8)
+    }
+
+    static func frame(_ opcode: UInt8, _ payload: [UInt8]) -> [UInt8] { [0x80 | opcode, UInt8(payload.count)] + payload }
+    static func text(_ json: String) -> [UInt8] { frame(0x1, Array(json.utf8)) }
+
+    /// One accepted connection.
+    final class Connection {
+        let descriptor: Int32
+        private var buffered: [UInt8] = []
+
+        init(_ descriptor: Int32) {
+            self.descriptor = descriptor
+            var timeout = timeval(tv_sec: 5, tv_usec: 0)
+            setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        }
+
+        deinit { Glibc.close(descriptor) }
+
+        func send(_ bytes: [UInt8]) {
+            guard !bytes.isEmpty else { return }
+            _ = bytes.withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        }
+
+        /// Reads more; false at the end of the stream, an error or the timeout.
+        private func fill() -> Bool {
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
+            guard count > 0 else { return false }
+            buffered += chunk[0..<count]
+            return true
+        }
+
+        /// The request's head, up to its blank line.
+        func readHead() -> String? {
+            while true {
+                if let end = String(decoding: buffered, as: UTF8.self).range(of: "\r\n\r\n") {
+                    let head = String(String(decoding: buffered, as: UTF8.self)[..<end.lowerBound])
+                    buffered = []
+                    return head
+                }
+                guard fill() else { return nil }
+            }
+        }
+
+        /// The next client frame (short, masked), unmasked.
+        func readFrame() -> (opcode: UInt8, payload: [UInt8])? {
+            while buffered.count < 2 || buffered.count < 6 + Int(buffered[1] & 0x7F) {
+                guard fill() else { return nil }
+            }
+            guard buffered[1] & 0x80 != 0 else { return (0xFF, []) }  // unmasked: never from a client
+            let length = Int(buffered[1] & 0x7F)
+            let key = Array(buffered[2..<6])
+            let payload = buffered[6..<(6 + length)].enumerated().map { $0.element ^ key[$0.offset & 3] }
+            let opcode = buffered[0] & 0x0F
+            buffered.removeFirst(6 + length)
+            return (opcode, payload)
+        }
+
+        /// Reads until the client hangs up; false if it did not within the timeout.
+        func readToEnd() -> Bool {
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let count = chunk.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
+                if count == 0 { return true }
+                if count < 0 { return errno == ECONNRESET }
+            }
+        }
+    }
+}
+#endif
