@@ -41,6 +41,9 @@ public struct LoadConfiguration: Sendable {
     /// The `connection_id` of connection *i* is this prefix, `-` and *i*. Default `bridge-load-PID`.
     public var connectionIdPrefix = "bridge-load-\(getpid())"
 
+    /// The longest duration, drain and handshake timeout accepted.
+    static let longest = Duration.seconds(365 * 24 * 3600)
+
     /// A configuration with the defaults, watching `jobIds`.
     public init(jobIds: [String]) {
         self.jobIds = jobIds
@@ -54,11 +57,12 @@ public struct LoadConfiguration: Sendable {
         try require(!jobIds.isEmpty, "at least one job id is needed")
         try require(jobIds.allSatisfy { !$0.isEmpty }, "job ids must not be empty")
         try require(connections >= 1, "connections must be at least 1")
-        try require(duration >= .zero, "duration must not be negative")
-        try require(drain >= .zero, "drain must not be negative")
+        // Bounded above too: deadlines are the clock's now plus these, which must not overflow.
+        try require(duration >= .zero && duration <= Self.longest, "duration must be from 0 to a year")
+        try require(drain >= .zero && drain <= Self.longest, "drain must be from 0 to a year")
         try require(concurrentHandshakes >= 1, "concurrent handshakes must be at least 1")
         try require(connectAttempts >= 1, "connect attempts must be at least 1")
-        try require(handshakeTimeout > .zero, "the handshake timeout must be positive")
+        try require(handshakeTimeout > .zero && handshakeTimeout <= Self.longest, "the handshake timeout must be positive, at most a year")
         try require(eventLoopThreads >= 1, "event loop threads must be at least 1")
         try require(engine.isAvailable, "the \(engine.rawValue) engine needs Linux (epoll)")
         try require(progressInterval > .zero, "the progress interval must be positive")
@@ -102,12 +106,15 @@ public enum LoadError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidURL(String)
     /// The host name did not resolve.
     case cannotResolve(host: String, reason: String)
+    /// The system refused what the engine needs (threads, epoll, eventfd), with the call and its error.
+    case cannotStart(String)
 
     public var description: String {
         switch self {
         case .invalidConfiguration(let message): "invalid configuration: \(message)"
         case .invalidURL(let message): "invalid URL: \(message)"
         case .cannotResolve(let host, let reason): "cannot resolve \(host): \(reason)"
+        case .cannotStart(let reason): "cannot start the load engine: \(reason)"
         }
     }
 }

@@ -35,7 +35,7 @@ public func runLoad(_ configuration: LoadConfiguration, progress: (@Sendable (Lo
     case .nio:
         let connector = SubscriberConnector(
             target: target, address: address, token: configuration.token,
-            handshakeTimeout: .nanoseconds(Int64(configuration.handshakeTimeout.seconds * 1e9)), maxMessageBytes: configuration.maxMessageBytes)
+            handshakeTimeout: TimeAmount(configuration.handshakeTimeout), maxMessageBytes: configuration.maxMessageBytes)
         engine = try await NIOSubscriberEngine.start(threads: configuration.eventLoopThreads, jobCount: configuration.jobIds.count, connector: connector)
     case .sockets:
         engine = try SocketSubscriberEngine.start(configuration: configuration, target: target, address: address)

@@ -74,7 +74,8 @@ final class SocketPoller: Sendable {
 
     fileprivate let epoll: Int32
     fileprivate let wake: Int32
-    private let commands = Mutex<[@Sendable (SocketPollerThread) -> Void]>([])
+    /// Work for the thread, and whether it has stopped taking any.
+    private let commands = Mutex<(queue: [@Sendable (SocketPollerThread) -> Void], stopped: Bool)>(([], false))
 
     private init(epoll: Int32, wake: Int32) {
         self.epoll = epoll
@@ -89,17 +90,18 @@ final class SocketPoller: Sendable {
     /// Starts the thread.
     static func start(_ settings: Settings) throws -> SocketPoller {
         let epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
-        guard epoll >= 0 else { throw LoadError.invalidConfiguration("epoll_create1 failed: errno \(errno)") }
+        guard epoll >= 0 else { throw LoadError.cannotStart("epoll_create1: errno \(errno)") }
         let wake = eventfd(0, Int32(EFD_NONBLOCK) | Int32(EFD_CLOEXEC))
         guard wake >= 0 else {
+            let error = errno
             Glibc.close(epoll)
-            throw LoadError.invalidConfiguration("eventfd failed: errno \(errno)")
+            throw LoadError.cannotStart("eventfd: errno \(error)")
         }
-        let poller = SocketPoller(epoll: epoll, wake: wake)
+        let poller = SocketPoller(epoll: epoll, wake: wake)  // closes both when it goes
         var event = epoll_event()
         event.events = EPOLLIN.rawValue
         event.data.fd = wake
-        epoll_ctl(epoll, EPOLL_CTL_ADD, wake, &event)
+        guard epoll_ctl(epoll, EPOLL_CTL_ADD, wake, &event) == 0 else { throw LoadError.cannotStart("epoll_ctl: errno \(errno)") }
         let thread = Unmanaged.passRetained(SocketPollerThread(poller: poller, settings: settings)).toOpaque()
         var id = pthread_t()
         let started = pthread_create(
@@ -111,15 +113,18 @@ final class SocketPoller: Sendable {
             }, thread)
         guard started == 0 else {
             Unmanaged<SocketPollerThread>.fromOpaque(thread).release()
-            throw LoadError.invalidConfiguration("pthread_create failed: \(started)")
+            throw LoadError.cannotStart("pthread_create: \(started)")
         }
         pthread_detach(id)
         return poller
     }
 
-    /// Runs `command` on the thread, soon.
+    /// Runs `command` on the thread, soon. Not after ``SocketSubscriberEngine/shutdown()`` (nothing would run it).
     func submit(_ command: @escaping @Sendable (SocketPollerThread) -> Void) {
-        commands.withLock { $0.append(command) }
+        commands.withLock {
+            precondition(!$0.stopped, "work submitted to a stopped socket engine thread")
+            $0.queue.append(command)
+        }
         var one: UInt64 = 1
         _ = Glibc.write(wake, &one, 8)
     }
@@ -129,12 +134,14 @@ final class SocketPoller: Sendable {
         submit { $0.running = false }
     }
 
-    fileprivate func takeCommands() -> [@Sendable (SocketPollerThread) -> Void] {
+    /// The work submitted since the last call; `last`: the thread is ending, and takes no more after this.
+    fileprivate func takeCommands(last: Bool = false) -> [@Sendable (SocketPollerThread) -> Void] {
         var count: UInt64 = 0
         _ = Glibc.read(wake, &count, 8)
         return commands.withLock { commands in
-            defer { commands = [] }
-            return commands
+            defer { commands.queue = [] }
+            if last { commands.stopped = true }
+            return commands.queue
         }
     }
 }
@@ -201,6 +208,8 @@ final class SocketPollerThread {
     /// The most a connection may have waiting to be written (pongs to a bridge that does not read) before it is
     /// dropped.
     private static let maxOutputBytes = 1 << 20
+    /// Full buffers read from one connection before the thread turns to the others.
+    private static let maxReadsPerEvent = 4
 
     fileprivate init(poller: SocketPoller, settings: SocketPoller.Settings) {
         self.poller = poller
@@ -234,20 +243,24 @@ final class SocketPollerThread {
             checkDeadlines()
         }
         for connection in connections.compactMap({ $0 }) { close(connection, failure: .other("stopped")) }
+        // Whatever came with or after the stop still gets its answer (a try fails at once: `running` is false).
+        for command in poller.takeCommands(last: true) { command(self) }
     }
 
     // MARK: Commands
 
     /// Starts one try: a non-blocking connect, then the upgrade request.
     func open(job: Int, handshake: UpgradeHandshake, request: [UInt8], ready: CheckedContinuation<Result<Void, ConnectFailure>, Never>) {
+        guard running else { return ready.resume(returning: .failure(.other("stopped"))) }
         let address = settings.address
         let descriptor = socket(Int32(address.protocol.rawValue), Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
         guard descriptor >= 0 else { return ready.resume(returning: .failure(.connect(ConnectFailure.brief(errno: errno)))) }
         var one: Int32 = 1
         setsockopt(descriptor, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         let connected = address.withSockAddr { connect(descriptor, $0, socklen_t($1)) }
-        guard connected == 0 || errno == EINPROGRESS else {
-            let failure = ConnectFailure.connect(ConnectFailure.brief(errno: errno))
+        let connectError = errno
+        guard connected == 0 || connectError == EINPROGRESS else {
+            let failure = ConnectFailure.connect(ConnectFailure.brief(errno: connectError))
             Glibc.close(descriptor)
             return ready.resume(returning: .failure(failure))
         }
@@ -258,8 +271,9 @@ final class SocketPollerThread {
         event.events = connection.interest
         event.data.fd = descriptor
         guard epoll_ctl(poller.epoll, EPOLL_CTL_ADD, descriptor, &event) == 0 else {
+            let error = errno
             Glibc.close(descriptor)
-            return ready.resume(returning: .failure(.other("epoll_ctl: errno \(errno)")))
+            return ready.resume(returning: .failure(.other("epoll_ctl: errno \(error)")))
         }
         let slot = Int(descriptor)
         if connections.count <= slot { connections += Array(repeating: nil, count: slot + 1 - connections.count) }
@@ -272,7 +286,8 @@ final class SocketPollerThread {
     /// ``closeAllWait``, when those left are hung up on.
     func closeAll(then done: CheckedContinuation<Void, Never>) {
         recorder.beginClosing()
-        closing = (done, .now + .nanoseconds(closeAllWait.nanoseconds))
+        closing?.done.resume()  // (a second call: the first one's wait ends now)
+        closing = (done, .now + closeAllWait)
         for connection in connections.compactMap({ $0 }) {
             guard connection.phase == .open, let stream = connection.stream else {
                 close(connection, failure: .other("stopped"))
@@ -317,11 +332,15 @@ final class SocketPollerThread {
         }
     }
 
-    /// Reads what the socket has; stops at a short read (level-triggered epoll reports the rest).
+    /// Reads what the socket has, up to `maxReadsPerEvent` full buffers; stops at a short read. Level-triggered epoll
+    /// reports the rest, after the other connections and the thread's own work had their turn: a server that sends
+    /// without pause must not hold the thread (its deadlines, the run's commands, the other connections).
     private func readAvailable(_ connection: SocketSubscriber) {
-        while true {
+        var reads = 0
+        while reads < Self.maxReadsPerEvent {
             let count = Glibc.read(connection.descriptor, buffer.baseAddress, buffer.count)
             if count > 0 {
+                reads += 1
                 guard received(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), on: connection), count == buffer.count else { return }
             } else if count == 0 {
                 return ended(connection)
@@ -338,7 +357,12 @@ final class SocketPollerThread {
     /// Takes bytes read from `connection`; returns whether it is still open.
     private func received(_ bytes: UnsafeRawBufferPointer, on connection: SocketSubscriber) -> Bool {
         guard connection.phase == .upgrading else { return feed(bytes, to: connection) }
+        let searchedUpTo = max(0, connection.responseHead.count - 3)  // a blank line may straddle two reads
         connection.responseHead.append(contentsOf: bytes)
+        // Parsed once the head is complete (or too long), not again on every read of a head sent in small pieces.
+        guard UpgradeHandshake.headEnd(in: connection.responseHead, from: searchedUpTo) != nil
+            || connection.responseHead.count > UpgradeHandshake.maxResponseHeadBytes
+        else { return true }
         switch connection.handshake.response(connection.responseHead) {
         case .incomplete:
             return true
@@ -437,7 +461,10 @@ final class SocketPollerThread {
         connections[slot] = nil
         openCount -= 1
         handshaking.remove(connection.descriptor)
-        Glibc.close(connection.descriptor)  // which also takes it out of the epoll set
+        // Out of the epoll set first: a child process started meanwhile may hold a copy of the descriptor, which would
+        // keep it registered past `close` and hand its events to the next socket given the same number.
+        epoll_ctl(poller.epoll, EPOLL_CTL_DEL, connection.descriptor, nil)
+        Glibc.close(connection.descriptor)
         if let stream = connection.stream { recorder.closed(connection: stream.index, code: stream.closeCode) }
         connection.ready?.resume(returning: .failure(failure))
         connection.ready = nil
@@ -451,7 +478,9 @@ final class SocketPollerThread {
         guard now - lastDeadlineCheck >= .milliseconds(20) else { return }
         lastDeadlineCheck = now
         for descriptor in handshaking {
-            if let connection = connection(descriptor), now >= connection.deadline { close(connection, failure: .timedOut) }
+            if let connection = connection(descriptor), now >= connection.deadline {
+                close(connection, failure: connection.phase == .connecting ? .connect("timeout") : .timedOut)  // as the NIO engine says
+            }
         }
         if let closing, now >= closing.deadline {
             for connection in connections.compactMap({ $0 }) { close(connection, failure: .other("stopped")) }

@@ -15,7 +15,7 @@ protocol SubscriberEngine: Sendable {
 }
 
 /// How long `closeAll` waits for the bridge's close frames before it hangs up.
-let closeAllWait = TimeAmount.seconds(2)
+let closeAllWait = Duration.seconds(2)
 
 /// One event loop's subscribers in the NIO engine: its recorder and the channels still open (to close them at the end).
 final class NIOLoopSubscribers {
@@ -94,7 +94,7 @@ struct NIOSubscriberEngine: SubscriberEngine {
             let eventLoop = loop.eventLoop
             let all = eventLoop.flatSubmit {
                 let futures = loop.value.closeAll()
-                let hangUp = eventLoop.scheduleTask(in: closeAllWait) { loop.value.forceCloseAll() }
+                let hangUp = eventLoop.scheduleTask(in: TimeAmount(closeAllWait)) { loop.value.forceCloseAll() }
                 let all = EventLoopFuture.andAllComplete(futures, on: eventLoop)
                 all.whenComplete { _ in hangUp.cancel() }
                 return all

@@ -24,9 +24,6 @@ struct SubscriberStream {
         reader = WebSocketMessageReader(maxFrameBytes: maxFrameBytes, maxMessageBytes: maxMessageBytes)
     }
 
-    /// Bytes held for a frame or message that has not completed.
-    var heldBytes: Int { reader.heldBytes }
-
     /// Reads the next bytes from the bridge; `send` is given each frame to write (pongs, a close), in order.
     mutating func read(_ bytes: UnsafeRawBufferPointer, recorder: LoopRecorder, send: ([UInt8]) -> Void) -> Outcome {
         guard !closing else { return Outcome() }

@@ -51,13 +51,13 @@ struct UpgradeHandshake: Sendable {
     /// Reads the response from the start of `bytes` (everything the connection read so far).
     func response(_ bytes: some RandomAccessCollection<UInt8>) -> Response {
         let bytes = Array(bytes.prefix(Self.maxResponseHeadBytes + 4))
-        guard let end = Self.headEnd(bytes) else {
+        guard let end = Self.headEnd(in: bytes, from: 0) else {
             return bytes.count > Self.maxResponseHeadBytes ? .invalid("response head over \(Self.maxResponseHeadBytes) bytes") : .incomplete
         }
         let lines = String(decoding: bytes[..<end], as: UTF8.self).split(separator: "\r\n", omittingEmptySubsequences: false)
         let statusLine = lines.first ?? ""
         let parts = statusLine.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
-        guard parts.count >= 2, parts[0].hasPrefix("HTTP/1."), parts[1].count == 3, let status = Int(parts[1]) else {
+        guard parts.count >= 2, parts[0] == "HTTP/1.1", parts[1].count == 3, let status = Int(parts[1]) else {
             return .invalid("not an HTTP/1.1 status line")
         }
         guard status == 101 else { return .refused(status: status) }
@@ -73,13 +73,16 @@ struct UpgradeHandshake: Sendable {
             connection.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces).lowercased() == "upgrade" })
         else { return .invalid("no Connection: Upgrade") }
         guard headers["sec-websocket-accept"] == Self.accept(for: key) else { return .invalid("a wrong Sec-WebSocket-Accept") }
+        // The request offered neither: a server that picks one anyway would send frames this client cannot read (§4.1).
+        guard headers["sec-websocket-extensions"] == nil else { return .invalid("an extension that was not offered") }
+        guard headers["sec-websocket-protocol"] == nil else { return .invalid("a subprotocol that was not offered") }
         return .accepted(headLength: end + 4)
     }
 
-    /// Where the head's closing blank line starts (the index of its `\r\n\r\n`), if it came.
-    private static func headEnd(_ bytes: [UInt8]) -> Int? {
-        guard bytes.count >= 4 else { return nil }
-        for index in 0...(bytes.count - 4)
+    /// Where the head's closing blank line starts (the index of its `\r\n\r\n`), looking from `start`, if it came.
+    static func headEnd(in bytes: [UInt8], from start: Int) -> Int? {
+        guard bytes.count >= 4, start >= 0, start <= bytes.count - 4 else { return nil }
+        for index in start...(bytes.count - 4)
         where bytes[index] == 13 && bytes[index + 1] == 10 && bytes[index + 2] == 13 && bytes[index + 3] == 10 {
             return index
         }

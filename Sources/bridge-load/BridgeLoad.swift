@@ -59,9 +59,12 @@ struct BridgeLoad: AsyncParsableCommand {
     func validate() throws {
         guard !jobIds.isEmpty else { throw ValidationError("give at least one --job-id") }
         guard connections >= 1 else { throw ValidationError("--connections must be at least 1") }
-        guard duration >= 0, duration.isFinite else { throw ValidationError("--duration must be a number of seconds ≥ 0") }
-        guard drain >= 0, drain.isFinite else { throw ValidationError("--drain must be a number of seconds ≥ 0") }
-        guard handshakeTimeout > 0, handshakeTimeout.isFinite else { throw ValidationError("--handshake-timeout must be positive") }
+        // (At most a year each: they become milliseconds, which must not overflow.)
+        guard duration >= 0, duration <= 31_536_000 else { throw ValidationError("--duration must be a number of seconds from 0 to a year") }
+        guard drain >= 0, drain <= 31_536_000 else { throw ValidationError("--drain must be a number of seconds from 0 to a year") }
+        guard handshakeTimeout > 0, handshakeTimeout <= 31_536_000 else {
+            throw ValidationError("--handshake-timeout must be a positive number of seconds, at most a year")
+        }
         guard LoadEngine(rawValue: engine) != nil else {
             throw ValidationError("--engine must be one of \(LoadEngine.allCases.map(\.rawValue).joined(separator: ", "))")
         }

@@ -2,6 +2,7 @@
 import Foundation
 import Glibc
 import NIOCore
+import Synchronization
 import Testing
 
 @testable import SubscriberLoad
@@ -42,7 +43,9 @@ struct SocketSubscriberEngineTests {
     @Test("a refused upgrade, a wrong accept, a close before the snapshot, silence and a closed port each fail the try as such")
     func failures() async throws {
         let server = try ScriptedServer()
-        let engine = try server.engine(handshakeTimeout: .milliseconds(400))
+        // Long enough for a loaded machine to answer; the silent case gets an engine of its own with a short one.
+        let engine = try server.engine()
+        let impatient = try server.engine(handshakeTimeout: .milliseconds(400))
         let answers: [@Sendable (String) -> [UInt8]] = [
             { _ in Array("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".utf8) },
             { _ in ScriptedServer.upgradeResponse(to: "Sec-WebSocket-Key: another key") },
@@ -56,7 +59,7 @@ struct SocketSubscriberEngineTests {
                 _ = connection.readToEnd()
                 return true
             }
-            let failure = await Self.attempt(engine, connectionId: "c-\(index)")
+            let failure = await Self.attempt(index < 3 ? engine : impatient, connectionId: "c-\(index)")
             #expect(await script)
             switch index {
             case 0: #expect(failure == .refused(status: 403))
@@ -66,9 +69,11 @@ struct SocketSubscriberEngineTests {
             }
         }
         // Nothing counts as a subscriber, and nothing is left open.
-        let summary = await engine.onEveryRecorder { $0.summary() }[0]
-        #expect(summary.connections.isEmpty && summary.closes.isEmpty)
-        await engine.shutdown()
+        for tried in [engine, impatient] {
+            let summary = await tried.onEveryRecorder { $0.summary() }[0]
+            #expect(summary.connections.isEmpty && summary.closes.isEmpty)
+            await tried.shutdown()
+        }
 
         let closedPort = try ScriptedServer()
         let unreachable = try closedPort.engine()
@@ -77,6 +82,68 @@ struct SocketSubscriberEngineTests {
             try await unreachable.subscribe(index: 0, job: 0, jobId: "j", connectionId: "c")
         }
         await unreachable.shutdown()
+    }
+
+    @Test("a head in small pieces and a snapshot of 200 KiB in many reads are put together")
+    func piecesAndLargeFrames() async throws {
+        let server = try ScriptedServer()
+        let engine = try server.engine()
+        let videos = String(repeating: #"{"video_id":"v","state":"queued"},"#, count: 6_000)
+        let snapshot = #"{"type":"job.snapshot","seq":3,"data":{"videos":["# + videos.dropLast() + "]}}"
+        async let script = onThread { () -> Bool in
+            guard let connection = server.accept(), let head = connection.readHead() else { return false }
+            let response = ScriptedServer.upgradeResponse(to: head) + ScriptedServer.text(snapshot)
+            // 7 bytes at a time with a pause: the head's blank line, the frame header and the payload all straddle reads.
+            var offset = 0
+            while offset < response.count {
+                let size = offset < 400 ? 7 : 50_000
+                connection.send(Array(response[offset..<min(offset + size, response.count)]))
+                offset += size
+                usleep(offset < 400 ? 1_000 : 5_000)
+            }
+            connection.send(ScriptedServer.text(#"{"type":"video.updated","seq":4,"ts":"2026-11-24T10:00:00.000Z"}"#))
+            return connection.readFrame()?.opcode == 0x8  // the run's close
+        }
+        #expect(snapshot.utf8.count > 200_000)
+        try await engine.subscribe(index: 0, job: 0, jobId: "j", connectionId: "c")
+        // The live message after the snapshot arrives too.
+        var seqs: [Int64] = []
+        for _ in 0..<100 where seqs.isEmpty {
+            try await Task.sleep(for: .milliseconds(20))
+            seqs = await engine.onEveryRecorder { $0.summary().jobs[0].neverConflatedSeqs }[0]
+        }
+        #expect(seqs == [4])
+        await engine.closeAll()
+        #expect(await script)
+        await engine.shutdown()
+    }
+
+    @Test("a server that sends without pause does not hold the thread: the run's commands are still answered")
+    func floodDoesNotStarve() async throws {
+        let server = try ScriptedServer()
+        let engine = try server.engine()
+        let stop = Atomic<Bool>(false)
+        async let script = onThread { () -> Int in
+            guard let connection = server.accept(), let head = connection.readHead() else { return 0 }
+            connection.send(ScriptedServer.upgradeResponse(to: head) + ScriptedServer.text(#"{"type":"job.snapshot","seq":1}"#))
+            let burst = Array(repeating: ScriptedServer.text(#"{"type":"job.progress","seq":2}"#), count: 4_096).flatMap { $0 }
+            var sent = 0
+            // At most 5 s: an engine that let the flood hold its thread answers late, and the test fails, not hangs.
+            let end = ContinuousClock.now + .seconds(5)
+            while !stop.load(ordering: .relaxed), ContinuousClock.now < end, connection.send(burst) { sent += 1 }
+            return sent
+        }
+        try await engine.subscribe(index: 0, job: 0, jobId: "j", connectionId: "c")
+        try await Task.sleep(for: .milliseconds(300))  // the flood is on
+        for _ in 0..<5 {
+            let start = ContinuousClock.now
+            _ = await engine.onEveryRecorder { $0.takeInterval() }
+            #expect(ContinuousClock.now - start < .seconds(1))
+        }
+        stop.store(true, ordering: .relaxed)
+        await engine.closeAll()
+        #expect(await script > 10)
+        await engine.shutdown()
     }
 
     /// One try's failure, `nil` if it succeeded.
@@ -169,7 +236,14 @@ private final class ScriptedServer: Sendable {
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Accept: \(UpgradeHandshake.accept(for: key))\r\n\r\n".utf8)
     }
 
-    static func frame(_ opcode: UInt8, _ payload: [UInt8]) -> [UInt8] { [0x80 | opcode, UInt8(payload.count)] + payload }
+    /// An unmasked server frame (any length).
+    static func frame(_ opcode: UInt8, _ payload: [UInt8]) -> [UInt8] {
+        switch payload.count {
+        case ..<126: [0x80 | opcode, UInt8(payload.count)] + payload
+        case ...0xFFFF: [0x80 | opcode, 126, UInt8(payload.count >> 8), UInt8(payload.count & 0xFF)] + payload
+        default: [0x80 | opcode, 127] + (0..<8).reversed().map { UInt8(truncatingIfNeeded: payload.count >> ($0 * 8)) } + payload
+        }
+    }
     static func text(_ json: String) -> [UInt8] { frame(0x1, Array(json.utf8)) }
 
     /// One accepted connection.
@@ -185,9 +259,16 @@ private final class ScriptedServer: Sendable {
 
         deinit { Glibc.close(descriptor) }
 
-        func send(_ bytes: [UInt8]) {
-            guard !bytes.isEmpty else { return }
-            _ = bytes.withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        /// Sends all of `bytes`; false if the connection failed.
+        @discardableResult
+        func send(_ bytes: [UInt8]) -> Bool {
+            var offset = 0
+            while offset < bytes.count {
+                let count = bytes.withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
+                guard count > 0 else { return false }
+                offset += count
+            }
+            return true
         }
 
         /// Reads more; false at the end of the stream, an error or the timeout.

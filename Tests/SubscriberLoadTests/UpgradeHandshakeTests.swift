@@ -68,6 +68,10 @@ struct UpgradeHandshakeTests {
         #expect(isInvalid(Self.accepted.replacingOccurrences(of: "Connection: Upgrade\r\n", with: "Connection: close\r\n")))
         #expect(isInvalid("SSH-2.0-OpenSSH\r\n\r\n"))
         #expect(isInvalid("HTTP/1.1 1010 Nope\r\n\r\n"))
+        #expect(isInvalid(Self.accepted.replacingOccurrences(of: "HTTP/1.1", with: "HTTP/1.0")))
+        // Neither was offered (§4.1: the client must fail the connection).
+        #expect(isInvalid(Self.accepted.replacingOccurrences(of: "\r\n\r\n", with: "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n")))
+        #expect(isInvalid(Self.accepted.replacingOccurrences(of: "\r\n\r\n", with: "\r\nSec-WebSocket-Protocol: chat\r\n\r\n")))
         #expect(isInvalid("HTTP/1.1 101 Switching\r\nno colon here\r\n\r\n"))
         // A head that never ends is refused once it passes the bound, not read for ever.
         let endless = "HTTP/1.1 101 Switching Protocols\r\nX-Filler: " + String(repeating: "x", count: UpgradeHandshake.maxResponseHeadBytes)
