@@ -69,8 +69,16 @@ func makeRawConsumer(bootstrap: String) -> OpaquePointer {
     return consumer
 }
 
-/// Reads every record of `topic` with librdkafka alone, fetching and freeing them; returns events/s.
-func rawConsume(bootstrap: String, topic: String, partitions: Int32, total: Int) -> Double {
+/// What one ingest run measured, from its first record to its last.
+struct IngestRate {
+    var eventsPerSecond: Double
+    /// CPU time of this whole process per event, in µs: the consumer's and the mock cluster's threads (and, for the
+    /// bridge, its ingest), all on the same two cores.
+    var cpuMicrosecondsPerEvent: Double
+}
+
+/// Reads every record of `topic` with librdkafka alone, fetching and freeing them.
+func rawConsume(bootstrap: String, topic: String, partitions: Int32, total: Int) -> IngestRate {
     let consumer = makeRawConsumer(bootstrap: bootstrap)
     defer { rd_kafka_destroy(consumer) }
     let queue = rd_kafka_queue_get_consumer(consumer)!
@@ -84,6 +92,7 @@ func rawConsume(bootstrap: String, topic: String, partitions: Int32, total: Int)
     var bytes = 0
     // Timed from the first record to the last, as the bridge is: connecting and the first fetch are start-up.
     var started: ContinuousClock.Instant?
+    var cpuAtStart = 0.0
     var seenBeforeStart = 0
     while seen < total {
         let count = rd_kafka_consume_batch_queue(queue, 100, &buffer, buffer.count)
@@ -97,23 +106,25 @@ func rawConsume(bootstrap: String, topic: String, partitions: Int32, total: Int)
         }
         if started == nil, seen > 0 {
             started = .now
+            cpuAtStart = harnessCPUSeconds()
             seenBeforeStart = seen
         }
     }
     let elapsed = ContinuousClock.now - started!
+    let events = Double(total - seenBeforeStart)
     _ = bytes
-    return Double(total - seenBeforeStart) / seconds(elapsed)
+    return IngestRate(eventsPerSecond: events / seconds(elapsed), cpuMicrosecondsPerEvent: (harnessCPUSeconds() - cpuAtStart) * 1e6 / events)
 }
 
 func seconds(_ duration: Duration) -> Double {
     Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
 }
 
-/// Runs the bridge's ingest over `topic` until every event is applied; returns events/s (from the first event applied)
+/// Runs the bridge's ingest over `topic` until every event is applied; returns its rate (from the first event applied)
 /// and the start-up before it, and checks the aggregates.
 func bridgeIngest(
     bootstrap: String, topic: String, workload: Workload, validator: JSONSchemaValidatorBox
-) async throws -> (eventsPerSecond: Double, startupSeconds: Double) {
+) async throws -> (rate: IngestRate, startupSeconds: Double) {
     let metrics = BridgeMetrics()
     let store = JobStore(limits: StoreLimits(maxJobs: 100_000), metrics: metrics)
     let properties = KafkaProperties(["fetch.wait.max.ms": "10"])
@@ -135,6 +146,7 @@ func bridgeIngest(
     struct Timing: Sendable {
         var startup: Duration
         var ingest: Duration
+        var cpuSeconds: Double
     }
     let launched = ContinuousClock.now
     let timing = try await withThrowingTaskGroup(of: Timing?.self) { tasks in
@@ -145,10 +157,11 @@ func bridgeIngest(
         tasks.addTask {
             while store.trackedJobs == 0 { try await Task.sleep(for: .milliseconds(1)) }
             let firstApplied = ContinuousClock.now
+            let cpuAtStart = harnessCPUSeconds()
             while store.readAll({ $0.state == .completed ? 1 : nil }).count < workload.jobs {
                 try await Task.sleep(for: .milliseconds(5))
             }
-            return Timing(startup: firstApplied - launched, ingest: .now - firstApplied)
+            return Timing(startup: firstApplied - launched, ingest: .now - firstApplied, cpuSeconds: harnessCPUSeconds() - cpuAtStart)
         }
         var result: Timing?
         while let next = try await tasks.next() {
@@ -162,7 +175,9 @@ func bridgeIngest(
     // A fast wrong answer cannot pass: every job complete, every video counted.
     let totals = store.readAll { aggregate -> (Int, Int)? in (aggregate.progress().completed, aggregate.videos.count) }
     precondition(totals.count == workload.jobs && totals.allSatisfy { $0 == (workload.videos, workload.videos) }, "wrong aggregates: \(totals.prefix(3))")
-    return (Double(workload.total) / seconds(timing.ingest), seconds(timing.startup))
+    let rate = IngestRate(
+        eventsPerSecond: Double(workload.total) / seconds(timing.ingest), cpuMicrosecondsPerEvent: timing.cpuSeconds * 1e6 / Double(workload.total))
+    return (rate, seconds(timing.startup))
 }
 
 /// The validator, loaded once (loading compiles the schemas).
@@ -175,26 +190,27 @@ func ingestSection(runs: Int, schemas: String, cluster: KafkaMockCluster, produc
     let validator = JSONSchemaValidatorBox(validator: try BridgeRuntime.loadValidator(schemasPath: schemas))
     try cluster.createTopic("bench.dlq", partitions: 1)
     print("ingest, \(runs) runs each (events/s; median in bold)")
-    print("| workload | events | raw librdkafka | bridge | bridge / raw | bridge start-up (state restored, group joined) |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| workload | events | raw librdkafka | bridge | bridge / raw | CPU per event, raw / bridge (µs, whole process) | bridge start-up (state restored, group joined) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for workload in [Workload(name: "small", jobs: 100, videos: 200), Workload(name: "large", jobs: 4, videos: 5_000)] {
         let topic = "bench.events.\(workload.name)"
         try cluster.createTopic(topic, partitions: 16)
         try await producer.sendAll(workload.records(topic: topic))
-        var raw: [Double] = []
-        var bridge: [Double] = []
+        var raw: [IngestRate] = []
+        var bridge: [IngestRate] = []
         var startups: [Double] = []
         for _ in 0..<runs {
             raw.append(rawConsume(bootstrap: cluster.bootstrapServers, topic: topic, partitions: 16, total: workload.total))
             let measured = try await bridgeIngest(bootstrap: cluster.bootstrapServers, topic: topic, workload: workload, validator: validator)
-            bridge.append(measured.eventsPerSecond)
+            bridge.append(measured.rate)
             startups.append(measured.startupSeconds)
         }
-        let rawMedian = median(raw)
-        let bridgeMedian = median(bridge)
+        let rawMedian = median(raw.map(\.eventsPerSecond))
+        let bridgeMedian = median(bridge.map(\.eventsPerSecond))
         func list(_ values: [Double]) -> String { values.map { String(format: "%.0f", $0) }.joined(separator: ", ") }
+        func cpu(_ rates: [IngestRate]) -> String { String(format: "%.1f", median(rates.map(\.cpuMicrosecondsPerEvent))) }
         print(
-            "| \(workload.name): \(workload.jobs) jobs × \(workload.videos) videos | \(workload.total) | \(list(raw)) (**\(String(format: "%.0f", rawMedian))**) | \(list(bridge)) (**\(String(format: "%.0f", bridgeMedian))**) | \(String(format: "%.1f %%", 100 * bridgeMedian / rawMedian)) | \(startups.map { String(format: "%.2f s", $0) }.joined(separator: ", ")) |"
+            "| \(workload.name): \(workload.jobs) jobs × \(workload.videos) videos | \(workload.total) | \(list(raw.map(\.eventsPerSecond))) (**\(String(format: "%.0f", rawMedian))**) | \(list(bridge.map(\.eventsPerSecond))) (**\(String(format: "%.0f", bridgeMedian))**) | \(String(format: "%.1f %%", 100 * bridgeMedian / rawMedian)) | \(cpu(raw)) / \(cpu(bridge)) | \(startups.map { String(format: "%.2f s", $0) }.joined(separator: ", ")) |"
         )
     }
 }

@@ -7,8 +7,9 @@
 //
 // - ingest: the same topic (16 partitions) read by a raw librdkafka consumer loop (records fetched and freed) and by
 //   the bridge's ingest path in this process (read, decode + validate, aggregate, with dead-letter and state
-//   producers, a consumer group and checkpoints), for small jobs and for large jobs of the same total size. The
-//   bridge's final aggregates are checked, so a fast wrong answer cannot pass.
+//   producers, a consumer group and checkpoints), for small jobs and for large jobs of the same total size, with the
+//   CPU each takes per event (this whole process: consumer, mock cluster, and the bridge's ingest). The bridge's final
+//   aggregates are checked, so a fast wrong answer cannot pass.
 // - latency: 20 events/s of one job; Kafka's own produce → consume latency (a raw consumer) against produce →
 //   WebSocket receive by 1,000 subscribers of the real binary (started as its own process).
 // - fanout: N subscribers of one job of the real binary, 20,000 deliveries/s in all (20,000 / N events/s):
