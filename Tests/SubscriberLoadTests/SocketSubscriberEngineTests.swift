@@ -146,6 +146,30 @@ struct SocketSubscriberEngineTests {
         await engine.shutdown()
     }
 
+    @Test("pongs to a server that does not read wait for the socket, and past 1 MiB waiting the connection is dropped")
+    func unreadPongsAreBounded() async throws {
+        let server = try ScriptedServer(receiveBuffer: 4_096)
+        let engine = try server.engine()
+        async let script = onThread { () -> (pings: Int, ended: Bool) in
+            guard let connection = server.accept(), let head = connection.readHead() else { return (0, false) }
+            connection.send(ScriptedServer.upgradeResponse(to: head) + ScriptedServer.text(#"{"type":"job.snapshot","seq":1}"#))
+            // Pings of 125 bytes, never reading the pongs: the client's socket fills, then its own queue.
+            let pings = Array(repeating: ScriptedServer.frame(0x9, Array(repeating: 0x50, count: 125)), count: 256).flatMap { $0 }
+            var sent = 0
+            while sent < 200_000, connection.send(pings) { sent += 256 }
+            // The client hung up (not: the send timed out, as it would if the client just stopped reading).
+            return (sent, connection.lastError == EPIPE || connection.lastError == ECONNRESET)
+        }
+        try await engine.subscribe(index: 0, job: 0, jobId: "j", connectionId: "c")
+        let (pings, ended) = await script
+        #expect(ended, "still open after \(pings) unanswered-to pings")
+        // Over 1 MiB of pongs (131 bytes each) had to wait in the client before it gave up.
+        #expect(pings * 131 > 1 << 20)
+        // Recorded as a connection the run did not close (no close frame: 1006), and the thread still answers.
+        #expect(await engine.onEveryRecorder { $0.summary().closes }[0] == [1006: 1])
+        await engine.shutdown()
+    }
+
     /// One try's failure, `nil` if it succeeded.
     static func attempt(_ engine: SocketSubscriberEngine, connectionId: String) async -> ConnectFailure? {
         do {
@@ -193,8 +217,10 @@ private final class ScriptedServer: Sendable {
     let listener: Int32
     let port: Int
 
-    init() throws {
+    /// `receiveBuffer`: the accepted connections' receive buffer (set on the listener, which they inherit), if not the default.
+    init(receiveBuffer: Int32? = nil) throws {
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if var size = receiveBuffer { setsockopt(listener, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size)) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
@@ -250,11 +276,14 @@ private final class ScriptedServer: Sendable {
     final class Connection {
         let descriptor: Int32
         private var buffered: [UInt8] = []
+        /// The `errno` of the last send that failed.
+        private(set) var lastError: Int32 = 0
 
         init(_ descriptor: Int32) {
             self.descriptor = descriptor
             var timeout = timeval(tv_sec: 5, tv_usec: 0)
             setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            setsockopt(descriptor, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         }
 
         deinit { Glibc.close(descriptor) }
@@ -265,7 +294,10 @@ private final class ScriptedServer: Sendable {
             var offset = 0
             while offset < bytes.count {
                 let count = bytes.withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
-                guard count > 0 else { return false }
+                guard count > 0 else {
+                    lastError = errno
+                    return false
+                }
                 offset += count
             }
             return true
