@@ -30,16 +30,11 @@ public func runLoad(_ configuration: LoadConfiguration, progress: (@Sendable (Lo
         throw LoadError.cannotResolve(host: target.host, reason: "\(error)")
     }
     let openFileLimit = OpenFileLimit.raiseToHardLimit()
-    let engine: any SubscriberEngine
-    switch configuration.engine {
-    case .nio:
-        let connector = SubscriberConnector(
-            target: target, address: address, token: configuration.token,
-            handshakeTimeout: TimeAmount(configuration.handshakeTimeout), maxMessageBytes: configuration.maxMessageBytes)
-        engine = try await NIOSubscriberEngine.start(threads: configuration.eventLoopThreads, jobCount: configuration.jobIds.count, connector: connector)
-    case .sockets:
-        engine = try SocketSubscriberEngine.start(configuration: configuration, target: target, address: address)
-    }
+    let engine: any SubscriberEngine =
+        switch configuration.engine {
+        case .nio: try await NIOSubscriberEngine.start(configuration: configuration, target: target, address: address)
+        case .sockets: try SocketSubscriberEngine.start(configuration: configuration, target: target, address: address)
+        }
     let run = LoadRun(configuration: configuration, engine: engine, openFileLimit: openFileLimit, progress: progress)
     let report = await run.run()
     await engine.shutdown()

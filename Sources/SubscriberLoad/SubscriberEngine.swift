@@ -61,8 +61,12 @@ struct NIOSubscriberEngine: SubscriberEngine {
     let loops: [NIOLoopBound<NIOLoopSubscribers>]
     let connector: SubscriberConnector
 
-    static func start(threads: Int, jobCount: Int, connector: SubscriberConnector) async throws -> NIOSubscriberEngine {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+    static func start(configuration: LoadConfiguration, target: SubscriberTarget, address: SocketAddress) async throws -> NIOSubscriberEngine {
+        let connector = SubscriberConnector(
+            target: target, address: address, token: configuration.token, handshakeTimeout: TimeAmount(configuration.handshakeTimeout),
+            maxMessageBytes: configuration.maxMessageBytes)
+        let jobCount = configuration.jobIds.count
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopThreads)
         var loops: [NIOLoopBound<NIOLoopSubscribers>] = []
         do {
             for loop in group.makeIterator() {
