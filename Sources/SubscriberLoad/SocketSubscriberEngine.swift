@@ -376,10 +376,7 @@ final class SocketPollerThread {
             let head = connection.responseHead
             connection.responseHead = []
             connection.phase = .open
-            connection.stream = SubscriberStream(
-                index: recorder.register(job: connection.job),
-                // The bridge sends each message as one frame: a large job's snapshot is one large frame.
-                maxFrameBytes: settings.maxMessageBytes, maxMessageBytes: settings.maxMessageBytes)
+            connection.stream = SubscriberStream(index: recorder.register(job: connection.job), maxMessageBytes: settings.maxMessageBytes)
             // What came after the head — the ack and the snapshot, often in the same read — is the stream's.
             guard head.count > headLength else { return true }
             return head[headLength...].withUnsafeBytes { feed($0, to: connection) }

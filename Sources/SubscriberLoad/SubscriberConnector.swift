@@ -57,10 +57,7 @@ struct SubscriberConnector: Sendable {
                         let upgrader = SubscriberUpgrader { channel in
                             let subscribers = loop.value
                             let index = subscribers.register(job: job, channel: channel)
-                            return SubscriberHandler(
-                                subscribers: subscribers, index: index, ready: ready,
-                                // The bridge sends each message as one frame: a large job's snapshot is one large frame.
-                                maxFrameBytes: maxMessageBytes, maxMessageBytes: maxMessageBytes)
+                            return SubscriberHandler(subscribers: subscribers, index: index, ready: ready, maxMessageBytes: maxMessageBytes)
                         }
                         let upgrade = NIOTypedHTTPClientUpgradeConfiguration<Void>(
                             upgradeRequestHead: head, upgraders: [upgrader],

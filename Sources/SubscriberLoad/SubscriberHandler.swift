@@ -14,10 +14,10 @@ final class SubscriberHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Frames written during this read, flushed when it completes.
     private var unflushed = false
 
-    init(subscribers: NIOLoopSubscribers, index: Int, ready: EventLoopPromise<Void>, maxFrameBytes: Int, maxMessageBytes: Int) {
+    init(subscribers: NIOLoopSubscribers, index: Int, ready: EventLoopPromise<Void>, maxMessageBytes: Int) {
         self.subscribers = subscribers
         self.ready = ready
-        stream = SubscriberStream(index: index, maxFrameBytes: maxFrameBytes, maxMessageBytes: maxMessageBytes)
+        stream = SubscriberStream(index: index, maxMessageBytes: maxMessageBytes)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

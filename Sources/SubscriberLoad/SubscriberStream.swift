@@ -19,9 +19,12 @@ struct SubscriberStream {
         var hangUp = false
     }
 
-    init(index: Int, maxFrameBytes: Int, maxMessageBytes: Int) {
+    /// A stream that refuses (1009) a message over `maxMessageBytes`.
+    init(index: Int, maxMessageBytes: Int) {
         self.index = index
-        reader = WebSocketMessageReader(maxFrameBytes: maxFrameBytes, maxMessageBytes: maxMessageBytes)
+        // The frame limit is the message limit: the bridge sends each message as one frame, so a large job's snapshot
+        // is one large frame.
+        reader = WebSocketMessageReader(maxFrameBytes: maxMessageBytes, maxMessageBytes: maxMessageBytes)
     }
 
     /// Reads the next bytes from the bridge; `send` is given each frame to write (pongs, a close), in order.

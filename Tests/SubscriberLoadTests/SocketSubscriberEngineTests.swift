@@ -20,12 +20,12 @@ struct SocketSubscriberEngineTests {
             guard let connection = server.accept(), let head = connection.readHead() else { return ["no request"] }
             log.append(head.components(separatedBy: "\r\n")[0])
             // The 101, the ack and the snapshot in one write: the bytes after the head must reach the stream.
-            connection.send(ScriptedServer.upgradeResponse(to: head) + ScriptedServer.text(#"{"type":"connection.ack","seq":0}"#)
-                + ScriptedServer.text(#"{"type":"job.snapshot","seq":5}"#))
-            connection.send(ScriptedServer.frame(0x9, [7, 8, 9]))
+            connection.send(ScriptedServer.upgradeResponse(to: head) + serverText(#"{"type":"connection.ack","seq":0}"#)
+                + serverText(#"{"type":"job.snapshot","seq":5}"#))
+            connection.send(serverFrame(0x9, [7, 8, 9]))
             log.append(connection.readFrame().map { "\($0.opcode) \($0.payload)" } ?? "no pong")
-            connection.send(ScriptedServer.text(#"{"type":"video.updated","seq":6,"ts":"2026-11-24T10:00:00.000Z"}"#))
-            connection.send(ScriptedServer.frame(0x8, [0x0F, 0xA1]))  // 4001
+            connection.send(serverText(#"{"type":"video.updated","seq":6,"ts":"2026-11-24T10:00:00.000Z"}"#))
+            connection.send(serverFrame(0x8, [0x0F, 0xA1]))  // 4001
             log.append(connection.readFrame().map { "\($0.opcode) \($0.payload)" } ?? "no close")
             log.append(connection.readToEnd() ? "hung up" : "still open")
             return log
@@ -49,7 +49,7 @@ struct SocketSubscriberEngineTests {
         let answers: [@Sendable (String) -> [UInt8]] = [
             { _ in Array("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".utf8) },
             { _ in ScriptedServer.upgradeResponse(to: "Sec-WebSocket-Key: another key") },
-            { head in ScriptedServer.upgradeResponse(to: head) + ScriptedServer.frame(0x8, [0x03, 0xF5]) },  // 1013
+            { head in ScriptedServer.upgradeResponse(to: head) + serverFrame(0x8, [0x03, 0xF5]) },  // 1013
             { _ in [] },  // nothing: the handshake times out
         ]
         for (index, answer) in answers.enumerated() {
@@ -92,7 +92,7 @@ struct SocketSubscriberEngineTests {
         let snapshot = #"{"type":"job.snapshot","seq":3,"data":{"videos":["# + videos.dropLast() + "]}}"
         async let script = onThread { () -> Bool in
             guard let connection = server.accept(), let head = connection.readHead() else { return false }
-            let response = ScriptedServer.upgradeResponse(to: head) + ScriptedServer.text(snapshot)
+            let response = ScriptedServer.upgradeResponse(to: head) + serverText(snapshot)
             // 7 bytes at a time with a pause: the head's blank line, the frame header and the payload all straddle reads.
             var offset = 0
             while offset < response.count {
@@ -101,7 +101,7 @@ struct SocketSubscriberEngineTests {
                 offset += size
                 usleep(offset < 400 ? 1_000 : 5_000)
             }
-            connection.send(ScriptedServer.text(#"{"type":"video.updated","seq":4,"ts":"2026-11-24T10:00:00.000Z"}"#))
+            connection.send(serverText(#"{"type":"video.updated","seq":4,"ts":"2026-11-24T10:00:00.000Z"}"#))
             return connection.readFrame()?.opcode == 0x8  // the run's close
         }
         #expect(snapshot.utf8.count > 200_000)
@@ -125,8 +125,8 @@ struct SocketSubscriberEngineTests {
         let stop = Atomic<Bool>(false)
         async let script = onThread { () -> Int in
             guard let connection = server.accept(), let head = connection.readHead() else { return 0 }
-            connection.send(ScriptedServer.upgradeResponse(to: head) + ScriptedServer.text(#"{"type":"job.snapshot","seq":1}"#))
-            let burst = Array(repeating: ScriptedServer.text(#"{"type":"job.progress","seq":2}"#), count: 4_096).flatMap { $0 }
+            connection.send(ScriptedServer.upgradeResponse(to: head) + serverText(#"{"type":"job.snapshot","seq":1}"#))
+            let burst = Array(repeating: serverText(#"{"type":"job.progress","seq":2}"#), count: 4_096).flatMap { $0 }
             var sent = 0
             // At most 5 s: an engine that let the flood hold its thread answers late, and the test fails, not hangs.
             let end = ContinuousClock.now + .seconds(5)
@@ -152,9 +152,9 @@ struct SocketSubscriberEngineTests {
         let engine = try server.engine()
         async let script = onThread { () -> (pings: Int, ended: Bool) in
             guard let connection = server.accept(), let head = connection.readHead() else { return (0, false) }
-            connection.send(ScriptedServer.upgradeResponse(to: head) + ScriptedServer.text(#"{"type":"job.snapshot","seq":1}"#))
+            connection.send(ScriptedServer.upgradeResponse(to: head) + serverText(#"{"type":"job.snapshot","seq":1}"#))
             // Pings of 125 bytes, never reading the pongs: the client's socket fills, then its own queue.
-            let pings = Array(repeating: ScriptedServer.frame(0x9, Array(repeating: 0x50, count: 125)), count: 256).flatMap { $0 }
+            let pings = Array(repeating: serverFrame(0x9, Array(repeating: 0x50, count: 125)), count: 256).flatMap { $0 }
             var sent = 0
             while sent < 200_000, connection.send(pings) { sent += 256 }
             // The client hung up (not: the send timed out, as it would if the client just stopped reading).
@@ -188,9 +188,9 @@ struct SocketSubscriberEngineTests {
         for index in 0..<2 {
             let script = Task { await onThread { () -> String in
                 guard let connection = server.accept(), let head = connection.readHead() else { return "no request" }
-                connection.send(ScriptedServer.upgradeResponse(to: head) + ScriptedServer.text(#"{"type":"job.snapshot","seq":1}"#))
+                connection.send(ScriptedServer.upgradeResponse(to: head) + serverText(#"{"type":"job.snapshot","seq":1}"#))
                 guard let close = connection.readFrame() else { return "no close" }
-                if index == 0 { connection.send(ScriptedServer.frame(0x8, [0x03, 0xE8])) }  // the other never answers
+                if index == 0 { connection.send(serverFrame(0x8, [0x03, 0xE8])) }  // the other never answers
                 return "\(close.opcode) \(close.payload) \(connection.readToEnd() ? "hung up" : "still open")"
             } }
             try await engine.subscribe(index: 0, job: 0, jobId: "j", connectionId: "c-\(index)")
@@ -262,15 +262,6 @@ private final class ScriptedServer: Sendable {
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Accept: \(UpgradeHandshake.accept(for: key))\r\n\r\n".utf8)
     }
 
-    /// An unmasked server frame (any length).
-    static func frame(_ opcode: UInt8, _ payload: [UInt8]) -> [UInt8] {
-        switch payload.count {
-        case ..<126: [0x80 | opcode, UInt8(payload.count)] + payload
-        case ...0xFFFF: [0x80 | opcode, 126, UInt8(payload.count >> 8), UInt8(payload.count & 0xFF)] + payload
-        default: [0x80 | opcode, 127] + (0..<8).reversed().map { UInt8(truncatingIfNeeded: payload.count >> ($0 * 8)) } + payload
-        }
-    }
-    static func text(_ json: String) -> [UInt8] { frame(0x1, Array(json.utf8)) }
 
     /// One accepted connection.
     final class Connection {

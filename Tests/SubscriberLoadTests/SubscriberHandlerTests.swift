@@ -19,7 +19,7 @@ struct SubscriberHandlerTests {
             ready = channel.eventLoop.makePromise()
             let index = subscribers.register(job: 0, channel: channel)
             try channel.pipeline.syncOperations.addHandler(
-                SubscriberHandler(subscribers: subscribers, index: index, ready: ready, maxFrameBytes: 1 << 16, maxMessageBytes: 1 << 20))
+                SubscriberHandler(subscribers: subscribers, index: index, ready: ready, maxMessageBytes: 1 << 20))
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         }
 
@@ -42,18 +42,12 @@ struct SubscriberHandlerTests {
         }
     }
 
-    static func serverFrame(_ opcode: UInt8, _ payload: [UInt8]) -> [UInt8] {
-        [0x80 | opcode, UInt8(payload.count)] + payload
-    }
-
-    static func text(_ json: String) -> [UInt8] { serverFrame(0x1, Array(json.utf8)) }
-
     @Test("the snapshot makes it ready; live messages are recorded; a ping is answered with its payload")
     func snapshotLiveAndPing() throws {
         let connection = try Connection()
         try connection.receive(
-            Self.text(#"{"type":"connection.ack","seq":0}"#) + Self.text(#"{"type":"job.snapshot","seq":5}"#)
-                + Self.serverFrame(0x9, [7, 8, 9]))
+            serverText(#"{"type":"connection.ack","seq":0}"#) + serverText(#"{"type":"job.snapshot","seq":5}"#)
+                + serverFrame(0x9, [7, 8, 9]))
         // (Not `wait()`: on an embedded loop it would hang, not fail, if the promise were left open.)
         let succeeded = NIOLockedValueBox(false)
         connection.ready.futureResult.whenSuccess { succeeded.withLockedValue { $0 = true } }
@@ -62,7 +56,7 @@ struct SubscriberHandlerTests {
         let sent = try connection.sent()
         #expect(sent.count == 1 && sent[0].0 == 0xA && sent[0].1 == [7, 8, 9])
         connection.recorder.openWindow()
-        try connection.receive(Self.text(#"{"type":"video.updated","seq":6,"ts":"2026-11-24T10:00:00.000Z"}"#))
+        try connection.receive(serverText(#"{"type":"video.updated","seq":6,"ts":"2026-11-24T10:00:00.000Z"}"#))
         let summary = connection.recorder.summary()
         #expect(summary.messages == 1 && summary.histogram.count == 1)
         #expect(summary.jobs[0].neverConflatedSeqs == [6])
@@ -72,8 +66,8 @@ struct SubscriberHandlerTests {
     @Test("a close frame from the bridge is echoed with its code, then the connection hangs up and records the code")
     func closeEchoed() throws {
         let connection = try Connection()
-        try connection.receive(Self.text(#"{"type":"job.snapshot","seq":1}"#))
-        try connection.receive(Self.serverFrame(0x8, [0x0F, 0xA1]))  // 4001
+        try connection.receive(serverText(#"{"type":"job.snapshot","seq":1}"#))
+        try connection.receive(serverFrame(0x8, [0x0F, 0xA1]))  // 4001
         let sent = try connection.sent()
         #expect(sent.count == 1 && sent[0].0 == 0x8 && sent[0].1 == [0x0F, 0xA1])
         #expect(!connection.channel.isActive)
@@ -84,7 +78,7 @@ struct SubscriberHandlerTests {
     func closeCodes() throws {
         for (payload, answer) in [([UInt8]([0x03, 0xED]), UInt16(1002)), ([0x03], 1002), ([], 1000), ([0x13, 0x88], 1002), ([0x0F, 0xA1, 0x41], 4001)] {
             let connection = try Connection()
-            try connection.receive(Self.text(#"{"type":"job.snapshot","seq":1}"#) + Self.serverFrame(0x8, payload))
+            try connection.receive(serverText(#"{"type":"job.snapshot","seq":1}"#) + serverFrame(0x8, payload))
             let sent = try connection.sent()
             #expect(sent.count == 1 && sent[0].0 == 0x8 && sent[0].1 == [UInt8(answer >> 8), UInt8(answer & 0xFF)], "payload \(payload)")
             #expect(!connection.channel.isActive)
@@ -95,18 +89,18 @@ struct SubscriberHandlerTests {
     func nothingAfterClose() throws {
         let connection = try Connection()
         try connection.receive(
-            Self.text(#"{"type":"job.snapshot","seq":1}"#) + Self.serverFrame(0x8, [0x03, 0xE9]) + Self.serverFrame(0x9, [1])
+            serverText(#"{"type":"job.snapshot","seq":1}"#) + serverFrame(0x8, [0x03, 0xE9]) + serverFrame(0x9, [1])
                 + [0xC1, 0x00])
         let sent = try connection.sent()
         #expect(sent.count == 1 && sent[0].0 == 0x8 && sent[0].1 == [0x03, 0xE9])
         #expect(connection.recorder.summary().closes == [1001: 1])
     }
 
-    @Test("a frame a server may not send closes with 1002; one over the frame limit with 1009; nothing is read after")
+    @Test("a frame a server may not send closes with 1002; one over the message limit (2 MiB of 1 MiB) with 1009; nothing is read after")
     func protocolErrors() throws {
-        for (bytes, code) in [([UInt8]([0x81, 0x81, 1, 2, 3, 4, 0x41]), UInt16(1002)), ([0x81, 127, 0, 0, 0, 0, 0, 2, 0, 0], 1009)] {
+        for (bytes, code) in [([UInt8]([0x81, 0x81, 1, 2, 3, 4, 0x41]), UInt16(1002)), ([0x81, 127, 0, 0, 0, 0, 0, 0x20, 0, 0], 1009)] {
             let connection = try Connection()
-            try connection.receive(bytes + Self.text(#"{"type":"job.snapshot","seq":1}"#))
+            try connection.receive(bytes + serverText(#"{"type":"job.snapshot","seq":1}"#))
             let sent = try connection.sent()
             #expect(sent.count == 1 && sent[0].0 == 0x8 && sent[0].1 == [UInt8(code >> 8), UInt8(code & 0xFF)])
             #expect(!connection.channel.isActive)
@@ -114,7 +108,7 @@ struct SubscriberHandlerTests {
         }
         // Once ready, such a close is counted under its code.
         let connection = try Connection()
-        try connection.receive(Self.text(#"{"type":"job.snapshot","seq":1}"#) + [0x81, 0x81, 1, 2, 3, 4, 0x41])
+        try connection.receive(serverText(#"{"type":"job.snapshot","seq":1}"#) + [0x81, 0x81, 1, 2, 3, 4, 0x41])
         #expect(connection.recorder.summary().closes == [1002: 1])
     }
 }

@@ -2,19 +2,6 @@ import Testing
 
 @testable import SubscriberLoad
 
-/// A server frame (unmasked), as the bridge writes one.
-private func frame(_ opcode: UInt8, _ payload: [UInt8], fin: Bool = true) -> [UInt8] {
-    var bytes: [UInt8] = [(fin ? 0x80 : 0) | opcode]
-    switch payload.count {
-    case 0..<126: bytes.append(UInt8(payload.count))
-    case 126...0xFFFF: bytes += [126, UInt8(payload.count >> 8), UInt8(payload.count & 0xFF)]
-    default:
-        bytes.append(127)
-        for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: payload.count >> shift)) }
-    }
-    return bytes + payload
-}
-
 struct Message: Equatable, CustomStringConvertible {
     var kind: WebSocketMessageReader.Kind
     var payload: [UInt8]
@@ -45,9 +32,9 @@ struct WebSocketMessageReaderTests {
 
     /// Text, a ping, a 16-bit length, a 64-bit length, a fragmented message with a ping between its fragments, a close.
     static let stream: [UInt8] =
-        frame(0x1, text) + frame(0x9, [1, 2, 3]) + frame(0x1, Array(large.prefix(300))) + frame(0x2, large)
-        + frame(0x1, Array(text.prefix(10)), fin: false) + frame(0x9, []) + frame(0x0, Array(text.dropFirst(10).prefix(5)), fin: false)
-        + frame(0x0, Array(text.dropFirst(15)), fin: true) + frame(0x8, [0x03, 0xE8])
+        serverFrame(0x1, text) + serverFrame(0x9, [1, 2, 3]) + serverFrame(0x1, Array(large.prefix(300))) + serverFrame(0x2, large)
+        + serverFrame(0x1, Array(text.prefix(10)), fin: false) + serverFrame(0x9, []) + serverFrame(0x0, Array(text.dropFirst(10).prefix(5)), fin: false)
+        + serverFrame(0x0, Array(text.dropFirst(15)), fin: true) + serverFrame(0x8, [0x03, 0xE8])
     static let expected = [
         Message(kind: .text, payload: text), Message(kind: .ping, payload: [1, 2, 3]), Message(kind: .text, payload: Array(large.prefix(300))),
         Message(kind: .binary, payload: large), Message(kind: .ping, payload: []), Message(kind: .text, payload: text),
@@ -80,8 +67,8 @@ struct WebSocketMessageReaderTests {
 
     @Test("what is held for an incomplete frame is that frame only")
     func held() {
-        let partial = Array(frame(0x1, Self.text).dropLast(5))
-        let result = read([frame(0x1, Self.text) + partial])
+        let partial = Array(serverFrame(0x1, Self.text).dropLast(5))
+        let result = read([serverFrame(0x1, Self.text) + partial])
         #expect(result.messages == [Message(kind: .text, payload: Self.text)])
         #expect(result.held == partial.count)
     }
@@ -89,7 +76,7 @@ struct WebSocketMessageReaderTests {
     @Test("a large frame read over many reads leaves no storage of its size behind")
     func storageReleased() {
         var reader = WebSocketMessageReader(maxFrameBytes: 1 << 20, maxMessageBytes: 1 << 20)
-        let stream = frame(0x1, Self.large) + frame(0x1, Self.text)
+        let stream = serverFrame(0x1, Self.large) + serverFrame(0x1, Self.text)
         var messages: [Message] = []
         var offset = 0
         while offset < stream.count {
@@ -109,7 +96,7 @@ struct WebSocketMessageReaderTests {
         // Headers only: a ping declaring 126 bytes; a continuation that would take the message past 150 bytes.
         #expect(read([[0x89, 126, 0, 126]]).failure == .protocolError("a control frame fragmented or over 125 bytes"))
         #expect(read([[0x09, 10]]).failure == .protocolError("a control frame fragmented or over 125 bytes"))
-        let start = frame(0x1, [UInt8](repeating: 0x41, count: 100), fin: false)
+        let start = serverFrame(0x1, [UInt8](repeating: 0x41, count: 100), fin: false)
         let result = read([start + [0x80, 60]], maxFrameBytes: 100, maxMessageBytes: 150)
         #expect(result.failure == .tooBig)
         #expect(result.messages.isEmpty)
@@ -143,11 +130,11 @@ struct WebSocketMessageReaderTests {
         #expect(hugeResult.failure == .tooBig)
         #expect(hugeResult.failure?.closeCode == 1009)
         #expect(hugeResult.held == 0)
-        #expect(read([frame(0x1, [UInt8](repeating: 0x41, count: 101))], maxFrameBytes: 100).failure == .tooBig)
-        #expect(read([Array(frame(0x1, [UInt8](repeating: 0x41, count: 101)).prefix(4))], maxFrameBytes: 100).failure == .tooBig)
+        #expect(read([serverFrame(0x1, [UInt8](repeating: 0x41, count: 101))], maxFrameBytes: 100).failure == .tooBig)
+        #expect(read([Array(serverFrame(0x1, [UInt8](repeating: 0x41, count: 101)).prefix(4))], maxFrameBytes: 100).failure == .tooBig)
         // Fragments of 60 bytes each: the third passes the message limit of 150.
         let fragment = [UInt8](repeating: 0x41, count: 60)
-        let fragmented = frame(0x1, fragment, fin: false) + frame(0x0, fragment, fin: false) + frame(0x0, fragment, fin: true)
+        let fragmented = serverFrame(0x1, fragment, fin: false) + serverFrame(0x0, fragment, fin: false) + serverFrame(0x0, fragment, fin: true)
         let result = read([fragmented], maxFrameBytes: 100, maxMessageBytes: 150)
         #expect(result.failure == .tooBig)
         #expect(result.messages.isEmpty)
