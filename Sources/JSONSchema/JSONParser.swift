@@ -132,12 +132,12 @@ private struct Reader {
     mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONValue {
         if depth > maxDepth { throw error(.tooDeep, "nesting deeper than the limit of \(maxDepth)") }
         index += 1  // {
-        var members = JSONObject()
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
-            return .object(members)
+            return .object(JSONObject())
         }
+        var members = JSONObject(reservingCapacity: 8)
         while true {
             skipWhitespace()
             guard index < bytes.count else { throw error(.unexpectedEnd, "unexpected end of input in object") }

@@ -41,6 +41,7 @@ extension KafkaClientHandle {
             : 0
         let count = first + max(0, rest)
         var messages: [KafkaMessage] = []
+        var topics = TopicNames()
         messages.reserveCapacity(count)
         for i in 0..<count {
             guard let raw = buffer[i] else { continue }
@@ -52,7 +53,7 @@ extension KafkaClientHandle {
                 }
                 continue
             }
-            messages.append(KafkaMessage(copying: raw))
+            messages.append(KafkaMessage(copying: raw, topics: &topics))
         }
         if !messages.isEmpty { status.markHealthy() }
         return messages

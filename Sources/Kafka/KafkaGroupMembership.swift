@@ -86,6 +86,9 @@ public final class KafkaGroupMembership: Sendable {
         let client = self.client
         let queue = self.queue
         let commits = self.commits
+        // Without a wait nothing here blocks: served inline rather than by a hop to the thread pool and back (ingest
+        // polls once per batch).
+        if timeoutMs <= 0 { return Self.serve(queue, client: client, commits: commits, timeoutMs: 0) }
         return await blocking { Self.serve(queue, client: client, commits: commits, timeoutMs: timeoutMs) }
     }
 

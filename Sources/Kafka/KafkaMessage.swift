@@ -78,10 +78,11 @@ public struct TopicPartition: Sendable, Hashable {
 }
 
 extension KafkaMessage {
-    /// A copy of a librdkafka message (which the caller still destroys).
-    init(copying raw: UnsafeMutablePointer<rd_kafka_message_t>) {
+    /// A copy of a librdkafka message (which the caller still destroys). `topics` names its topic (shared by the
+    /// batch's records of one topic).
+    init(copying raw: UnsafeMutablePointer<rd_kafka_message_t>, topics: inout TopicNames) {
         let m = raw.pointee
-        let topic = String(cString: rd_kafka_topic_name(m.rkt))
+        let topic = topics.name(of: m.rkt)
         let value = m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: m.len)) } ?? []
         let key = m.key.map { Array(UnsafeRawBufferPointer(start: $0, count: m.key_len)) }
         var headers: [KafkaHeader] = []
@@ -102,5 +103,18 @@ extension KafkaMessage {
         self.init(
             topic: topic, partition: m.partition, offset: m.offset, key: key, value: value, headers: headers,
             timestampMs: timestampType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : timestamp, isTombstone: m.payload == nil)
+    }
+}
+
+/// The topic names of a batch's records: one `String` per topic, shared by its records, rather than one per record.
+struct TopicNames {
+    private var last: (handle: OpaquePointer, name: String)?
+
+    mutating func name(of handle: OpaquePointer?) -> String {
+        guard let handle else { return "" }
+        if let last, last.handle == handle { return last.name }
+        let name = String(cString: rd_kafka_topic_name(handle))
+        last = (handle, name)
+        return name
     }
 }

@@ -214,17 +214,15 @@ public struct JobAggregate: Sendable {
 
     private static func modify(_ video: inout VideoProgress, _ change: (inout VideoProgress) -> Void) { change(&video) }
 
-    /// Appends video `id`'s JSON (what `VideoProgress.writeJSON` writes) from its place in the table; false, and
-    /// nothing written, if the job has no such video. Mutating only to read the video in place: a read through
-    /// the table's getter copies it out, retaining and releasing every field (an applied video event's message is
-    /// written this way, on ingest's hot path).
-    public mutating func writeVideoJSON(_ id: String, into out: inout [UInt8]) -> Bool {
-        guard let index = videos.index(forKey: id) else { return false }
-        Self.write(&videos.values[index], into: &out)
-        return true
+    /// What video `id`'s JSON shows, if the job has it. Mutating only to read the video in place: a read through the
+    /// table's getter copies it out, retaining and releasing every field and stamp (an applied video event's message
+    /// takes one, on ingest's hot path).
+    public mutating func view(ofVideo id: String) -> VideoView? {
+        guard let index = videos.index(forKey: id) else { return nil }
+        return Self.view(&videos.values[index])
     }
 
-    private static func write(_ video: inout VideoProgress, into out: inout [UInt8]) { video.writeJSON(into: &out) }
+    private static func view(_ video: inout VideoProgress) -> VideoView { VideoView(video) }
 
     /// A copy that remembers only the latest `keep` event ids, to keep snapshots small. Older
     /// redeliveries are still harmless: applying is idempotent (only `events_applied` would count them).

@@ -64,9 +64,41 @@ extension VideoProgress {
     }
 }
 
-extension VideoProgress {
-    /// Appends exactly the bytes `json.serialized()` gives (keys in sorted order), without building the JSON tree:
-    /// every video event's message carries one, so this is on ingest's hot path.
+/// What a video's JSON shows, without the stamps that decided it: a light copy of a video, to write later (an applied
+/// event's message is written only when somebody needs it).
+public struct VideoView: Sendable, Hashable {
+    public let id: String
+    public let jobId: String
+    public let state: VideoState
+    public let progressPercent: Double?
+    public let stage: String?
+    public let attempt: Int?
+    public let processingMs: Int64?
+    public let error: ErrorInfo?
+    public let retryable: Bool?
+    public let outputURL: String?
+    public let title: String?
+    public let rowIndex: Int?
+    public let updatedAt: Int64
+
+    public init(_ video: VideoProgress) {
+        id = video.id
+        jobId = video.jobId
+        state = video.state
+        progressPercent = video.progressPercent
+        stage = video.stage
+        attempt = video.attempt
+        processingMs = video.processingMs
+        error = video.error
+        retryable = video.retryable
+        outputURL = video.outputURL
+        title = video.title
+        rowIndex = video.rowIndex
+        updatedAt = video.updatedAt
+    }
+
+    /// Appends exactly the bytes `VideoProgress.json.serialized()` gives (keys in sorted order), without building the
+    /// JSON tree: every video event's message carries one, so this is on ingest's hot path.
     public func writeJSON(into out: inout [UInt8]) {
         // Each key with its punctuation is one static run of bytes: one append, not four.
         func raw(_ text: StaticString) {

@@ -11,7 +11,13 @@ public enum EventType: String, Sendable, CaseIterable {
     case jobCanceled = "job.canceled"
 
     /// Whether the event is about a job as a whole (its message carries a `JobProgress`).
-    public var isJobEvent: Bool { rawValue.hasPrefix("job.") }
+    /// (A switch, not a look at the raw value's prefix: it is asked for every event applied.)
+    public var isJobEvent: Bool {
+        switch self {
+        case .jobStateChanged, .jobProgress, .jobCompleted, .jobFailed, .jobCanceled: true
+        case .videoCreated, .videoUpdated, .videoCompleted, .videoFailed: false
+        }
+    }
 }
 
 /// A job's lifecycle state.

@@ -1,4 +1,5 @@
 import JSONSchema
+import Kafka
 import NIOCore
 import NIOEmbedded
 import NIOWebSocket
@@ -28,7 +29,7 @@ struct OutboundMessageTests {
         #expect(videos.count == 3)
         for video in videos {
             let direct = OutboundMessage.event(
-                type: "video.completed", jobId: "job_bytes", seq: 42, occurredAt: 1_795_515_330_123, eventId: "ev-\"1\"", writeData: video.writeJSON)
+                type: "video.completed", jobId: "job_bytes", seq: 42, occurredAt: 1_795_515_330_123, eventId: "ev-\"1\"", writeData: VideoView(video).writeJSON)
             let tree = OutboundMessage.make(
                 type: "video.completed", jobId: "job_bytes", seq: 42, ts: 1_795_515_330_123, occurredAt: 1_795_515_330_123, data: video.json,
                 extra: ["event_id": .string("ev-\"1\"")])
@@ -140,5 +141,67 @@ struct SubscriberChannelDrainTests {
         #expect(written == expected)
         #expect(outbox.queuedBytes == 0)
         _ = try channel.finish()
+    }
+}
+
+/// Messages of jobs nobody watches are written only when a resume replays them; they must be the very bytes a live
+/// subscriber got, each video as it was at its event (not as it is when replayed).
+@Suite("History written on replay")
+struct UnwrittenHistoryTests {
+    /// The same events applied to two stores: one job watched from the start, one not; returns what the watcher got
+    /// live and what a resume from `lastSeq` replays from the unwatched job's history.
+    func liveAndReplayed(_ events: [ProgressEvent], lastSeq: Int64, traceparent: String?) async -> (live: [String], replayed: [String]) {
+        let watched = JobStore(metrics: BridgeMetrics())
+        let unwatched = JobStore(metrics: BridgeMetrics())
+        let jobId = events[0].jobId
+        let live = Outbox(capacity: 1000, metrics: BridgeMetrics())
+        watched.subscribe(jobId: jobId, subscriber: ObjectIdentifier(live), outbox: live, lastSeq: nil, now: 0)
+        for (offset, event) in events.enumerated() {
+            let origin = EventOrigin(partition: TopicPartition(topic: "t", partition: 0), offset: Int64(offset))
+            #expect(watched.apply(event, at: origin, traceparent: traceparent) == .applied)
+            #expect(unwatched.apply(event, at: origin, traceparent: traceparent) == .applied)
+        }
+        let resumed = Outbox(capacity: 1000, metrics: BridgeMetrics())
+        unwatched.subscribe(jobId: jobId, subscriber: ObjectIdentifier(resumed), outbox: resumed, lastSeq: lastSeq, now: 0)
+        let liveEvents = await drain(live).filter { $0.seq > lastSeq }.map(\.text)
+        let replayed = await drain(resumed).filter { $0.type != "resume.ok" }.map(\.text)
+        return (liveEvents, replayed)
+    }
+
+    @Test func aReplayIsByteForByteWhatTheLiveSubscriberGot() async throws {
+        var e = StoreEvents("job_unwritten")
+        let events = [
+            e.running(),
+            e.make(.videoCreated(videoId: "v1", rowIndex: 2, title: "Clip \"one\""), type: .videoCreated, at: 1),
+            e.make(.videoUpdated(videoId: "v1", state: .processing, progressPercent: 40, stage: "render", attempt: 1), type: .videoUpdated, at: 2),
+            e.completed("v1", at: 3, message: "s3://out/v1.mp4"),
+            e.make(.videoFailed(videoId: "v2", error: ErrorInfo(code: "E", message: "bad\nframe"), retryable: true, attempt: 2, processingMs: 7), type: .videoFailed, at: 4),
+            e.make(.jobProgress(MonitorCounts(totalVideos: 2, completed: 1, failed: 1)), type: .jobProgress, at: 5),
+            e.make(.jobCompleted(summary: nil), type: .jobCompleted, at: 6),
+        ]
+        let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        let (live, replayed) = await liveAndReplayed(events, lastSeq: 1, traceparent: trace)
+        #expect(live.count == events.count - 1)
+        #expect(replayed == live)
+        // Each video message shows the video at its event: v1 processing at 40 %, then completed.
+        let v1 = replayed.compactMap { try? JSONParser().parse($0) }.filter { $0["data"]?["id"]?.stringValue == "v1" }
+        #expect(v1.map { $0["data"]?["state"]?.stringValue } == ["pending", "processing", "completed"])
+        #expect(replayed.allSatisfy { $0.contains(trace) })
+    }
+
+    @Test func aSecondReplayGetsTheSameMessagesAgain() async throws {
+        let store = JobStore(metrics: BridgeMetrics())
+        var e = StoreEvents("job_twice")
+        _ = store.apply(e.running())
+        for i in 0..<5 { _ = store.apply(e.completed("v\(i)", at: Int64(i + 1))) }
+        var replays: [[String]] = []
+        for _ in 0..<2 {
+            let outbox = Outbox(capacity: 100, metrics: BridgeMetrics())
+            store.subscribe(jobId: "job_twice", subscriber: ObjectIdentifier(outbox), outbox: outbox, lastSeq: 2, now: 0)
+            replays.append(await drain(outbox).filter { $0.type != "resume.ok" }.map(\.text))
+            store.unsubscribe(jobId: "job_twice", subscriber: ObjectIdentifier(outbox))
+        }
+        #expect(replays[0].count == 4)
+        #expect(replays[0] == replays[1])
     }
 }

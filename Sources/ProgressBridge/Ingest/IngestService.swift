@@ -115,18 +115,27 @@ public struct IngestService: Service {
             }
             var batch = await readAndDecode()
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                // librdkafka's positions now cover what `batch` holds and no more: what readiness may go by once it is applied.
+                let fetched = reader.positions()
+                // The next batch is read beside all of this iteration's work (a rebalance acted on first, as before
+                // this batch is applied: the records read meanwhile are only data until then).
+                async let next = readAndDecode()
                 let changes = await membership.poll()
                 if !changes.isEmpty { await settle(wait: true) }
                 for change in changes {
                     await apply(change, to: &partitions)
                 }
-                // librdkafka's positions now cover what `batch` holds and no more: what readiness may go by once it is applied.
-                let fetched = reader.positions()
-                async let next = readAndDecode()
-                for (message, decoded) in batch {
-                    if Task.isShuttingDownGracefully { break }  // the rest is read again by the next owner
-                    let partition = TopicPartition(topic: message.topic, partition: message.partition)
-                    guard case .done = await handle(message, decoded, &partitions[partition, default: PartitionProgress(position: message.offset)]) else { break }
+                // The records are taken off the batch's end (it holds them last first), each moved out, not copied: a
+                // copy retained and released each of the record's fields and its event's. A run of one partition's
+                // records goes under one look-up of its progress, up to one that is rejected: that one (rare) is
+                // handled on its own, since a dead letter waits for Kafka.
+                while let last = batch.last, !Task.isShuttingDownGracefully {  // (the rest is read again by the next owner)
+                    let partition = TopicPartition(topic: last.message.topic, partition: last.message.partition)
+                    let rejected = partitions.update(partition, default: PartitionProgress(position: last.message.offset)) {
+                        acceptRun(of: partition, from: &batch, &$0)
+                    }
+                    guard let (message, rejection) = rejected else { continue }
+                    guard case .done = await reject(message, rejection, &partitions[partition, default: PartitionProgress(position: message.offset)]) else { break }
                     partitions[partition]?.position = message.offset + 1
                 }
                 batch = await next
@@ -500,21 +509,42 @@ public struct IngestService: Service {
         message.headers.first { $0.name == "traceparent" }?.value.flatMap { TraceParent.parse($0) }
     }
 
-    /// The next records, each with its decoding (parsed and validated against the contract).
-    private func readAndDecode() async -> [(KafkaMessage, Result<ProgressEvent, Rejection>)] {
-        await reader.poll().map { ($0, decoder.decode($0.value)) }
+    /// A record and its decoding (parsed and validated against the contract).
+    typealias Decoded = (message: KafkaMessage, decoded: Result<ProgressEvent, Rejection>)
+
+    /// The next records, each with its decoding, **last first** (so that each is taken off the end, moved, not copied).
+    private func readAndDecode() async -> [Decoded] {
+        var messages = await reader.poll()
+        var decoded: [Decoded] = []
+        decoded.reserveCapacity(messages.count)
+        while let message = messages.popLast() {
+            let result = decoder.decode(message.value)
+            decoded.append((message, result))
+        }
+        return decoded
     }
 
-    /// Handles one message fully: applied, or (by the partition's owner) dead-lettered and acknowledged, or (by
-    /// any other replica) remembered as rejected, for a takeover.
-    func handle(_ message: KafkaMessage, _ decoded: Result<ProgressEvent, Rejection>, _ progress: inout PartitionProgress) async -> Handled {
-        let origin = EventOrigin(partition: TopicPartition(topic: message.topic, partition: message.partition), offset: message.offset)
-        let traceparent = Self.traceparent(of: message)
-        let rejection: Rejection
+    /// Accepts the records of `partition` off the end of `batch` (which holds them last first), up to the first of
+    /// another partition (left in `batch`) or the first rejected (taken off and returned; its position is not advanced).
+    private func acceptRun(of partition: TopicPartition, from batch: inout [Decoded], _ progress: inout PartitionProgress) -> (KafkaMessage, Rejection)? {
+        while let record = batch.popLast() {
+            guard record.message.partition == partition.partition, record.message.topic == partition.topic else {
+                batch.append(record)
+                return nil
+            }
+            if let rejection = accept(record.message, record.decoded, &progress) { return (record.message, rejection) }
+            progress.position = record.message.offset + 1
+        }
+        return nil
+    }
+
+    /// Handles a message as far as it can without waiting: a valid event is applied (or recognised as a duplicate).
+    /// Returns why the message is rejected otherwise (`reject` handles it then).
+    func accept(_ message: KafkaMessage, _ decoded: Result<ProgressEvent, Rejection>, _ progress: inout PartitionProgress) -> Rejection? {
         switch decoded {
         case .failure(let refused):
             metrics.eventsUnparsed.increment()
-            rejection = refused
+            return refused
         case .success(let event):
             metrics.eventsConsumed[event.type]?.increment()
             // An event from the far future would win "latest event wins" for ever; the record's own timestamp is
@@ -522,28 +552,34 @@ public struct IngestService: Service {
             // (A producer sets the record timestamp too; `message.timestamp.type=LogAppendTime` on the topic makes
             // it the broker's.)
             if let reference = message.timestampMs, reference > 0, event.occurredAt > reference.adding(saturating: maxClockSkewMs) {
-                rejection = Rejection(
+                return Rejection(
                     .implausibleTimestamp,
                     "occurred_at is \(event.occurredAt.subtracting(saturating: reference) / 1000) s ahead of the record's timestamp; at most \(maxClockSkewMs / 1000) s (--max-clock-skew)")
-            } else {
-                switch store.apply(event, at: origin, traceparent: traceparent) {
-                case .applied:
-                    progress.dirtyJobs.insert(event.jobId)
-                    logger.debug(
-                        "event applied",
-                        metadata: [
-                            "job_id": "\(event.jobId)", "type": "\(event.type.rawValue)", "partition": "\(message.partition)", "offset": "\(message.offset)",
-                            "traceparent": "\(traceparent ?? "")",
-                        ])
-                    return .done
-                case .duplicate:
-                    metrics.duplicates.increment()
-                    return .done
-                case .rejected(let refused):
-                    rejection = refused
-                }
+            }
+            let origin = EventOrigin(partition: TopicPartition(topic: message.topic, partition: message.partition), offset: message.offset)
+            let traceparent = Self.traceparent(of: message)
+            switch store.apply(event, at: origin, traceparent: traceparent) {
+            case .applied:
+                progress.dirtyJobs.insert(event.jobId)
+                logger.debug(
+                    "event applied",
+                    metadata: [
+                        "job_id": "\(event.jobId)", "type": "\(event.type.rawValue)", "partition": "\(message.partition)", "offset": "\(message.offset)",
+                        "traceparent": "\(traceparent ?? "")",
+                    ])
+                return nil
+            case .duplicate:
+                metrics.duplicates.increment()
+                return nil
+            case .rejected(let refused):
+                return refused
             }
         }
+    }
+
+    /// Handles a rejected message: the partition's owner dead-letters it (and waits for the acknowledgement); any
+    /// other replica remembers it, for a takeover.
+    func reject(_ message: KafkaMessage, _ rejection: Rejection, _ progress: inout PartitionProgress) async -> Handled {
         // Every replica counts what it found invalid (as it counts what it read); only the owner writes the dead letter.
         metrics.eventsInvalid[rejection.reason]?.increment()
         if progress.ownsSideEffects(at: message.offset) {
@@ -731,6 +767,11 @@ struct Partitions {
     subscript(partition: TopicPartition) -> PartitionProgress? {
         get { entries[partition] }
         _modify { yield &entries[partition] }
+    }
+
+    /// Changes `partition`'s progress in place (inserting `value` first if it has none), with one look-up.
+    mutating func update<Result>(_ partition: TopicPartition, default value: @autoclosure () -> PartitionProgress, _ body: (inout PartitionProgress) -> Result) -> Result {
+        body(&entries[partition, default: value()])
     }
 
     subscript(partition: TopicPartition, default value: @autoclosure () -> PartitionProgress) -> PartitionProgress {

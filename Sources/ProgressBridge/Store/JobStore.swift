@@ -230,7 +230,7 @@ public final class JobStore: Sendable {
                 s.aggregate = nil
                 s.dirtyVideos = []
                 // What the old incarnation said can no longer be replayed: a resume from before now gets a snapshot.
-                s.historyFrom = max(s.historyFrom, origin.map(\.offset) ?? s.seq)
+                s.history.forget(through: origin.map(\.offset) ?? s.seq)
             }
             let wasNew = s.aggregate == nil
             if wasNew {
@@ -261,33 +261,32 @@ public final class JobStore: Sendable {
             s.lastChangedAt = streamTime
             s.seq = origin?.seq ?? s.seq.adding(saturating: 1)
             s.headerDirty = true
-            let seq = s.seq
-            func message(_ writeData: (inout [UInt8]) -> Void) -> OutboundMessage {
-                .event(
-                    type: event.type.rawValue, jobId: event.jobId, seq: seq, occurredAt: event.occurredAt, eventId: event.eventId,
-                    traceparent: traceparent, writeData: writeData)
-            }
-            // The message is written from the aggregate before it goes back (a second reference to it meanwhile would
-            // retain and release all of its fields).
-            let applied: OutboundMessage
+            // What the event's message says, copied now; written now only if somebody is watching (the job, or a feed
+            // for a job event), otherwise when a resume first replays it.
+            let payload: EventMessageDraft.Payload
             if event.type.isJobEvent {
-                applied = message { aggregate.progress().json.write(into: &$0) }
-            } else if let id = event.payload.videoId {
-                var found = false
-                applied = message { out in
-                    found = aggregate.writeVideoJSON(id, into: &out)
-                    if !found { out.append(contentsOf: "null".utf8) }
-                }
-                if found { s.dirtyVideos.insert(id) }
+                payload = .job(aggregate.progress())
+            } else if let id = event.payload.videoId, let video = aggregate.view(ofVideo: id) {
+                payload = .video(video)
+                s.dirtyVideos.insert(id)
             } else {
-                applied = message { $0.append(contentsOf: "null".utf8) }
+                payload = .none
             }
+            let draft = EventMessageDraft(
+                type: event.type, jobId: event.jobId, seq: s.seq, occurredAt: event.occurredAt, eventId: event.eventId, traceparent: traceparent,
+                payload: payload)
             let isTerminal = aggregate.state?.isTerminal ?? false
             s.aggregate = consume aggregate
-            s.remember(applied, limit: limits.historyPerJob, byteLimit: limits.historyBytesPerJob)
+            let toFeeds = event.type.isJobEvent && self.feedCount.load(ordering: .relaxed) > 0
+            guard !s.subscribers.isEmpty || toFeeds else {
+                s.history.append(.unwritten(draft), limit: limits.historyPerJob, byteLimit: limits.historyBytesPerJob)
+                return (.applied, !wasTerminal && isTerminal, wasNew, endedActive)
+            }
+            let applied = draft.message()
+            s.history.append(.written(applied), limit: limits.historyPerJob, byteLimit: limits.historyBytesPerJob)
             s.deliver(applied)
             // Under the job's lock, like the job's own subscribers: a feed sees each job's messages in seq order.
-            if event.type.isJobEvent, self.feedCount.load(ordering: .relaxed) > 0 { self.deliverToFeeds(applied, jobId: event.jobId) }
+            if toFeeds { self.deliverToFeeds(applied, jobId: event.jobId) }
             return (.applied, !wasTerminal && isTerminal, wasNew, endedActive)
         }
         guard let (handling, becameTerminal, wasNew, endedActive) = result else { return nil }
@@ -603,7 +602,7 @@ public final class JobStore: Sendable {
             s.aggregate = aggregate
             s.lastChangedAt = changedAt
             s.seq = max(s.seq, min(max(0, seq), maxSequenceNumber))
-            s.historyFrom = s.seq  // nothing before the restored state can be replayed
+            s.history.forget(through: s.seq)  // nothing before the restored state can be replayed
             if isNew, let partition { s.partition = partition }
             return isNew
         }
@@ -712,10 +711,8 @@ final class JobChannel: Sendable {
         var seq: Int64 = 0
         /// The input partition the job's events come from (all of them: key = job id).
         var partition: TopicPartition?
-        var history = Deque<OutboundMessage>()
-        var historyBytes = 0
-        /// Every message with a larger `seq` is in `history` (seqs have gaps: other jobs' offsets lie between).
-        var historyFrom: Int64 = 0
+        /// The latest messages, for `resume`.
+        var history = JobHistory()
         var subscribers: [ObjectIdentifier: Outbox] = [:]
         /// Subscribers that resumed from a replica further ahead: they have every message up to this `seq` already.
         var skipThrough: [ObjectIdentifier: Int64] = [:]
@@ -731,16 +728,6 @@ final class JobChannel: Sendable {
 
         /// Nothing is known of the job and nobody watches it (or is about to).
         var isUnused: Bool { aggregate == nil && subscribers.isEmpty && attaching == 0 }
-
-        mutating func remember(_ message: OutboundMessage, limit: Int, byteLimit: Int) {
-            history.append(message)
-            historyBytes += message.byteCount
-            while history.count > limit || (historyBytes > byteLimit && history.count > 1) {
-                let dropped = history.removeFirst()
-                historyBytes -= dropped.byteCount
-                historyFrom = dropped.seq
-            }
-        }
 
         /// Queues `message` for every subscriber that does not have it yet.
         mutating func deliver(_ message: OutboundMessage) {
@@ -766,10 +753,10 @@ final class JobChannel: Sendable {
 
         /// The messages after `lastSeq` when the history still has all of them (or none are missing); `nil` when
         /// it does not, or when `lastSeq` is ahead of the job (then only a snapshot helps).
-        func replay(after lastSeq: Int64) -> [OutboundMessage]? {
+        mutating func replay(after lastSeq: Int64) -> [OutboundMessage]? {
             if lastSeq == seq { return [] }
-            guard lastSeq >= 0, lastSeq < seq, lastSeq >= historyFrom else { return nil }
-            return Array(history.reversed().prefix { $0.seq > lastSeq }.reversed())
+            guard lastSeq >= 0, lastSeq < seq, lastSeq >= history.from else { return nil }
+            return history.messages(after: lastSeq)
         }
     }
 
