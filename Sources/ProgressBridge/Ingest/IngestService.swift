@@ -100,7 +100,7 @@ public struct IngestService: Service {
         var lastLagUpdate = ContinuousClock.now
         var lastCheckpoint = ContinuousClock.now
         var lastPrune = ContinuousClock.now
-        // Two stages on two cores: while one batch is applied here, the next is read and decoded (parsed and
+        // Two stages on two cores: while one batch is applied here, the next ones are read and decoded (parsed and
         // validated: pure, and nearly half the cost of an event) beside it. And a periodic checkpoint's write (tens
         // of ms waiting for Kafka) goes on beside ingest, which would otherwise hold every event back meanwhile.
         await withTaskGroup(of: Result<Int, any Error>.self) { writes in
@@ -113,66 +113,74 @@ public struct IngestService: Service {
                 finishCheckpoint(&partitions, prepared, result)
                 writing = nil
             }
-            var batch = await readAndDecode()
-            while !Task.isShuttingDownGracefully && !Task.isCancelled {
-                // librdkafka's positions now cover what `batch` holds and no more: what readiness may go by once it is applied.
-                let fetched = reader.positions()
-                // The next batch is read beside all of this iteration's work (a rebalance acted on first, as before
-                // this batch is applied: the records read meanwhile are only data until then).
-                async let next = readAndDecode()
-                let changes = await membership.poll()
-                if !changes.isEmpty { await settle(wait: true) }
-                for change in changes {
-                    await apply(change, to: &partitions)
-                }
-                // The records are taken off the batch's end (it holds them last first), each moved out, not copied: a
-                // copy retained and released each of the record's fields and its event's. A run of one partition's
-                // records goes under one look-up of its progress, up to one that is rejected: that one (rare) is
-                // handled on its own, since a dead letter waits for Kafka.
-                while let last = batch.last, !Task.isShuttingDownGracefully {  // (the rest is read again by the next owner)
-                    let partition = TopicPartition(topic: last.message.topic, partition: last.message.partition)
-                    let rejected = partitions.update(partition, default: PartitionProgress(position: last.message.offset)) {
-                        acceptRun(of: partition, from: &batch, &$0)
+            // The reading stage, up to a few batches ahead of this one (a rebalance is acted on before the next batch
+            // is applied: the records read ahead are only data until then).
+            let handoff = BatchHandoff<DecodedBatch>(capacity: Self.batchesReadAhead)
+            await withDiscardingTaskGroup { stages in
+                stages.addTask {
+                    while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                        guard await handoff.send(await readAndDecode()) else { break }
                     }
-                    guard let (message, rejection) = rejected else { continue }
-                    guard case .done = await reject(message, rejection, &partitions[partition, default: PartitionProgress(position: message.offset)]) else { break }
-                    partitions[partition]?.position = message.offset + 1
+                    handoff.close()
                 }
-                batch = await next
-                partitions.markCaughtUp(fetched)
-                // So that a resume from a replica further ahead can be told from a made-up last_seq (cheap: cached).
-                store.updateHighWatermarks(reader.highWatermarks(of: partitions.all))
-                if !readiness.isIngestRunning, partitions.isCaughtUp {
-                    readiness.ingestStarted(status: reader.status)
-                    logger.info("caught up with the input topics: ready")
-                }
-                await settle(wait: false)
-                if writing == nil, ContinuousClock.now - lastCheckpoint >= checkpointInterval {
-                    store.evictExpired()
-                    if let prepared = prepareCheckpoint(&partitions, partitions.owned) {
-                        writing = prepared
-                        written.reset()
-                        writes.addTask {
-                            defer { written.set() }
-                            return await writeCheckpoint(prepared)
+                defer { handoff.close() }
+                while !Task.isShuttingDownGracefully && !Task.isCancelled, var next = await handoff.receive() {
+                    // Moved out of the batch (a second reference to the records would make the first `popLast` copy them all).
+                    var batch: [Decoded] = []
+                    swap(&batch, &next.records)
+                    let changes = await membership.poll()
+                    if !changes.isEmpty { await settle(wait: true) }
+                    for change in changes {
+                        await apply(change, to: &partitions)
+                    }
+                    // The records are taken off the batch's end (it holds them last first), each moved out, not copied: a
+                    // copy retained and released each of the record's fields and its event's. A run of one partition's
+                    // records goes under one look-up of its progress, up to one that is rejected: that one (rare) is
+                    // handled on its own, since a dead letter waits for Kafka.
+                    while let last = batch.last, !Task.isShuttingDownGracefully {  // (the rest is read again by the next owner)
+                        let partition = TopicPartition(topic: last.message.topic, partition: last.message.partition)
+                        let rejected = partitions.update(partition, default: PartitionProgress(position: last.message.offset)) {
+                            acceptRun(of: partition, from: &batch, &$0)
+                        }
+                        guard let (message, rejection) = rejected else { continue }
+                        guard case .done = await reject(message, rejection, &partitions[partition, default: PartitionProgress(position: message.offset)]) else { break }
+                        partitions[partition]?.position = message.offset + 1
+                    }
+                    partitions.markCaughtUp(next.fetched)
+                    // So that a resume from a replica further ahead can be told from a made-up last_seq (cheap: cached).
+                    store.updateHighWatermarks(reader.highWatermarks(of: partitions.all))
+                    if !readiness.isIngestRunning, partitions.isCaughtUp {
+                        readiness.ingestStarted(status: reader.status)
+                        logger.info("caught up with the input topics: ready")
+                    }
+                    await settle(wait: false)
+                    if writing == nil, ContinuousClock.now - lastCheckpoint >= checkpointInterval {
+                        store.evictExpired()
+                        if let prepared = prepareCheckpoint(&partitions, partitions.owned) {
+                            writing = prepared
+                            written.reset()
+                            writes.addTask {
+                                defer { written.set() }
+                                return await writeCheckpoint(prepared)
+                            }
+                        }
+                        lastCheckpoint = .now
+                    }
+                    metrics.kafkaUp.set(reader.status.allBrokersDown ? 0.0 : 1.0)
+                    if ContinuousClock.now - lastLagUpdate > .seconds(2) {
+                        lastLagUpdate = .now
+                        for lag in reader.lags(positions: partitions.positions) {
+                            if let value = lag.lag { metrics.setLag(topic: lag.topic, partition: lag.partition, lag: value) }
+                        }
+                        for broker in reader.status.brokers {
+                            if let rtt = broker.meanRoundTripSeconds { metrics.setBrokerRoundTrip(broker: broker.nodeId, seconds: rtt) }
                         }
                     }
-                    lastCheckpoint = .now
-                }
-                metrics.kafkaUp.set(reader.status.allBrokersDown ? 0.0 : 1.0)
-                if ContinuousClock.now - lastLagUpdate > .seconds(2) {
-                    lastLagUpdate = .now
-                    for lag in reader.lags(positions: partitions.positions) {
-                        if let value = lag.lag { metrics.setLag(topic: lag.topic, partition: lag.partition, lag: value) }
+                    reportHandovers(&partitions, final: false)
+                    if ContinuousClock.now - lastPrune > .seconds(10) {
+                        lastPrune = .now
+                        await pruneRememberedRejections(&partitions)
                     }
-                    for broker in reader.status.brokers {
-                        if let rtt = broker.meanRoundTripSeconds { metrics.setBrokerRoundTrip(broker: broker.nodeId, seconds: rtt) }
-                    }
-                }
-                reportHandovers(&partitions, final: false)
-                if ContinuousClock.now - lastPrune > .seconds(10) {
-                    lastPrune = .now
-                    await pruneRememberedRejections(&partitions)
                 }
             }
             await settle(wait: true)
@@ -512,16 +520,29 @@ public struct IngestService: Service {
     /// A record and its decoding (parsed and validated against the contract).
     typealias Decoded = (message: KafkaMessage, decoded: Result<ProgressEvent, Rejection>)
 
-    /// The next records, each with its decoding, **last first** (so that each is taken off the end, moved, not copied).
-    private func readAndDecode() async -> [Decoded] {
+    /// Records read, each with its decoding, and where librdkafka's positions were then.
+    struct DecodedBatch: Sendable {
+        /// **Last first**, so that each is taken off the end: moved, not copied.
+        var records: [Decoded]
+        /// librdkafka's positions right after the read: they cover these records and no more (readiness goes by them
+        /// once the records are applied).
+        var fetched: [TopicPartition: Int64]
+    }
+
+    /// How many decoded batches the reading stage may be ahead of the applying one.
+    static let batchesReadAhead = 4
+
+    /// The next records, decoded.
+    private func readAndDecode() async -> DecodedBatch {
         var messages = await reader.poll()
+        let fetched = reader.positions()
         var decoded: [Decoded] = []
         decoded.reserveCapacity(messages.count)
         while let message = messages.popLast() {
             let result = decoder.decode(message.value)
             decoded.append((message, result))
         }
-        return decoded
+        return DecodedBatch(records: decoded, fetched: fetched)
     }
 
     /// Accepts the records of `partition` off the end of `batch` (which holds them last first), up to the first of

@@ -147,11 +147,6 @@ public final class JobStore: Sendable {
     /// Where the stream time of events applied without an origin is kept.
     static let unpartitioned = TopicPartition(topic: "", partition: -1)
 
-    /// The latest `occurred_at` applied from `partition` — the clock retention runs on.
-    func streamTime(_ partition: TopicPartition) -> Int64? {
-        partitions.withLock { $0[partition]?.streamTime }
-    }
-
     /// Records the partitions' high watermarks (the offset their next record will get), so that a `last_seq` this
     /// replica has not read as far as can be told from one that names no record at all.
     public func updateHighWatermarks(_ marks: [TopicPartition: Int64]) {
@@ -199,15 +194,17 @@ public final class JobStore: Sendable {
     private func apply(_ event: ProgressEvent, at origin: EventOrigin?, traceparent: String?, to channel: JobChannel) -> ApplyOutcome? {
         let limits = self.limits
         let book = origin?.partition ?? Self.unpartitioned
+        // The partition's stream time and jobs, with one look-up (this is done for every event).
+        let (bookStreamTime, jobsInPartition) = partitions.withLock { books in books[book].map { ($0.streamTime, $0.jobs) } ?? (.min, 0) }
         // The stream time with this event in it; it moves only with events that are applied: so a replica restored
         // from the state topic has the stream time of one that read everything.
-        let streamTime = max(self.streamTime(book) ?? .min, event.occurredAt)
+        let streamTime = max(bookStreamTime, event.occurredAt)
         let jobsPerPartition = self.jobsPerPartition
         // At the cap, jobs past their retention do not count, whether or not a sweep removed them yet (and whoever
         // watches them): every replica refuses the same jobs.
         // (Counted only for a job that is new here: a flood of new job ids at the cap scans, the jobs already held do not.)
         var expiredInPartition = 0
-        if let origin, partitions.withLock({ $0[origin.partition]?.jobs ?? 0 }) >= jobsPerPartition,
+        if let origin, jobsInPartition >= jobsPerPartition,
             channel.state.withLock({ $0.aggregate == nil || $0.isExpired(at: streamTime, limits: limits) })
         {
             expiredInPartition = countExpired(in: origin.partition, at: streamTime)
