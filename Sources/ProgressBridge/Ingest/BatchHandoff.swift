@@ -37,7 +37,10 @@ final class BatchHandoff<Batch: Sendable>: Sendable {
 
     /// Hands `batch` over, waiting while `capacity` batches wait already. Returns false, dropping the batch, once
     /// the handoff is closed.
-    func send(_ batch: Batch) async -> Bool {
+    func send(_ batch: consuming Batch) async -> Bool {
+        // Moved along, never copied: a second reference to a batch's records, released by this side only after the
+        // receiver began to take them apart, made the receiver copy them all.
+        var held: Batch? = batch
         while true {
             let step = state.withLock { s -> SendStep in
                 if s.closed { return .closed }
@@ -46,14 +49,14 @@ final class BatchHandoff<Batch: Sendable>: Sendable {
                     return .deliver(receiver)
                 }
                 guard s.batches.count < capacity else { return .full }
-                s.batches.append(batch)
+                s.batches.append(held.take()!)
                 return .queued
             }
             switch step {
             case .closed: return false
             case .queued: return true
             case .deliver(let receiver):
-                receiver.resume(returning: batch)
+                receiver.resume(returning: held.take()!)
                 return true
             case .full:
                 let open = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in

@@ -137,9 +137,11 @@ public struct IngestService: Service {
                     // copy retained and released each of the record's fields and its event's. A run of one partition's
                     // records goes under one look-up of its progress, up to one that is rejected: that one (rare) is
                     // handled on its own, since a dead letter waits for Kafka.
-                    while let last = batch.last, !Task.isShuttingDownGracefully {  // (the rest is read again by the next owner)
-                        let partition = TopicPartition(topic: last.message.topic, partition: last.message.partition)
-                        let rejected = partitions.update(partition, default: PartitionProgress(position: last.message.offset)) {
+                    while !Task.isShuttingDownGracefully, let first = batch.popLast() {  // (the rest is read again by the next owner)
+                        let partition = TopicPartition(topic: first.message.topic, partition: first.message.partition)
+                        let offset = first.message.offset
+                        batch.append(first)  // back (moved): the run starts with it
+                        let rejected = partitions.update(partition, default: PartitionProgress(position: offset)) {
                             acceptRun(of: partition, from: &batch, &$0)
                         }
                         guard let (message, rejection) = rejected else { continue }
@@ -518,7 +520,10 @@ public struct IngestService: Service {
     }
 
     /// A record and its decoding (parsed and validated against the contract).
-    typealias Decoded = (message: KafkaMessage, decoded: Result<ProgressEvent, Rejection>)
+    struct Decoded: Sendable {
+        var message: KafkaMessage
+        var decoded: Result<ProgressEvent, Rejection>
+    }
 
     /// Records read, each with its decoding, and where librdkafka's positions were then.
     struct DecodedBatch: Sendable {
@@ -540,7 +545,7 @@ public struct IngestService: Service {
         decoded.reserveCapacity(messages.count)
         while let message = messages.popLast() {
             let result = decoder.decode(message.value)
-            decoded.append((message, result))
+            decoded.append(Decoded(message: message, decoded: result))
         }
         return DecodedBatch(records: decoded, fetched: fetched)
     }
