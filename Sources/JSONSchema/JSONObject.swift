@@ -69,7 +69,13 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
     /// Adds a member unless the key is present; returns false for a duplicate key.
     mutating func insertNew(_ key: String, _ value: JSONValue) -> Bool {
         if position(of: key) != nil { return false }
-        self[key] = value
+        // Appended straight (the subscript's setter would look the key up a second time: the parser adds every member so).
+        entries.append((key, value))
+        if index != nil {
+            index![key] = entries.count - 1
+        } else if entries.count > Self.indexThreshold {
+            rebuildIndex()
+        }
         return true
     }
 

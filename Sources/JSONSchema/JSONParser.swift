@@ -237,6 +237,15 @@ private struct Reader {
         let start = index
         // Fast path: no escapes; validate UTF-8 once over the slice (ASCII needs no validation).
         var ascii = true
+        // Eight bytes at a time while none of them is a quote, a backslash, a control character or non-ASCII (the
+        // byte loop below decides about those): most of an event's strings are plain ASCII.
+        if let base = bytes.baseAddress {
+            while index + 8 <= bytes.count {
+                let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
+                if Self.hasSpecialByte(word) { break }
+                index += 8
+            }
+        }
         while index < bytes.count {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
@@ -301,6 +310,17 @@ private struct Reader {
             }
         }
         throw error(.unexpectedEnd, "unterminated string")
+    }
+
+    /// Whether any byte of `word` is `"`, `\\`, below 0x20 or above 0x7F (the classic "has a zero byte" and "has a byte
+    /// less than n" tests, exact as to whether there is one).
+    @inline(__always)
+    static func hasSpecialByte(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        func hasZeroByte(_ x: UInt64) -> Bool { (x &- ones) & ~x & highs != 0 }
+        let control = (word &- 0x2020_2020_2020_2020) & ~word & highs != 0
+        return word & highs != 0 || control || hasZeroByte(word ^ (ones &* 0x22)) || hasZeroByte(word ^ (ones &* 0x5C))
     }
 
     mutating func parseHex4() throws(JSONParseError) -> UInt32 {

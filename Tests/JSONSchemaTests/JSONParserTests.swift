@@ -16,6 +16,43 @@ struct JSONParserTests {
         #expect(value["b"]?.objectValue?.isEmpty == true)
     }
 
+    /// Strings are scanned eight bytes at a time while no byte needs a look: a byte that does must be found at every
+    /// place in the word and across words (lengths around 8 and 16), and plain bytes below and above each bound pass.
+    @Test func everySpecialByteIsFoundWhereverItIsInAString() throws {
+        enum Expect { case decodes(String), fails(JSONParseError.Kind) }
+        let cases: [(bytes: [UInt8], expect: Expect)] = [
+            (Array(#"\""#.utf8), .decodes("\"")), (Array(#"\\"#.utf8), .decodes("\\")), (Array(#"\n"#.utf8), .decodes("\n")),
+            ([0x01], .fails(.controlCharacterInString)), ([0x1F], .fails(.controlCharacterInString)), ([0x00], .fails(.controlCharacterInString)),
+            ([0x20], .decodes(" ")), ([0x7F], .decodes("\u{7F}")), ([0x21], .decodes("!")), ([0x5B], .decodes("[")), ([0x5D], .decodes("]")),
+            (Array("é".utf8), .decodes("é")), (Array("✓".utf8), .decodes("✓")), ([0xFF], .fails(.invalidUTF8)), ([0xC3], .fails(.invalidUTF8)),
+        ]
+        var checked = 0
+        for length in 0..<20 {
+            for place in 0...length {
+                for (special, expect) in cases {
+                    let before = [UInt8](repeating: UInt8(ascii: "a"), count: place)
+                    let after = [UInt8](repeating: UInt8(ascii: "b"), count: length - place)
+                    let document = [UInt8(ascii: "\"")] + before + special + after + [UInt8(ascii: "\"")]
+                    let prefix = String(repeating: "a", count: place)
+                    let suffix = String(repeating: "b", count: length - place)
+                    switch expect {
+                    case .decodes(let text):
+                        #expect(try parser.parse(document).stringValue == prefix + text + suffix, "\(document)")
+                    case .fails(let kind):
+                        let result = Result { () throws(JSONParseError) in try parser.parse(document) }
+                        guard case .failure(let error) = result else {
+                            Issue.record("\(document) parsed")
+                            continue
+                        }
+                        #expect(error.kind == kind, "\(document)")
+                    }
+                    checked += 1
+                }
+            }
+        }
+        #expect(checked == 210 * cases.count)
+    }
+
     @Test func integralDoublesAreIntegers() throws {
         #expect(try parser.parse("1.0") == parser.parse("1"))
         #expect(try parser.parse("1.0").typeName == "integer")
