@@ -218,12 +218,13 @@ func ingestSection(runs: Int, schemas: String, cluster: KafkaMockCluster, produc
 func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 
 /// The two stages of ingest on one core each, without Kafka: decoding (parse, validate, typed event) and applying
-/// to the store (aggregate, event message, resume history), over the same workloads, `runs` times; prints a table.
+/// to the store (aggregate, resume history: the event's message is written only for a job somebody watches, and
+/// nobody does here), over the same workloads, `runs` times; prints a table.
 /// Ingest runs them on two cores side by side, so the slower one bounds it.
 func stagesSection(runs: Int, schemas: String) throws {
     let decoder = EventDecoder(validator: try BridgeRuntime.loadValidator(schemasPath: schemas))
     print("\ningest stages on one core, no Kafka, \(runs) runs each (events/s; median in bold)")
-    print("| workload | events | decode (parse, validate, typed) | apply (aggregate, message, history) |")
+    print("| workload | events | decode (parse, validate, typed) | apply (aggregate, resume history) |")
     print("| --- | --- | --- | --- |")
     for workload in [Workload(name: "small", jobs: 100, videos: 200), Workload(name: "large", jobs: 4, videos: 5_000)] {
         let records = workload.records(topic: "stages")
