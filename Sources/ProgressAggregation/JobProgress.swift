@@ -44,6 +44,15 @@ public struct JobProgress: Sendable, Hashable {
     public let countsFromMonitor: Bool
 }
 
+extension JobProgress {
+    /// The UTF-8 bytes of every string it holds: what a copy of it holds beyond its fixed size. (Every `String` field
+    /// counts; a test compares this with all the strings reflection finds, so a field added later cannot be missed.)
+    public var stringBytes: Int {
+        func count(_ text: String?) -> Int { text?.utf8.count ?? 0 }
+        return count(jobId) + count(title) + count(priority) + count(sheetId) + count(sheetRange) + count(error?.code) + count(error?.message)
+    }
+}
+
 /// How derived metrics are computed.
 public struct ProgressPolicy: Sendable {
     /// The window of event time over which throughput is measured. Default 5 minutes.

@@ -97,6 +97,13 @@ public struct VideoView: Sendable, Hashable {
         updatedAt = video.updatedAt
     }
 
+    /// The UTF-8 bytes of every string it holds: what it holds beyond its fixed size. (Every `String` field counts; a
+    /// test compares this with all the strings reflection finds, so a field added later cannot be missed.)
+    public var stringBytes: Int {
+        func count(_ text: String?) -> Int { text?.utf8.count ?? 0 }
+        return count(id) + count(jobId) + count(stage) + count(outputURL) + count(title) + count(error?.code) + count(error?.message)
+    }
+
     /// Appends exactly the bytes `VideoProgress.json.serialized()` gives (keys in sorted order), without building the
     /// JSON tree: every video event's message carries one, so this is on ingest's hot path.
     public func writeJSON(into out: inout [UInt8]) {

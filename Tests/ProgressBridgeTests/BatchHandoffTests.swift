@@ -83,3 +83,57 @@ private final class Flag: Sendable {
     var isSet: Bool { value.withLock { $0 } }
     func set() { value.withLock { $0 = true } }
 }
+
+extension BatchHandoffTests {
+    @Test func waitingForRoomHoldsTheSenderUntilABatchIsReceivedOrTheHandoffCloses() async {
+        let handoff = BatchHandoff<Int>(capacity: 1)
+        #expect(await handoff.waitForRoom())
+        #expect(await handoff.send(1))
+        await withTaskGroup(of: Void.self) { group in
+            let roomMade = Flag()
+            group.addTask {
+                #expect(await handoff.waitForRoom())
+                roomMade.set()
+            }
+            try? await Task.sleep(for: .milliseconds(100))
+            #expect(!roomMade.isSet, "room while the one batch the handoff holds is not received")
+            #expect(await handoff.receive() == 1)
+            await group.waitForAll()
+            #expect(roomMade.isSet)
+        }
+        #expect(await handoff.send(2))
+        async let waiting = handoff.waitForRoom()
+        try? await Task.sleep(for: .milliseconds(50))
+        handoff.close()
+        #expect(await waiting == false)
+    }
+}
+
+extension BatchHandoffTests {
+    @Test func theBytesWaitingAreBoundedTooAndOneBatchAlwaysGoesIntoAnEmptyHandoff() async {
+        // Batches are their own size in bytes.
+        let handoff = BatchHandoff<Int>(capacity: 10, byteCapacity: 100, bytesOf: { $0 })
+        #expect(await handoff.waitForRoom())
+        #expect(await handoff.send(500))  // larger than the bound, into an empty handoff
+        await withTaskGroup(of: Void.self) { group in
+            let roomMade = Flag()
+            group.addTask {
+                #expect(await handoff.waitForRoom())
+                roomMade.set()
+            }
+            try? await Task.sleep(for: .milliseconds(100))
+            #expect(!roomMade.isSet, "room while 500 bytes wait against a bound of 100")
+            #expect(await handoff.receive() == 500)
+            await group.waitForAll()
+            #expect(roomMade.isSet)
+        }
+        #expect(await handoff.send(60))
+        #expect(await handoff.waitForRoom())  // 60 < 100
+        #expect(await handoff.send(60))
+        async let third = handoff.waitForRoom()  // 120 wait: no room
+        try? await Task.sleep(for: .milliseconds(50))
+        #expect(await handoff.receive() == 60)
+        #expect(await third)
+        handoff.close()
+    }
+}

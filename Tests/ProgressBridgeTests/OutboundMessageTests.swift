@@ -205,3 +205,36 @@ struct UnwrittenHistoryTests {
         #expect(replays[0] == replays[1])
     }
 }
+
+/// The resume history's own bounds, drafts and written messages alike.
+@Suite("Job history bounds")
+struct JobHistoryBoundTests {
+    static func draft(seq: Int64, title: String) -> JobHistory.Entry {
+        var aggregate = JobAggregate(jobId: "job_h", firstEventAt: 0)
+        let event = ProgressEvent(eventId: "e\(seq)", type: .videoCreated, jobId: "job_h", occurredAt: seq, seq: seq, payload: .videoCreated(videoId: "v", rowIndex: nil, title: title))
+        _ = aggregate.apply(event)
+        return .unwritten(
+            EventMessageDraft(type: .videoCreated, jobId: "job_h", seq: seq, occurredAt: seq, eventId: "e\(seq)", traceparent: nil, payload: .video(aggregate.view(ofVideo: "v")!)))
+    }
+
+    @Test func messagesOfAnEarlierIncarnationStayUnreplayableWhenOlderOnesAreDropped() {
+        var history = JobHistory()
+        for seq in Int64(1)...5 { history.append(Self.draft(seq: seq, title: "t"), limit: 10, byteLimit: 1 << 20) }
+        history.forget(through: 5)  // the job started afresh after seq 5
+        for seq in Int64(6)...14 { history.append(Self.draft(seq: seq, title: "t"), limit: 10, byteLimit: 1 << 20) }
+        #expect(history.from >= 5, "dropping seq \(history.from) must not open the old incarnation's messages to a resume")
+    }
+
+    @Test func writingDraftsForAReplayKeepsTheHistoryWithinItsBytes() {
+        // Control characters are written as \u00XX: six bytes for each byte the draft counted.
+        let controls = String(repeating: "\u{1}", count: 2_000)
+        var history = JobHistory()
+        let byteLimit = 16 * 1024
+        for seq in Int64(1)...30 { history.append(Self.draft(seq: seq, title: controls), limit: 1000, byteLimit: byteLimit) }
+        #expect(history.bytes <= byteLimit)
+        let replayed = history.messages(after: history.from, limit: 1000, byteLimit: byteLimit)
+        #expect(!replayed.isEmpty)
+        #expect(replayed.allSatisfy { $0.byteCount > 12_000 })
+        #expect(history.bytes <= byteLimit || history.bytes == replayed.last!.byteCount, "\(history.bytes) bytes held")
+    }
+}

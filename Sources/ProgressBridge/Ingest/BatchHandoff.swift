@@ -2,7 +2,7 @@ import DequeModule
 import Synchronization
 
 /// Hands batches from ingest's reading stage (poll, parse, validate) to its applying stage, up to `capacity` of them
-/// ahead: the reader goes on while the applier is busy — each stage on a core of its own — and waits only when it
+/// (and `byteCapacity` bytes of them) ahead: the reader goes on while the applier is busy — each stage on a core of its own — and waits only when it
 /// is that far ahead. (Handing over one batch at a time made each stage wait for the slower of the two at every
 /// batch: measured, a fifth of ingest's throughput.)
 ///
@@ -10,7 +10,9 @@ import Synchronization
 /// `receive` returns what was handed over before, then `nil`.
 final class BatchHandoff<Batch: Sendable>: Sendable {
     private struct State {
-        var batches = Deque<Batch>()
+        var batches = Deque<(batch: Batch, bytes: Int)>()
+        /// The bytes of the batches waiting.
+        var bytes = 0
         var closed = false
         var receiver: CheckedContinuation<Batch?, Never>?
         var sender: CheckedContinuation<Bool, Never>?
@@ -29,18 +31,48 @@ final class BatchHandoff<Batch: Sendable>: Sendable {
     private let state = Mutex(State())
     /// The most batches handed over and not yet received.
     let capacity: Int
+    /// No batch is handed over while this many bytes wait (one always is into an empty handoff).
+    let byteCapacity: Int
+    /// A batch's bytes, as this handoff counts them.
+    private let bytesOf: @Sendable (Batch) -> Int
 
-    init(capacity: Int) {
+    init(capacity: Int, byteCapacity: Int = .max, bytesOf: @escaping @Sendable (Batch) -> Int = { _ in 0 }) {
         precondition(capacity >= 1)
         self.capacity = capacity
+        self.byteCapacity = byteCapacity
+        self.bytesOf = bytesOf
     }
 
-    /// Hands `batch` over, waiting while `capacity` batches wait already. Returns false, dropping the batch, once
+    /// Whether a batch can be handed over at once.
+    private func hasRoom(_ s: State) -> Bool {
+        s.receiver != nil || s.batches.isEmpty || (s.batches.count < capacity && s.bytes < byteCapacity)
+    }
+
+    /// Waits until a batch can be handed over at once (fewer than `capacity` and than `byteCapacity` bytes wait), so
+    /// that the sender reads its next batch only then: besides the one received, at most `capacity` batches are held,
+    /// and more than `byteCapacity` bytes only by a single batch. Returns false once closed.
+    func waitForRoom() async -> Bool {
+        if let now = state.withLock({ s -> Bool? in s.closed ? false : (hasRoom(s) ? true : nil) }) {
+            return now
+        }
+        return await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let now = state.withLock { s -> Bool? in
+                if s.closed { return false }
+                if hasRoom(s) { return true }
+                s.sender = continuation
+                return nil
+            }
+            if let now { continuation.resume(returning: now) }
+        }
+    }
+
+    /// Hands `batch` over, waiting while there is no room. Returns false, dropping the batch, once
     /// the handoff is closed.
     func send(_ batch: consuming Batch) async -> Bool {
         // Moved along, never copied: a second reference to a batch's records, released by this side only after the
         // receiver began to take them apart, made the receiver copy them all.
         var held: Batch? = batch
+        let bytes = bytesOf(held!)
         while true {
             let step = state.withLock { s -> SendStep in
                 if s.closed { return .closed }
@@ -48,8 +80,9 @@ final class BatchHandoff<Batch: Sendable>: Sendable {
                     s.receiver = nil
                     return .deliver(receiver)
                 }
-                guard s.batches.count < capacity else { return .full }
-                s.batches.append(held.take()!)
+                guard hasRoom(s) else { return .full }
+                s.batches.append((held.take()!, bytes))
+                s.bytes += bytes
                 return .queued
             }
             switch step {
@@ -62,7 +95,7 @@ final class BatchHandoff<Batch: Sendable>: Sendable {
                 let open = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
                     let now = state.withLock { s -> Bool? in
                         if s.closed { return false }
-                        if s.batches.count < capacity || s.receiver != nil { return true }  // room made meanwhile
+                        if hasRoom(s) { return true }  // room made meanwhile
                         s.sender = continuation
                         return nil
                     }
@@ -76,9 +109,10 @@ final class BatchHandoff<Batch: Sendable>: Sendable {
     /// The next batch, waiting for one; `nil` once the handoff is closed and every batch handed over was received.
     func receive() async -> Batch? {
         func take(_ s: inout State) -> ReceiveStep {
-            if let batch = s.batches.popFirst() {
+            if let first = s.batches.popFirst() {
+                s.bytes -= first.bytes
                 defer { s.sender = nil }
-                return .batch(batch, waitingSender: s.sender)
+                return .batch(first.batch, waitingSender: s.sender)
             }
             return s.closed ? .closed : .empty
         }

@@ -115,16 +115,19 @@ public struct IngestService: Service {
             }
             // The reading stage, up to a few batches ahead of this one (a rebalance is acted on before the next batch
             // is applied: the records read ahead are only data until then).
-            let handoff = BatchHandoff<DecodedBatch>(capacity: Self.batchesReadAhead)
+            let handoff = BatchHandoff<DecodedBatch>(capacity: Self.batchesReadAhead, byteCapacity: Self.bytesReadAhead, bytesOf: \.valueBytes)
             await withDiscardingTaskGroup { stages in
                 stages.addTask {
                     while !Task.isShuttingDownGracefully && !Task.isCancelled {
-                        guard await handoff.send(await readAndDecode()) else { break }
+                        // Reads only once the batch can be handed over at once, so that no more batches are held than
+                        // the handoff's capacity and the one being applied.
+                        guard await handoff.waitForRoom(), await handoff.send(await readAndDecode()) else { break }
                     }
                     handoff.close()
                 }
                 defer { handoff.close() }
                 while !Task.isShuttingDownGracefully && !Task.isCancelled, var next = await handoff.receive() {
+                    if Task.isShuttingDownGracefully { break }  // (it may have come while this loop waited)
                     // Moved out of the batch (a second reference to the records would make the first `popLast` copy them all).
                     var batch: [Decoded] = []
                     swap(&batch, &next.records)
@@ -148,7 +151,8 @@ public struct IngestService: Service {
                         guard case .done = await reject(message, rejection, &partitions[partition, default: PartitionProgress(position: message.offset)]) else { break }
                         partitions[partition]?.position = message.offset + 1
                     }
-                    partitions.markCaughtUp(next.fetched)
+                    // The reader's positions cover the batch: readiness may go by them once all of it is applied.
+                    if batch.isEmpty { partitions.markCaughtUp(next.fetched) }
                     // So that a resume from a replica further ahead can be told from a made-up last_seq (cheap: cached).
                     store.updateHighWatermarks(reader.highWatermarks(of: partitions.all))
                     if !readiness.isIngestRunning, partitions.isCaughtUp {
@@ -532,10 +536,15 @@ public struct IngestService: Service {
         /// librdkafka's positions right after the read: they cover these records and no more (readiness goes by them
         /// once the records are applied).
         var fetched: [TopicPartition: Int64]
+        /// The bytes of the records' values.
+        var valueBytes: Int
     }
 
     /// How many decoded batches the reading stage may be ahead of the applying one.
     static let batchesReadAhead = 4
+    /// How many bytes of records (their values) it may be ahead, at most: a batch may hold 500 records of up to the
+    /// broker's record size each (a megabyte by default), and every record keeps its value for a dead letter.
+    static let bytesReadAhead = 32 << 20
 
     /// The next records, decoded.
     private func readAndDecode() async -> DecodedBatch {
@@ -543,11 +552,13 @@ public struct IngestService: Service {
         let fetched = reader.positions()
         var decoded: [Decoded] = []
         decoded.reserveCapacity(messages.count)
+        var valueBytes = 0
         while let message = messages.popLast() {
+            valueBytes += message.value.count
             let result = decoder.decode(message.value)
             decoded.append(Decoded(message: message, decoded: result))
         }
-        return DecodedBatch(records: decoded, fetched: fetched)
+        return DecodedBatch(records: decoded, fetched: fetched, valueBytes: valueBytes)
     }
 
     /// Accepts the records of `partition` off the end of `batch` (which holds them last first), up to the first of

@@ -22,8 +22,10 @@ final class EventMessageDraft: Sendable {
     /// The event record's W3C trace context (already checked).
     let traceparent: String?
     let payload: Payload
-    /// About as many bytes as its message will have: what holding it counts for against the history's byte limit.
-    /// (Its strings are counted whole, although they share their storage with the job's aggregate.)
+    /// What holding it counts for against the history's byte limit: its fixed part and every byte of every string it
+    /// holds (counted whole, although they share their storage with the job's aggregate). Written, its message is
+    /// counted by its real size (JSON escaping can make that up to six times a string's bytes; the history trims
+    /// itself after writing).
     let estimatedBytes: Int
 
     init(type: EventType, jobId: String, seq: Int64, occurredAt: Int64, eventId: String, traceparent: String?, payload: Payload) {
@@ -51,16 +53,12 @@ final class EventMessageDraft: Sendable {
     }
 
     private static func estimate(jobId: String, eventId: String, traceparent: String?, payload: Payload) -> Int {
-        func count(_ text: String?) -> Int { text?.utf8.count ?? 0 }
-        let envelope = 128 + count(eventId) + count(jobId) + count(traceparent)
+        // The envelope's keys, seq and ts; a job's progress has ~25 keys and numbers, a video ~13.
+        let envelope = 160 + eventId.utf8.count + jobId.utf8.count + (traceparent?.utf8.count ?? 0)
         switch payload {
-        case .job(let progress):
-            return envelope + 768 + count(progress.title) + count(progress.priority) + count(progress.error?.code) + count(progress.error?.message)
-        case .video(let video):
-            return envelope + 256 + count(video.id) + count(video.jobId) + count(video.stage) + count(video.outputURL) + count(video.title)
-                + count(video.error?.code) + count(video.error?.message)
-        case .none:
-            return envelope
+        case .job(let progress): return envelope + 1_024 + progress.stringBytes
+        case .video(let video): return envelope + 384 + video.stringBytes
+        case .none: return envelope
         }
     }
 }
@@ -88,7 +86,8 @@ struct JobHistory {
     }
 
     private var entries = Deque<Entry>()
-    private var bytes = 0
+    /// What the entries count for (drafts by their estimate, written messages by their size).
+    private(set) var bytes = 0
     /// Every message with a larger `seq` is here (seqs have gaps: other jobs' offsets lie between).
     private(set) var from: Int64 = 0
 
@@ -96,10 +95,16 @@ struct JobHistory {
     mutating func append(_ entry: Entry, limit: Int, byteLimit: Int) {
         entries.append(entry)
         bytes += entry.byteCount
+        trim(limit: limit, byteLimit: byteLimit)
+    }
+
+    /// Drops the oldest past `limit` messages or `byteLimit` bytes (the latest stays).
+    private mutating func trim(limit: Int, byteLimit: Int) {
         while entries.count > limit || (bytes > byteLimit && entries.count > 1) {
             let dropped = entries.removeFirst()
             bytes -= dropped.byteCount
-            from = dropped.seq
+            // Never back: messages up to a `forget(through:)` (an older incarnation of the job) stay unreplayable.
+            from = max(from, dropped.seq)
         }
     }
 
@@ -109,8 +114,10 @@ struct JobHistory {
     }
 
     /// The messages after `lastSeq` (which must be at least `from`), oldest first; those not written yet are
-    /// written now, and kept written.
-    mutating func messages(after lastSeq: Int64) -> [OutboundMessage] {
+    /// written now, and kept written (then the history is trimmed to its limits again: a written message can be
+    /// larger than its draft was counted).
+    mutating func messages(after lastSeq: Int64, limit: Int, byteLimit: Int) -> [OutboundMessage] {
+        defer { trim(limit: limit, byteLimit: byteLimit) }
         var first = entries.endIndex
         while first > entries.startIndex, entries[first - 1].seq > lastSeq { first -= 1 }
         var replay: [OutboundMessage] = []

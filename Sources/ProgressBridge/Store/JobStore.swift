@@ -344,7 +344,7 @@ public final class JobStore: Sendable {
                     outbox.enqueue(Self.resumeMessage(jobId: jobId, from: lastSeq.adding(saturating: 1), to: lastSeq, now: now))
                     return .done
                 }
-                if let lastSeq, let replay = s.replay(after: lastSeq) {
+                if let lastSeq, let replay = s.replay(after: lastSeq, limits: self.limits) {
                     s.subscribers[subscriber] = outbox
                     s.skipThrough[subscriber] = nil
                     outbox.enqueue(Self.resumeMessage(jobId: jobId, from: lastSeq.adding(saturating: 1), to: s.seq, now: now))
@@ -368,7 +368,7 @@ public final class JobStore: Sendable {
             let snapshot = Self.snapshot(aggregate, jobId: jobId, seq: seq, now: now, videoLimit: snapshotVideos, byteLimit: snapshotBytes)
             let attached = channel.state.withLock { s -> Bool in
                 s.attaching -= 1
-                guard !s.removed, let since = s.replay(after: seq) else { return false }
+                guard !s.removed, let since = s.replay(after: seq, limits: self.limits) else { return false }
                 s.subscribers[subscriber] = outbox
                 if let lastSeq { outbox.enqueue(Self.resumeUnavailable(jobId: jobId, lastSeq: lastSeq, seq: s.seq, now: now)) }
                 outbox.enqueue(snapshot)
@@ -750,10 +750,10 @@ final class JobChannel: Sendable {
 
         /// The messages after `lastSeq` when the history still has all of them (or none are missing); `nil` when
         /// it does not, or when `lastSeq` is ahead of the job (then only a snapshot helps).
-        mutating func replay(after lastSeq: Int64) -> [OutboundMessage]? {
+        mutating func replay(after lastSeq: Int64, limits: StoreLimits) -> [OutboundMessage]? {
             if lastSeq == seq { return [] }
             guard lastSeq >= 0, lastSeq < seq, lastSeq >= history.from else { return nil }
-            return history.messages(after: lastSeq)
+            return history.messages(after: lastSeq, limit: limits.historyPerJob, byteLimit: limits.historyBytesPerJob)
         }
     }
 
