@@ -77,6 +77,22 @@ struct BatchHandoffTests {
     }
 }
 
+/// Expects `handoff` to have no room until `expected` is received from it, and room then.
+private func expectNoRoom(in handoff: BatchHandoff<Int>, untilReceiving expected: Int, _ why: Comment) async {
+    await withTaskGroup(of: Void.self) { group in
+        let roomMade = Flag()
+        group.addTask {
+            #expect(await handoff.waitForRoom())
+            roomMade.set()
+        }
+        try? await Task.sleep(for: .milliseconds(100))
+        #expect(!roomMade.isSet, why)
+        #expect(await handoff.receive() == expected)
+        await group.waitForAll()
+        #expect(roomMade.isSet)
+    }
+}
+
 /// A flag one task sets and another reads.
 private final class Flag: Sendable {
     private let value = Mutex(false)
@@ -89,18 +105,7 @@ extension BatchHandoffTests {
         let handoff = BatchHandoff<Int>(capacity: 1)
         #expect(await handoff.waitForRoom())
         #expect(await handoff.send(1))
-        await withTaskGroup(of: Void.self) { group in
-            let roomMade = Flag()
-            group.addTask {
-                #expect(await handoff.waitForRoom())
-                roomMade.set()
-            }
-            try? await Task.sleep(for: .milliseconds(100))
-            #expect(!roomMade.isSet, "room while the one batch the handoff holds is not received")
-            #expect(await handoff.receive() == 1)
-            await group.waitForAll()
-            #expect(roomMade.isSet)
-        }
+        await expectNoRoom(in: handoff, untilReceiving: 1, "room while the one batch the handoff holds is not received")
         #expect(await handoff.send(2))
         async let waiting = handoff.waitForRoom()
         try? await Task.sleep(for: .milliseconds(50))
@@ -115,18 +120,7 @@ extension BatchHandoffTests {
         let handoff = BatchHandoff<Int>(capacity: 10, byteCapacity: 100, bytesOf: { $0 })
         #expect(await handoff.waitForRoom())
         #expect(await handoff.send(500))  // larger than the bound, into an empty handoff
-        await withTaskGroup(of: Void.self) { group in
-            let roomMade = Flag()
-            group.addTask {
-                #expect(await handoff.waitForRoom())
-                roomMade.set()
-            }
-            try? await Task.sleep(for: .milliseconds(100))
-            #expect(!roomMade.isSet, "room while 500 bytes wait against a bound of 100")
-            #expect(await handoff.receive() == 500)
-            await group.waitForAll()
-            #expect(roomMade.isSet)
-        }
+        await expectNoRoom(in: handoff, untilReceiving: 500, "room while 500 bytes wait against a bound of 100")
         #expect(await handoff.send(60))
         #expect(await handoff.waitForRoom())  // 60 < 100
         #expect(await handoff.send(60))
