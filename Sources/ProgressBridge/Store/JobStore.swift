@@ -1,4 +1,3 @@
-import DequeModule
 import Foundation
 import JSONSchema
 import Kafka
