@@ -52,10 +52,7 @@ final class BatchHandoff<Batch: Sendable>: Sendable {
     /// that the sender reads its next batch only then: besides the one received, at most `capacity` batches are held,
     /// and more than `byteCapacity` bytes only by a single batch. Returns false once closed.
     func waitForRoom() async -> Bool {
-        if let now = state.withLock({ s -> Bool? in s.closed ? false : (hasRoom(s) ? true : nil) }) {
-            return now
-        }
-        return await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+        await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
             let now = state.withLock { s -> Bool? in
                 if s.closed { return false }
                 if hasRoom(s) { return true }
@@ -92,16 +89,7 @@ final class BatchHandoff<Batch: Sendable>: Sendable {
                 receiver.resume(returning: held.take()!)
                 return true
             case .full:
-                let open = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-                    let now = state.withLock { s -> Bool? in
-                        if s.closed { return false }
-                        if hasRoom(s) { return true }  // room made meanwhile
-                        s.sender = continuation
-                        return nil
-                    }
-                    if let now { continuation.resume(returning: now) }
-                }
-                if !open { return false }
+                guard await waitForRoom() else { return false }
             }
         }
     }
