@@ -259,15 +259,18 @@ private final class ScriptedServer: Sendable {
             throw LoadError.invalidConfiguration("bind/listen: errno \(errno)")
         }
         _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
-        // A test that goes wrong fails, it does not hang; but a test's own task can wait tens of seconds for the cooperative
-        // pool while other suites' CPU-bound tests hold it (seen: 20 s), and the script must outwait that.
-        var timeout = timeval(tv_sec: 60, tv_usec: 0)
+        var timeout = ScriptedServer.readTimeout
         setsockopt(listener, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         self.listener = listener
         port = Int(UInt16(bigEndian: address.sin_port))
     }
 
     deinit { Glibc.close(listener) }
+
+    /// How long a script waits to read. A test that goes wrong fails, it does not hang; but a test's own task can wait
+    /// tens of seconds for the cooperative pool while other suites' CPU-bound tests hold it (seen: 20 s, between a
+    /// subscribe and the `closeAll` the script waits for), and the script must outwait that.
+    static let readTimeout = timeval(tv_sec: 60, tv_usec: 0)
 
     func stopListening() { shutdown(listener, Int32(SHUT_RDWR)) }
 
@@ -302,9 +305,11 @@ private final class ScriptedServer: Sendable {
 
         init(_ descriptor: Int32) {
             self.descriptor = descriptor
-            var timeout = timeval(tv_sec: 5, tv_usec: 0)
-            setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            setsockopt(descriptor, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var readTimeout = ScriptedServer.readTimeout
+            setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &readTimeout, socklen_t(MemoryLayout<timeval>.size))
+            // A send that times out tells a client that stopped reading from one that hung up (the unread-pongs test).
+            var sendTimeout = timeval(tv_sec: 5, tv_usec: 0)
+            setsockopt(descriptor, SOL_SOCKET, SO_SNDTIMEO, &sendTimeout, socklen_t(MemoryLayout<timeval>.size))
         }
 
         deinit { Glibc.close(descriptor) }
