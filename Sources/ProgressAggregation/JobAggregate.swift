@@ -87,6 +87,19 @@ public struct JobAggregate: Sendable {
 
     /// Applies one event of this job.
     public mutating func apply(_ event: ProgressEvent) -> ApplyOutcome {
+        var unused: VideoView?
+        return apply(event, viewing: false, view: &unused)
+    }
+
+    /// Applies one event of this job and, when it changed a video, tells what that video's JSON shows now — what
+    /// `view(ofVideo:)` would, without looking the video up a second time (ingest does this for every video event).
+    public mutating func applyAndView(_ event: ProgressEvent) -> (ApplyOutcome, VideoView?) {
+        var view: VideoView?
+        let outcome = apply(event, viewing: true, view: &view)
+        return (outcome, view)
+    }
+
+    private mutating func apply(_ event: ProgressEvent, viewing: Bool, view: inout VideoView?) -> ApplyOutcome {
         precondition(event.jobId == jobId, "event of another job")
         // Remembered at once (one look-up, not a look and an insert), and forgotten again if refused.
         guard seenEventIds.insert(event.eventId).inserted else { return .duplicate }
@@ -112,19 +125,19 @@ public struct JobAggregate: Sendable {
             monitorField.offer(counts, stamp)
             totalField.offer(counts.totalVideos, stamp)
         case .videoCreated(let id, let rowIndex, let title):
-            updateVideo(id, stamp) { video in
+            updateVideo(id, stamp, viewing: viewing, view: &view) { video in
                 video.rowIndexField.offer(rowIndex, stamp)
                 video.titleField.offer(title, stamp)
             }
         case .videoUpdated(let id, let videoState, let percent, let stage, let attempt):
-            updateVideo(id, stamp) { video in
+            updateVideo(id, stamp, viewing: viewing, view: &view) { video in
                 video.outcome.offer(.init(state: videoState), stamp)
                 video.percent.offer(percent, stamp)
                 video.stageField.offer(stage, stamp)
                 video.attemptField.offer(attempt, stamp)
             }
         case .videoCompleted(let id, let processingMs, let outputURL, let attempt):
-            updateVideo(id, stamp) { video in
+            updateVideo(id, stamp, viewing: viewing, view: &view) { video in
                 video.outcome.offer(.init(state: .completed), stamp)
                 video.percent.offer(100, stamp)
                 video.processingField.offer(processingMs, stamp)
@@ -132,7 +145,7 @@ public struct JobAggregate: Sendable {
                 video.attemptField.offer(attempt, stamp)
             }
         case .videoFailed(let id, let failure, let retryable, let attempt, let processingMs):
-            updateVideo(id, stamp) { video in
+            updateVideo(id, stamp, viewing: viewing, view: &view) { video in
                 video.outcome.offer(.init(state: .failed, error: failure, retryable: retryable), stamp)
                 video.attemptField.offer(attempt, stamp)
                 video.processingField.offer(processingMs, stamp)
@@ -197,7 +210,10 @@ public struct JobAggregate: Sendable {
         sheetRangeField.offer(job.sheetRange, stamp)
     }
 
-    private mutating func updateVideo(_ id: String, _ stamp: EventStamp, _ change: (inout VideoProgress) -> Void) {
+    /// Changes video `id` (created if new) and, if `viewing`, sets `view` to what the video's JSON shows now.
+    private mutating func updateVideo(
+        _ id: String, _ stamp: EventStamp, viewing: Bool, view: inout VideoView?, _ change: (inout VideoProgress) -> Void
+    ) {
         // Changed in place, with one look-up: a copy in and out would retain and release every field of the video.
         var isNew = false
         let jobId = self.jobId
@@ -208,6 +224,7 @@ public struct JobAggregate: Sendable {
             change(&video)
             video.updatedAt = max(video.updatedAt, stamp.occurredAt)
             after = VideoTally.Entry(video)
+            if viewing { view = VideoView(video) }
         }
         if let after { tally.update(from: before, to: after) }
     }
@@ -253,7 +270,7 @@ public struct JobAggregate: Sendable {
     }
 
     /// How many known videos are in `state`.
-    public func count(_ state: VideoState) -> Int { tally.counts[state, default: 0] }
+    public func count(_ state: VideoState) -> Int { tally.count(state) }
 }
 
 extension JobAggregate: Codable {

@@ -19,8 +19,9 @@ struct VideoTally: Sendable {
         }
     }
 
-    /// Videos by state (a state no video is in may be missing).
-    private(set) var counts: [VideoState: Int] = [:]
+    /// Videos by state, at each state's place in `VideoState.allCases`: an array, not a dictionary, because the
+    /// state's hash is its raw value's (a string hashed for every video event).
+    private var counts = [Int](repeating: 0, count: VideoState.allCases.count)
     /// `updatedAt` of every video in a terminal state.
     private(set) var finishedAt = SortedMultiset()
     /// `processingMs` of every completed video that reported one.
@@ -30,6 +31,9 @@ struct VideoTally: Sendable {
 
     init() {}
 
+    /// Videos in `state`.
+    func count(_ state: VideoState) -> Int { counts[state.tallyIndex] }
+
     init(_ videos: some Sequence<VideoProgress>) {
         for video in videos { update(from: nil, to: Entry(video)) }
     }
@@ -38,10 +42,10 @@ struct VideoTally: Sendable {
     mutating func update(from old: Entry?, to new: Entry) {
         guard old != new else { return }
         if let old {
-            if old.state != new.state { counts[old.state, default: 0] -= 1 }
+            if old.state != new.state { counts[old.state.tallyIndex] -= 1 }
             removeTimes(old)
         }
-        if old?.state != new.state { counts[new.state, default: 0] += 1 }
+        if old?.state != new.state { counts[new.state.tallyIndex] += 1 }
         addTimes(new)
     }
 
@@ -57,6 +61,20 @@ struct VideoTally: Sendable {
         if entry.state.isTerminal { finishedAt.remove(entry.updatedAt) }
         if entry.state == .completed, let ms = entry.processingMs, processingTimes.remove(ms) {
             processingTimesSum -= Int128(ms)
+        }
+    }
+}
+
+extension VideoState {
+    /// The state's place in `allCases`.
+    var tallyIndex: Int {
+        switch self {
+        case .pending: 0
+        case .processing: 1
+        case .completed: 2
+        case .failed: 3
+        case .skipped: 4
+        case .canceled: 5
         }
     }
 }

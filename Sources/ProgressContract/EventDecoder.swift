@@ -36,22 +36,25 @@ public struct EventDecoder: Sendable {
         if let version = document["schema_version"]?.int64Value, version > Self.supportedSchemaVersion {
             return .failure(Rejection(.unsupportedSchemaVersion, "schema_version \(version) is newer than the supported version \(Self.supportedSchemaVersion)"))
         }
-        if let typeName = document["type"]?.stringValue, EventType(rawValue: typeName) == nil {
-            return .failure(Rejection(.unknownType, "type \"\(typeName.prefix(128))\" is not one of the contract's event types"))
+        // Matched once: the typed decoding below takes it from here.
+        let type = document["type"]?.stringValue.map { (name: $0, type: EventType(rawValue: $0)) }
+        if let type, type.type == nil {
+            return .failure(Rejection(.unknownType, "type \"\(type.name.prefix(128))\" is not one of the contract's event types"))
         }
         let result = validator.validate(document, maxErrors: 4)
         guard result.isValid else {
             let detail = result.errors.prefix(3).map(\.description).joined(separator: "; ")
             return .failure(Rejection(.schemaViolation, detail.isEmpty ? "rejected by the schema" : detail))
         }
-        return TypedEventDecoding.decode(document)
+        return TypedEventDecoding.decode(document, type: type?.type)
     }
 }
 
 /// Field extraction from a schema-valid document. Pure; never throws on valid input.
 enum TypedEventDecoding {
-    static func decode(_ d: JSONValue) -> Result<ProgressEvent, Rejection> {
-        guard let type = d["type"]?.stringValue.flatMap(EventType.init(rawValue:)),
+    /// `type`: the document's `type`, already matched.
+    static func decode(_ d: JSONValue, type: EventType?) -> Result<ProgressEvent, Rejection> {
+        guard let type,
             let eventId = d["event_id"]?.stringValue,
             let jobId = d["job_id"]?.stringValue,
             let occurredText = d["occurred_at"]?.stringValue,

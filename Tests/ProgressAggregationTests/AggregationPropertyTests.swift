@@ -96,6 +96,30 @@ struct AggregationPropertyTests {
         }
     }
 
+    /// What `applyAndView` tells of an applied video event is what a look-up afterwards finds; nothing for job events,
+    /// duplicates and refused events; and it applies exactly what `apply` does.
+    @Test func applyAndViewTellsWhatTheVideoShowsNow() async {
+        await propertyCheck(count: 300, input: Self.specs, Gen.int(in: 0...2), Gen.uint64(in: 0 ... UInt64.max)) { specs, terminal, seed in
+            let events = Self.shuffled(Self.stream(specs, terminal: terminal), seed: seed)
+            var viewed: JobAggregate?
+            var plain: JobAggregate?
+            for event in events + events.prefix(3) {
+                if viewed == nil {
+                    viewed = JobAggregate(jobId: event.jobId, firstEventAt: event.occurredAt)
+                    plain = viewed
+                }
+                let (outcome, view) = viewed!.applyAndView(event)
+                #expect(outcome == plain!.apply(event))
+                if case .applied = outcome, let id = event.payload.videoId {
+                    #expect(view != nil && view == viewed!.view(ofVideo: id), "\(event.type)")
+                } else {
+                    #expect(view == nil, "\(event.type), \(outcome)")
+                }
+            }
+            #expect(viewed!.videos == plain!.videos && viewed!.progress() == plain!.progress())
+        }
+    }
+
     @Test func applyingEverythingTwiceChangesNothing() async {
         await propertyCheck(count: 200, input: Self.specs, Gen.uint64(in: 0 ... UInt64.max)) { specs, seed in
             let events = Self.stream(specs, terminal: 0)

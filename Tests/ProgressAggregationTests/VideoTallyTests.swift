@@ -45,6 +45,11 @@ struct VideoTallyTests {
 
     /// However elements come and go, chunks stay at least a quarter full: a producer moving videos' times about cannot
     /// leave thousands of tiny chunks for every question to walk.
+    /// The tally counts each state at its own place: one place per state, in `allCases` order.
+    @Test func eachStateHasItsOwnPlace() {
+        #expect(VideoState.allCases.map(\.tallyIndex) == Array(VideoState.allCases.indices))
+    }
+
     @Test func chunksNeverFragment() {
         var set = SortedMultiset()
         var held: [Int64] = []

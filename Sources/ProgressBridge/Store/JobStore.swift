@@ -177,6 +177,26 @@ public final class JobStore: Sendable {
         }
     }
 
+    /// Applies `event` to `aggregate` and says whether the job was and is terminal, and what the event's message says,
+    /// copied now (written now only if somebody is watching — the job, or a feed for a job event —, otherwise when a
+    /// resume first replays it).
+    private static func applying(_ event: ProgressEvent, to aggregate: inout JobAggregate)
+        -> (ApplyOutcome, wasTerminal: Bool, isTerminal: Bool, EventMessageDraft.Payload)
+    {
+        let wasTerminal = aggregate.state?.isTerminal ?? false
+        let (outcome, video) = aggregate.applyAndView(event)
+        guard case .applied = outcome else { return (outcome, wasTerminal, wasTerminal, .none) }
+        let payload: EventMessageDraft.Payload
+        if event.type.isJobEvent {
+            payload = .job(aggregate.progress())
+        } else if let video {
+            payload = .video(video)
+        } else {
+            payload = .none
+        }
+        return (outcome, wasTerminal, aggregate.state?.isTerminal ?? false, payload)
+    }
+
     /// Removes `channel` if nothing is known of its job and nobody watches or is attaching to it.
     private func dropIfUnused(_ jobId: String, _ channel: JobChannel) {
         channels.withLock { map in
@@ -220,7 +240,7 @@ public final class JobStore: Sendable {
             // Forgotten by retention, whether or not this replica's periodic sweep got to it yet: the same decision
             // on every replica, at the same event.
             var endedActive = false
-            if let aggregate = s.aggregate, s.isExpired(at: streamTime, limits: limits) {
+            if s.isExpired(at: streamTime, limits: limits), let aggregate = s.aggregate {
                 expired = ForgottenJob(jobId: event.jobId, partition: s.partition, videoIds: Array(aggregate.videos.keys))
                 endedActive = !(aggregate.state?.isTerminal ?? false)
                 s.aggregate = nil
@@ -240,13 +260,13 @@ public final class JobStore: Sendable {
                     return (.rejected(Rejection(.limitExceeded, "the bridge already tracks \(limits.maxJobs) jobs (--max-jobs)")), false, false, endedActive)
                 }
             }
-            // Taken out while it changes, so the change happens in place: a second reference would make every event
-            // copy the job's whole video table (quadratic in the job's size).
-            var aggregate = s.aggregate.take() ?? JobAggregate(jobId: event.jobId, firstEventAt: event.occurredAt, limits: limits.aggregate)
-            let wasTerminal = aggregate.state?.isTerminal ?? false
-            let outcome = aggregate.apply(event)
+            if wasNew { s.aggregate = JobAggregate(jobId: event.jobId, firstEventAt: event.occurredAt, limits: limits.aggregate) }
+            // Changed where it is stored (`!` on the stored optional): a copy would make every event copy the job's
+            // whole video table (quadratic in the job's size), and taking it out and putting it back moved its ~700
+            // bytes twice per event.
+            let (outcome, wasTerminal, isTerminal, payload) = Self.applying(event, to: &s.aggregate!)
             guard case .applied = outcome else {
-                if !wasNew { s.aggregate = aggregate }
+                if wasNew { s.aggregate = nil }
                 return (Handling(outcome), false, false, endedActive)
             }
             if wasNew { self.tracked.add(1, ordering: .relaxed) }
@@ -257,22 +277,10 @@ public final class JobStore: Sendable {
             s.lastChangedAt = streamTime
             s.seq = origin?.seq ?? s.seq.adding(saturating: 1)
             s.headerDirty = true
-            // What the event's message says, copied now; written now only if somebody is watching (the job, or a feed
-            // for a job event), otherwise when a resume first replays it.
-            let payload: EventMessageDraft.Payload
-            if event.type.isJobEvent {
-                payload = .job(aggregate.progress())
-            } else if let id = event.payload.videoId, let video = aggregate.view(ofVideo: id) {
-                payload = .video(video)
-                s.dirtyVideos.insert(id)
-            } else {
-                payload = .none
-            }
+            if case .video = payload, let id = event.payload.videoId { s.dirtyVideos.insert(id) }
             let draft = EventMessageDraft(
                 type: event.type, jobId: event.jobId, seq: s.seq, occurredAt: event.occurredAt, eventId: event.eventId, traceparent: traceparent,
                 payload: payload)
-            let isTerminal = aggregate.state?.isTerminal ?? false
-            s.aggregate = consume aggregate
             let toFeeds = event.type.isJobEvent && self.feedCount.load(ordering: .relaxed) > 0
             guard !s.subscribers.isEmpty || toFeeds else {
                 s.history.append(.unwritten(draft), limit: limits.historyPerJob, byteLimit: limits.historyBytesPerJob)
@@ -742,8 +750,9 @@ final class JobChannel: Sendable {
 
         /// Whether retention forgets the job at stream time `now`.
         func isExpired(at now: Int64, limits: StoreLimits) -> Bool {
-            guard let aggregate else { return false }
-            let retention = (aggregate.state?.isTerminal ?? false) ? limits.finishedJobRetentionMs : limits.idleJobRetentionMs
+            // Read through the optional, not bound: binding the aggregate copies it (every event asks this).
+            guard aggregate != nil else { return false }
+            let retention = (aggregate?.state?.isTerminal ?? false) ? limits.finishedJobRetentionMs : limits.idleJobRetentionMs
             return now.subtracting(saturating: lastChangedAt) > retention
         }
 
