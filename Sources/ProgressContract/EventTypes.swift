@@ -76,13 +76,15 @@ public struct JobDetails: Sendable, Hashable, Codable {
 
 /// The payload of each event type, decoded.
 public enum EventPayload: Sendable, Hashable {
-    case jobStateChanged(from: JobState?, to: JobState, reason: String?, job: JobDetails?)
+    // The two cases with the job's details or summary are boxed (`indirect`): inline they made every event — and every
+    // record between ingest's stages, moved several times — ~65 bytes larger, for events a job has one or two of.
+    indirect case jobStateChanged(from: JobState?, to: JobState, reason: String?, job: JobDetails?)
     case jobProgress(MonitorCounts)
     case videoCreated(videoId: String, rowIndex: Int?, title: String?)
     case videoUpdated(videoId: String, state: VideoState, progressPercent: Double?, stage: String?, attempt: Int?)
     case videoCompleted(videoId: String, processingMs: Int64, outputURL: String?, attempt: Int?)
     case videoFailed(videoId: String, error: ErrorInfo, retryable: Bool, attempt: Int?, processingMs: Int64?)
-    case jobCompleted(summary: JobSummary?)
+    indirect case jobCompleted(summary: JobSummary?)
     case jobFailed(error: ErrorInfo)
     case jobCanceled(reason: String?, canceledBy: String?)
 
