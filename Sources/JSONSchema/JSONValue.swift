@@ -77,10 +77,10 @@ public enum JSONValue: Sendable, Hashable {
     /// Byte-wise UTF-8 equality (Swift's `==` equates canonically equivalent strings).
     @inlinable
     public static func sameCodePoints(_ a: String, _ b: String) -> Bool {
-        // Equal bytes imply canonical equality, so Swift's fast `==` can rule out most pairs; ASCII
-        // strings that are equal are equal byte for byte.
-        guard a.utf8.count == b.utf8.count, a == b else { return false }
-        if a.utf16.count == a.utf8.count { return true }
+        // A String holds valid UTF-8, so the same bytes are the same code points. Compared straight: a canonical `==`
+        // first, then a UTF-16 count to tell ASCII, cost more than the bytes of the short strings schemas compare
+        // (every event's `type` against its enum and its discriminated branches).
+        guard a.utf8.count == b.utf8.count else { return false }
         if let equal = a.utf8.withContiguousStorageIfAvailable({ pa in
             b.utf8.withContiguousStorageIfAvailable { pb in pa.elementsEqual(pb) }
         }), let equal {

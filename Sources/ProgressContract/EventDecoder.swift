@@ -37,7 +37,7 @@ public struct EventDecoder: Sendable {
             return .failure(Rejection(.unsupportedSchemaVersion, "schema_version \(version) is newer than the supported version \(Self.supportedSchemaVersion)"))
         }
         // Matched once: the typed decoding below takes it from here.
-        let type = document["type"]?.stringValue.map { (name: $0, type: EventType(rawValue: $0)) }
+        let type = document["type"]?.stringValue.map { (name: $0, type: EventType(named: $0)) }
         if let type, type.type == nil {
             return .failure(Rejection(.unknownType, "type \"\(type.name.prefix(128))\" is not one of the contract's event types"))
         }

@@ -10,6 +10,23 @@ public enum EventType: String, Sendable, CaseIterable {
     case jobFailed = "job.failed"
     case jobCanceled = "job.canceled"
 
+    /// The type whose name is `name`, as `init(rawValue:)` finds it, but matched by the name's length first:
+    /// `init(rawValue:)` compares the name with every case's in turn, and every event's type is matched.
+    public init?(named name: String) {
+        func match(_ type: EventType) -> EventType? { name == type.rawValue ? type : nil }
+        let found: EventType? =
+            switch name.utf8.count {
+            case 10: match(.jobFailed)
+            case 12: match(.jobProgress) ?? match(.videoFailed) ?? match(.jobCanceled)
+            case 13: match(.videoCreated) ?? match(.videoUpdated) ?? match(.jobCompleted)
+            case 15: match(.videoCompleted)
+            case 17: match(.jobStateChanged)
+            default: nil
+            }
+        guard let found else { return nil }
+        self = found
+    }
+
     /// Whether the event is about a job as a whole (its message carries a `JobProgress`).
     /// (A switch, not a look at the raw value's prefix: it is asked for every event applied.)
     public var isJobEvent: Bool {

@@ -10,6 +10,25 @@ struct ValidatorTests {
         return try JSONSchemaValidator(registry: registry, uri: "https://example.test/root.json", options: options)
     }
 
+    /// Strings are the same for `const` and `enum` only when their code points are: not when they are merely
+    /// canonically equivalent (as Swift's `==` would have it).
+    @Test func stringsCompareByCodePoints() throws {
+        let pairs: [(String, String, Bool)] = [
+            ("", "", true), ("a", "a", true), ("video.updated", "video.updated", true), ("video.updated", "video.created", false),
+            ("\u{E9}", "e\u{301}", false), ("e\u{301}", "e\u{301}", true), ("\u{212B}", "\u{C5}", false), ("K", "\u{212A}", false),
+            ("\u{1E0A}\u{323}", "\u{1E0C}\u{307}", false),  // canonically equivalent, the same number of bytes
+            (String(repeating: "é", count: 40), String(repeating: "é", count: 40), true),
+            (String(repeating: "x", count: 40) + "a", String(repeating: "x", count: 40) + "b", false),
+        ]
+        for (a, b, same) in pairs {
+            #expect(JSONValue.sameCodePoints(a, b) == same, "\(a.unicodeScalars.map(\.value)) \(b.unicodeScalars.map(\.value))")
+            #expect(JSONValue.sameCodePoints(b, a) == same)
+        }
+        let v = try validator(#"{"enum":["\u00e9","video.updated"]}"#)
+        #expect(v.validate(.string("\u{E9}")).isValid && v.validate(.string("video.updated")).isValid)
+        #expect(!v.validate(.string("e\u{301}")).isValid && !v.validate(.string("video.update")).isValid)
+    }
+
     @Test func basicOutputNamesInstanceKeywordAndSchemaLocations() throws {
         let v = try validator(#"{"type":"object","properties":{"n":{"type":"integer","minimum":0}},"required":["id"]}"#)
         let result = v.validate(try JSONParser().parse(#"{"n":-1}"#))

@@ -28,6 +28,25 @@ struct EventDecoderTests {
 
     func decode(_ text: String) -> Result<ProgressEvent, Rejection> { decoder.decode(Array(text.utf8)) }
 
+    /// `EventType(named:)` finds what `init(rawValue:)` finds: every type's name, and each name one character off,
+    /// cut short, extended or in another case.
+    @Test func typesAreMatchedByNameAsByRawValue() {
+        var names: [String] = []
+        for type in EventType.allCases {
+            let name = Array(type.rawValue)
+            names += [type.rawValue, type.rawValue.uppercased(), String(name.dropLast()), type.rawValue + "s", " " + type.rawValue]
+            for i in name.indices {
+                for replacement: Character in ["x", ".", "_", "\u{301}"] where replacement != name[i] {
+                    var changed = name
+                    changed[i] = replacement
+                    names.append(String(changed))
+                }
+            }
+        }
+        for name in names { #expect(EventType(named: name) == EventType(rawValue: name), "\(name)") }
+        #expect(EventType.allCases.allSatisfy { EventType(named: $0.rawValue) == $0 })
+    }
+
     @Test func theContractExampleIsValid() throws {
         let text = #"""
             {"schema_version":1,"event_id":"01JDA5Q6X8M3V0F4T2B9K7C1ZR","type":"video.completed",
