@@ -11,7 +11,9 @@ public enum EventType: String, Sendable, CaseIterable {
     case jobCanceled = "job.canceled"
 
     /// The type whose name is `name`, as `init(rawValue:)` finds it, but matched by the name's length first:
-    /// `init(rawValue:)` compares the name with every case's in turn, and every event's type is matched.
+    /// `init(rawValue:)` compares the name with every case's in turn, and every event's type is matched. The answers
+    /// are the same: a string canonically equivalent to an ASCII name but of another length needs a character that
+    /// decomposes to K, `;` or `` ` ``, which no name holds (and the schema's `enum` compares bytes anyway).
     public init?(named name: String) {
         func match(_ type: EventType) -> EventType? { name == type.rawValue ? type : nil }
         let found: EventType? =

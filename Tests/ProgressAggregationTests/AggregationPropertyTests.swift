@@ -97,15 +97,22 @@ struct AggregationPropertyTests {
     }
 
     /// What `applyAndView` tells of an applied video event is what a look-up afterwards finds; nothing for job events,
-    /// duplicates and refused events; and it applies exactly what `apply` does.
+    /// duplicates and refused events (an impossible transition, videos past the job's cap); and it applies exactly
+    /// what `apply` does.
     @Test func applyAndViewTellsWhatTheVideoShowsNow() async {
         await propertyCheck(count: 300, input: Self.specs, Gen.int(in: 0...2), Gen.uint64(in: 0 ... UInt64.max)) { specs, terminal, seed in
-            let events = Self.shuffled(Self.stream(specs, terminal: terminal), seed: seed)
+            var events = Self.stream(specs, terminal: terminal)
+            var f = EventFactory()
+            let impossible = f.make(.jobStateChanged(from: .completed, to: .running, reason: nil, job: nil), at: 20, id: "impossible")
+            events = Self.shuffled(events + [impossible], seed: seed)
+            // Up to 6 videos in the stream, at most 2 in the job: later videos' events are refused.
+            let limits = AggregateLimits(maxVideos: 2)
             var viewed: JobAggregate?
             var plain: JobAggregate?
+            var refused = 0
             for event in events + events.prefix(3) {
                 if viewed == nil {
-                    viewed = JobAggregate(jobId: event.jobId, firstEventAt: event.occurredAt)
+                    viewed = JobAggregate(jobId: event.jobId, firstEventAt: event.occurredAt, limits: limits)
                     plain = viewed
                 }
                 let (outcome, view) = viewed!.applyAndView(event)
@@ -114,8 +121,11 @@ struct AggregationPropertyTests {
                     #expect(view != nil && view == viewed!.view(ofVideo: id), "\(event.type)")
                 } else {
                     #expect(view == nil, "\(event.type), \(outcome)")
+                    if case .rejected = outcome { refused += 1 }
                 }
             }
+            #expect(refused >= 1, "the impossible transition at least is refused")
+            #expect(viewed!.videos.count <= 2)
             #expect(viewed!.videos == plain!.videos && viewed!.progress() == plain!.progress())
         }
     }

@@ -43,13 +43,13 @@ struct VideoTallyTests {
         #expect(model.count > 0, "the run must end with something to compare")
     }
 
-    /// However elements come and go, chunks stay at least a quarter full: a producer moving videos' times about cannot
-    /// leave thousands of tiny chunks for every question to walk.
     /// The tally counts each state at its own place: one place per state, in `allCases` order.
     @Test func eachStateHasItsOwnPlace() {
         #expect(VideoState.allCases.map(\.tallyIndex) == Array(VideoState.allCases.indices))
     }
 
+    /// However elements come and go, chunks stay at least a quarter full: a producer moving videos' times about cannot
+    /// leave thousands of tiny chunks for every question to walk.
     @Test func chunksNeverFragment() {
         var set = SortedMultiset()
         var held: [Int64] = []

@@ -143,6 +143,35 @@ struct StoreRaceTests {
         #expect(store.channelCount == 2)
     }
 
+    /// A job whose first event its aggregate refuses (an impossible transition) leaves nothing behind: no aggregate, no
+    /// channel, nothing counted — endless fresh job ids cannot grow the store. A refused event of a known job leaves
+    /// its aggregate as it was.
+    @Test func aJobWhoseFirstEventIsRefusedLeavesNothingBehind() {
+        let store = JobStore(metrics: BridgeMetrics())
+        for i in 0..<500 {
+            var fresh = StoreEvents("job_refused_\(i)")
+            let outcome = store.apply(fresh.make(.jobStateChanged(from: .completed, to: .running, reason: nil, job: nil), type: .jobStateChanged, at: 0))
+            guard case .rejected(let rejection) = outcome else {
+                Issue.record("an impossible first transition must be refused, got \(outcome)")
+                return
+            }
+            #expect(rejection.reason == .invalidTransition)
+        }
+        #expect(store.channelCount == 0 && store.trackedJobs == 0)
+        #expect(store.aggregate("job_refused_7") == nil)
+
+        var known = StoreEvents("job_refused_7")
+        #expect(store.apply(known.running(at: 5)) == .applied)
+        #expect(store.apply(known.completed("v1", at: 6)) == .applied)
+        let before = store.aggregate("job_refused_7")
+        #expect(before?.firstEventAt == known.origin + 5 && before?.eventsApplied == 2)
+        let refused = store.apply(known.make(.jobStateChanged(from: .completed, to: .running, reason: nil, job: nil), type: .jobStateChanged, at: 7))
+        #expect(refused != .applied)
+        let after = store.aggregate("job_refused_7")
+        #expect(after?.eventsApplied == 2 && after?.videos == before?.videos && after?.progress() == before?.progress())
+        #expect(store.channelCount == 1 && store.trackedJobs == 1)
+    }
+
     @Test func snapshotsAreBoundedInBytes() async {
         let store = JobStore(limits: StoreLimits(snapshotBytes: 64 * 1024), metrics: BridgeMetrics())
         var e = StoreEvents("job_wide")

@@ -17,7 +17,7 @@ struct KafkaStatisticsTests {
         // Once the partition is assigned, the statistics windows hold short fetches only.
         try await consumer.assign([TopicPartitionOffset(topic: "stats.events", partition: 0, offset: 0)])
         // The quietest window before the fault (a loaded machine — tests run in parallel — slows some windows down).
-        // Up to 30 s, not a number of polls: an empty poll can return at once, and under parallel tests the first
+        // Up to 30 s, not a number of polls (each waits up to 100 ms for a record): under parallel tests the first
         // statistics with a finished request once took longer than 150 of them.
         var baseline = Double.infinity
         let quietDeadline = ContinuousClock.now + .seconds(30)
