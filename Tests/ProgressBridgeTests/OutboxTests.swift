@@ -1,3 +1,4 @@
+import ProgressContract
 import SubscriberProtocol
 import Synchronization
 import Testing
@@ -51,6 +52,21 @@ struct OutboxTests {
         #expect(outbox.take() == nil)
         outbox.enqueue(message("video.updated", seq: 4))
         #expect(wakes.withLock { $0 } == 2, "a closed outbox wakes nobody")
+    }
+}
+
+@Suite("Bridge metrics")
+struct BridgeMetricsTests {
+    /// Each event type's counter is the one labelled with that type (they are found by place, not by name).
+    @Test func eachEventTypeIsCountedUnderItsOwnLabel() {
+        let metrics = BridgeMetrics()
+        for (place, type) in EventType.allCases.enumerated() {
+            for _ in 0...place { metrics.consumed(type).increment() }
+        }
+        let text = metrics.render()
+        for (place, type) in EventType.allCases.enumerated() {
+            #expect(text.contains("progress_bridge_events_consumed_total{type=\"\(type.rawValue)\"} \(place + 1)\n"), "\(type)")
+        }
     }
 }
 

@@ -583,7 +583,7 @@ public struct IngestService: Service {
             metrics.eventsUnparsed.increment()
             return refused
         case .success(let event):
-            metrics.eventsConsumed[event.type]?.increment()
+            metrics.consumed(event.type).increment()
             // An event from the far future would win "latest event wins" for ever; the record's own timestamp is
             // the reference — not the bridge's clock: every replica must decide alike, whenever it reads the record.
             // (A producer sets the record timestamp too; `message.timestamp.type=LogAppendTime` on the topic makes

@@ -7,7 +7,8 @@ public final class BridgeMetrics: Sendable {
     /// The registry `/metrics` renders.
     public let registry = PrometheusCollectorRegistry()
 
-    let eventsConsumed: [EventType: Counter]
+    /// Events read, by type, at each type's place in `EventType.allCases` (see `consumed(_:)`).
+    private let eventsConsumed: [Counter]
     let eventsUnparsed: Counter
     let eventsInvalid: [RejectionReason: Counter]
     let eventsDeadLettered: Counter
@@ -46,11 +47,10 @@ public final class BridgeMetrics: Sendable {
 
     /// Creates every metric up front so a scrape shows them all from the start.
     public init() {
-        var consumed: [EventType: Counter] = [:]
-        for type in EventType.allCases {
-            consumed[type] = registry.makeCounter(descriptor: .bridge("events_consumed_total", "Events read from Kafka, by event type (valid envelope)."), labels: [("type", type.rawValue)])
+        let registry = self.registry
+        eventsConsumed = EventType.allCases.map { type in
+            registry.makeCounter(descriptor: .bridge("events_consumed_total", "Events read from Kafka, by event type (valid envelope)."), labels: [("type", type.rawValue)])
         }
-        eventsConsumed = consumed
         eventsUnparsed = registry.makeCounter(descriptor: .bridge("events_consumed_total", "Events read from Kafka, by event type (valid envelope)."), labels: [("type", "unknown")])
         var invalid: [RejectionReason: Counter] = [:]
         for reason in RejectionReason.allCases {
@@ -138,6 +138,24 @@ public final class BridgeMetrics: Sendable {
         case .refused(let status, _, _): label = status == 503 ? "unavailable" : "refused"
         }
         commands[kind.rawValue + "|" + label]?.increment()
+    }
+
+    /// The counter of events read of `type`: read for every event, so found by the type's place in `allCases` — not
+    /// by a dictionary, where an event type's hash is its raw string's.
+    func consumed(_ type: EventType) -> Counter {
+        let place =
+            switch type {
+            case .jobStateChanged: 0
+            case .jobProgress: 1
+            case .videoCreated: 2
+            case .videoUpdated: 3
+            case .videoCompleted: 4
+            case .videoFailed: 5
+            case .jobCompleted: 6
+            case .jobFailed: 7
+            case .jobCanceled: 8
+            }
+        return eventsConsumed[place]
     }
 
     /// Counts a refusal.
