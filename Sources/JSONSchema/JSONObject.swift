@@ -56,12 +56,7 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
                     rebuildIndex()
                 }
             } else if let newValue {
-                entries.append((key, newValue))
-                if index != nil {
-                    index![key] = entries.count - 1
-                } else if entries.count > Self.indexThreshold {
-                    rebuildIndex()
-                }
+                append(key, newValue)
             }
         }
     }
@@ -70,13 +65,18 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
     mutating func insertNew(_ key: String, _ value: JSONValue) -> Bool {
         if position(of: key) != nil { return false }
         // Appended straight (the subscript's setter would look the key up a second time: the parser adds every member so).
+        append(key, value)
+        return true
+    }
+
+    /// Appends a member whose key is not present, and keeps the index.
+    private mutating func append(_ key: String, _ value: JSONValue) {
         entries.append((key, value))
         if index != nil {
             index![key] = entries.count - 1
         } else if entries.count > Self.indexThreshold {
             rebuildIndex()
         }
-        return true
     }
 
     private mutating func rebuildIndex() {
