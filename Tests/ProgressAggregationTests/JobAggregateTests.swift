@@ -93,6 +93,36 @@ struct JobAggregateTests {
         #expect(job.eventsApplied == 3)
     }
 
+    /// The latest `maxEventIds` ids are recognised, the older ones not, the same by a job restored from its record —
+    /// with the window wrapped round more than once, and after the restore moves on.
+    @Test func exactlyTheLatestEventIdsAreRecognisedLiveAndRestored() throws {
+        var f = EventFactory()
+        let limits = AggregateLimits(maxEventIds: 5)
+        var job = JobAggregate(jobId: f.jobId, firstEventAt: f.origin, limits: limits)
+        let events = (0..<13).map { f.processing("v\($0)", at: Int64($0), percent: 1) }
+        for event in events { #expect(job.apply(event) == .applied) }
+        var restored = try JSONEncoderForTests().roundTrip(job)
+        restored.restore(videos: [], limits: limits)
+        for var copy in [job, restored] {
+            for event in events[8...] {
+                var again = copy
+                #expect(again.apply(event) == .duplicate)
+            }
+            for event in events[..<8] {
+                var again = copy
+                #expect(again.apply(event) == .applied)
+            }
+            // One more event forgets the oldest remembered (the 9th), and no other.
+            #expect(copy.apply(f.processing("v13", at: 13, percent: 1)) == .applied)
+            var again = copy
+            #expect(again.apply(events[8]) == .applied)
+            for event in events[9...] {
+                var again = copy
+                #expect(again.apply(event) == .duplicate)
+            }
+        }
+    }
+
     @Test func eventsBeforeVideoCreatedStillCount() {
         var f = EventFactory()
         var events = f.start(total: 2)
