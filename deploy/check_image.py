@@ -308,6 +308,14 @@ def check_runtime(rootfs, env, user, workdir, entrypoint):
             else:
                 fail("the embedded default never became ready")
             log("embedded default: /readyz 200")
+            # A library the loader cannot find is skipped with a warning, not an error: check it is really mapped.
+            preloaded = env.get("LD_PRELOAD", "").replace(":", " ").split()
+            if preloaded:
+                maps = pathlib.Path(f"/proc/{process.pid}/maps").read_text()
+                missing = [library for library in preloaded if f"/{library}" not in maps]
+                if missing:
+                    fail(f"LD_PRELOAD names {missing}, which the running bridge has not loaded")
+                log(f"LD_PRELOAD {' '.join(preloaded)}: loaded")
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as page:
                 body = page.read().decode()
                 if page.status != 200 or "<html" not in body.lower() or "Content-Security-Policy" not in page.headers:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing progress-bridge needs, when it is missing:
-# librdkafka (Debian librdkafka-dev), promtool (Debian prometheus), debootstrap (for the image check), headless
-# Chromium and its driver (for the dashboard's browser tests), and the Python test clients (Selenium among them).
+# librdkafka (Debian librdkafka-dev), promtool (Debian prometheus), jemalloc (the image's allocator, for benchmarks),
+# debootstrap (for the image check), headless Chromium and its driver (for the dashboard's browser tests), and the
+# Python test clients (Selenium among them).
 # Set BOOTSTRAP_FORCE=1 (CI does) to run apt-get and pip even when everything looks present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,8 @@ pkg-config --exists rdkafka 2>/dev/null || need_apt+=(librdkafka-dev)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v pip3 >/dev/null || python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
+# The allocator the image preloads, for benchmarking the bridge as it runs there (BENCHMARKS.md).
+ldconfig -p 2>/dev/null | grep -q 'libjemalloc\.so\.2 ' || need_apt+=(libjemalloc2)
 # The image check (scripts/check-image.sh) builds the runtime stage's root filesystem with debootstrap.
 # The dashboard's tests drive Debian's Chromium through chromedriver.
 if [ "${1:-}" = "--test-tools" ]; then
@@ -24,7 +27,7 @@ if [ "${1:-}" = "--test-tools" ]; then
   command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 fi
 if [ "${BOOTSTRAP_FORCE:-0}" = 1 ]; then
-  need_apt=(librdkafka-dev pkg-config prometheus python3-pip python3-venv debootstrap chromium chromium-driver)
+  need_apt=(librdkafka-dev pkg-config prometheus python3-pip python3-venv libjemalloc2 debootstrap chromium chromium-driver)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need_apt[*]}" >&2
