@@ -311,8 +311,12 @@ def check_runtime(rootfs, env, user, workdir, entrypoint):
             # A library the loader cannot find is skipped with a warning, not an error: check it is really mapped.
             preloaded = env.get("LD_PRELOAD", "").replace(":", " ").split()
             if preloaded:
-                maps = pathlib.Path(f"/proc/{process.pid}/maps").read_text()
-                missing = [library for library in preloaded if f"/{library}" not in maps]
+                try:
+                    maps = pathlib.Path(f"/proc/{process.pid}/maps").read_text()
+                except OSError as error:
+                    fail(f"cannot read the running bridge's memory map: {error}")
+                mapped = {line.split()[-1].rsplit("/", 1)[-1] for line in maps.splitlines() if "/" in line}
+                missing = [library for library in preloaded if library.rsplit("/", 1)[-1] not in mapped]
                 if missing:
                     fail(f"LD_PRELOAD names {missing}, which the running bridge has not loaded")
                 log(f"LD_PRELOAD {' '.join(preloaded)}: loaded")

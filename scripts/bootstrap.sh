@@ -18,7 +18,7 @@ command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v pip3 >/dev/null || python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 # The allocator the image preloads, for benchmarking the bridge as it runs there (BENCHMARKS.md).
-ldconfig -p 2>/dev/null | grep -q 'libjemalloc\.so\.2 ' || need_apt+=(libjemalloc2)
+[ "$(dpkg-query -W -f='${Status}' libjemalloc2 2>/dev/null)" = "install ok installed" ] || need_apt+=(libjemalloc2)
 # The image check (scripts/check-image.sh) builds the runtime stage's root filesystem with debootstrap.
 # The dashboard's tests drive Debian's Chromium through chromedriver.
 if [ "${1:-}" = "--test-tools" ]; then
