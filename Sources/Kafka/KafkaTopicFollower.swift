@@ -27,8 +27,8 @@ public final class KafkaTopicFollower: Sendable {
 
     /// The records that arrived since the last call (at most `limit`), without waiting for more.
     public func poll(limit: Int = 100) async -> [KafkaMessage] {
-        let queue = self.queue
-        return await blocking { queue.take(size: limit, timeoutMs: 0) }
+        let (queue, status) = (self.queue, client.status)
+        return await blocking { KafkaClientHandle.consumeBatch(queue, timeoutMs: 0, size: limit, status: status) }
     }
 
     deinit {

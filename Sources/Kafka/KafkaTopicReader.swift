@@ -64,7 +64,7 @@ public final class KafkaTopicReader: Sendable {
             return rd_kafka_assign(client.pointer, list)
         }
         if assignErr != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(assignErr, context: "assign \(topic)") }
-        let queue = self.queue
+        let (queue, status) = (self.queue, client.status)
         let deadline = ContinuousClock.now + .milliseconds(Int(timeoutMs) * 4)
         var looks = 1
         while true {
@@ -73,7 +73,9 @@ public final class KafkaTopicReader: Sendable {
                     throw KafkaError(code: RD_KAFKA_RESP_ERR__TIMED_OUT.rawValue, message: "reading \(topic) did not reach its end in time")
                 }
                 try Task.checkCancellation()
-                let batch = await blocking { queue.take(size: 500, timeoutMs: 100) }
+                // What has arrived, waiting only for the first record (librdkafka's batch call would wait out its whole
+                // timeout for the batch to fill: at every partition's last, short batch).
+                let batch = await blocking { KafkaClientHandle.consumeBatch(queue, timeoutMs: 100, size: 500, status: status) }
                 for message in batch {
                     try body(message)
                     reached[message.partition] = max(reached[message.partition] ?? 0, message.offset + 1)
