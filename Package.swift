@@ -97,6 +97,7 @@ let package = Package(
                 .target(name: "CLinuxEpoll", condition: .when(platforms: [.linux])),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Benchmarks/BridgeBenchmark"
         ),

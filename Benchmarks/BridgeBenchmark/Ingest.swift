@@ -3,6 +3,7 @@ import Foundation
 import JSONSchema
 import Kafka
 import Logging
+import NIOPosix
 import ProgressAggregation
 import ProgressBridge
 import ProgressContract
@@ -260,6 +261,70 @@ func stagesSection(runs: Int, schemas: String) throws {
         )
     }
     try jobEventsSection(runs: runs, decoder: decoder)
+    try watchedJobSection(runs: runs, decoder: decoder)
+}
+
+/// What a job's subscribers cost the applying thread: 1,000 video events applied to a job watched by N subscribers,
+/// their outboxes (no sockets: what is queued stays) either queued by the applying thread itself — every subscriber's
+/// outbox, under the job's lock, as the bridge did before the second session of 2026-12-02 — or delivered on two event
+/// loops, as a connection's outbox is now: one post per loop and event, the loops queueing it for their subscribers
+/// beside. Prints the applying thread's events/s, and (on the loops) the events/s until every subscriber has every event.
+func watchedJobSection(runs: Int, decoder: EventDecoder) throws {
+    print("\nevents of a watched job: 1,000 video events applied to a job with N subscribers (events/s; median in bold)")
+    print("| subscribers | queued by the applying thread | posted to 2 event loops: applying thread | …: until queued for every subscriber |")
+    print("| --- | --- | --- | --- |")
+    let loops = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+    defer { try? loops.syncShutdownGracefully() }
+    let events = 1_000
+    for subscribers in [1, 1_000, 10_000] {
+        var direct: [Double] = []
+        var posting: [Double] = []
+        var delivered: [Double] = []
+        for run in 0..<runs {
+            var expected = 0  // bytes of the events' messages: what every subscriber gets (the same job, events and `seq`s)
+            for routed in [false, true] {
+                let metrics = BridgeMetrics()
+                let store = JobStore(limits: StoreLimits(maxJobs: 10), metrics: metrics)
+                let job = "job_watched_\(subscribers)_\(run)"
+                let outboxes = (0..<subscribers).map { index in
+                    routed
+                        ? Outbox(capacity: events + 10, metrics: metrics, deliveredOn: loops.any())
+                        : Outbox(capacity: events + 10, metrics: metrics)
+                }
+                for outbox in outboxes { store.subscribe(jobId: job, subscriber: ObjectIdentifier(outbox), outbox: outbox, lastSeq: nil, now: 0) }
+                var decoded: [ProgressEvent] = []
+                for i in 0..<events {
+                    let type = i == 0 ? "job.state_changed" : "video.updated"
+                    let data = i == 0 ? #"{"from":null,"to":"running","job":{"total_videos":1000}}"# : #"{"video_id":"vid_\#(i)","state":"processing","progress_percent":50}"#
+                    let text = #"{"schema_version":1,"event_id":"\#(job)-\#(i)","type":"\#(type)","job_id":"\#(job)","occurred_at":"2026-11-24T12:00:00.000Z","data":\#(data)}"#
+                    guard case .success(let event) = decoder.decode(Array(text.utf8)) else { preconditionFailure("the workload must be valid") }
+                    decoded.append(event)
+                }
+                // Every subscriber has its snapshot first (queued on the loops too).
+                while outboxes.contains(where: { $0.queuedBytes == 0 }) { usleep(1_000) }
+                let before = outboxes.map(\.queuedBytes)
+                let start = ContinuousClock.now
+                for (offset, event) in decoded.enumerated() {
+                    guard case .applied = store.apply(event, at: EventOrigin(partition: TopicPartition(topic: "watched", partition: 0), offset: Int64(offset)))
+                    else { preconditionFailure("every event applies") }
+                }
+                let applied = seconds(.now - start)
+                if !routed { expected = outboxes[0].queuedBytes - before[0] }
+                while zip(outboxes, before).contains(where: { $0.queuedBytes - $1 != expected }) { usleep(200) }
+                let all = seconds(.now - start)
+                precondition(outboxes.allSatisfy { $0.closure == nil }, "no subscriber may be closed")
+                if routed {
+                    posting.append(Double(events) / applied)
+                    delivered.append(Double(events) / all)
+                } else {
+                    direct.append(Double(events) / applied)
+                }
+                for outbox in outboxes { store.unsubscribe(jobId: job, subscriber: ObjectIdentifier(outbox)) }
+            }
+        }
+        func list(_ rates: [Double]) -> String { rates.map { String(format: "%.0f", $0) }.joined(separator: ", ") + " (**\(String(format: "%.0f", median(rates)))**)" }
+        print("| \(subscribers) | \(list(direct)) | \(list(posting)) | \(list(delivered)) |")
+    }
 }
 
 /// A job event's message carries the job's whole progress (counts, throughput, processing times): its cost must not

@@ -144,6 +144,135 @@ struct SubscriberChannelDrainTests {
     }
 }
 
+/// An event loop's route: what is given to a subscriber behind it arrives in order, a job's message is one post for
+/// all of the job's subscribers on the loop, and a loop too far behind refuses posts by closing their subscribers.
+@Suite("Event loop route")
+struct LoopRouteTests {
+    typealias Route = SubscriberChannelDrain.LoopDrains
+
+    /// The `seq`s of the text frames in `bytes` (unmasked, as a server writes them).
+    func seqs(of bytes: ByteBuffer) throws -> [Int64] {
+        var rest = bytes
+        var seqs: [Int64] = []
+        while rest.readableBytes > 0 {
+            let header = rest.readBytes(length: 2) ?? [0, 127]
+            var length = Int(header[1] & 0x7F)
+            if length == 126 { length = Int(rest.readInteger(as: UInt16.self) ?? 0) }
+            #expect(header[1] & 0x7F < 127 && length <= rest.readableBytes)
+            let text = rest.readString(length: min(length, rest.readableBytes)) ?? ""
+            seqs.append(try #require(try JSONParser().parse(text)["seq"]?.int64Value))
+        }
+        return seqs
+    }
+
+    @Test func aJobsMessageIsOnePostForTheLoopsSubscribersAndReachesEachInOrder() throws {
+        let loop = EmbeddedEventLoop()
+        let route = Route.queue(of: loop)
+        let metrics = BridgeMetrics()
+        let store = JobStore(metrics: metrics)
+        var channels: [EmbeddedChannel] = []
+        for _ in 0..<3 {
+            let channel = EmbeddedChannel(handler: WebSocketFrameEncoder(), loop: loop)
+            let outbox = Outbox(capacity: 100, metrics: metrics, route: route)
+            try SubscriberChannelDrain.attach(outbox, to: channel, metrics: metrics)
+            store.subscribe(jobId: "job_route", subscriber: ObjectIdentifier(outbox), outbox: outbox, lastSeq: nil, now: 0)
+            channels.append(channel)
+        }
+        loop.run()
+        for channel in channels { #expect(try seqs(of: try #require(try channel.readOutbound(as: ByteBuffer.self))) == [0]) }
+
+        var e = StoreEvents("job_route")
+        for event in [e.running(), e.completed("v1", at: 1), e.completed("v2", at: 2)] { _ = store.apply(event) }
+        #expect(route.pendingPosts == 3)  // one per event, not one per subscriber and event
+        for channel in channels { #expect(try channel.readOutbound(as: ByteBuffer.self) == nil) }
+        loop.run()
+        #expect(route.pendingPosts == 0)
+        for channel in channels {
+            var written = ByteBuffer()
+            while var part = try channel.readOutbound(as: ByteBuffer.self) { written.writeBuffer(&part) }
+            #expect(try seqs(of: written) == [1, 2, 3])
+            _ = try channel.finish()
+        }
+    }
+
+    @Test func aJobsMessageIsWrittenAtOnceOnlyWhenNothingWaitsBeforeIt() throws {
+        let loop = EmbeddedEventLoop()
+        let route = Route.queue(of: loop)
+        let metrics = BridgeMetrics()
+        let store = JobStore(metrics: metrics)
+        let channel = EmbeddedChannel(handler: WebSocketFrameEncoder(), loop: loop)
+        let outbox = Outbox(capacity: 100, metrics: metrics, route: route)
+        try SubscriberChannelDrain.attach(outbox, to: channel, metrics: metrics)
+        store.subscribe(jobId: "job_wait", subscriber: ObjectIdentifier(outbox), outbox: outbox, lastSeq: nil, now: 0)
+        loop.run()
+        func written() throws -> [Int64] {
+            var bytes = ByteBuffer()
+            while var part = try channel.readOutbound(as: ByteBuffer.self) { bytes.writeBuffer(&part) }
+            return try seqs(of: bytes)
+        }
+        #expect(try written() == [0])
+        var e = StoreEvents("job_wait")
+        _ = store.apply(e.running())
+        loop.run()
+        #expect(try written() == [1])
+        #expect(outbox.queuedBytes == 0)  // written at once, never queued
+        channel.isWritable = false
+        channel.pipeline.fireChannelWritabilityChanged()
+        for i in 1...2 { _ = store.apply(e.completed("v\(i)", at: Int64(i))) }
+        loop.run()
+        #expect(try written() == [])
+        #expect(outbox.queuedBytes > 0)
+        channel.isWritable = true
+        channel.pipeline.fireChannelWritabilityChanged()
+        _ = store.apply(e.completed("v3", at: 3))
+        loop.run()
+        #expect(try written() == [2, 3, 4])
+        #expect(outbox.queuedBytes == 0)
+        _ = try channel.finish()
+    }
+
+    @Test func aLoopWithTooManyPostsWaitingClosesTheSubscriberOfTheNext() throws {
+        let loop = EmbeddedEventLoop()
+        let route = Route.queue(of: loop)
+        let metrics = BridgeMetrics()
+        let outbox = Outbox(capacity: .max, metrics: metrics, route: route)
+        let message = OutboundMessage(type: "video.updated", jobId: "job_1", seq: 1, occurredAt: nil, text: "{}")
+        for _ in 0..<Route.maxPosts { outbox.enqueue(message) }
+        #expect(outbox.closure == nil)
+        outbox.enqueue(message)
+        #expect(outbox.closure == .overflowed)
+        #expect(metrics.render().contains("progress_bridge_send_queue_overflows_total 1"))
+        #expect(metrics.render().contains("progress_bridge_messages_dropped_total 1"))
+        loop.run()
+        #expect(route.pendingPosts == 0)
+        #expect(outbox.take() == nil)  // what was taken before is dropped with the rest
+    }
+
+    @Test func aLoopWithTooManyBytesWaitingClosesTheSubscribersOfTheNextPost() throws {
+        let loop = EmbeddedEventLoop()
+        let route = Route.queue(of: loop)
+        let metrics = BridgeMetrics()
+        let big = OutboundMessage(type: "job.snapshot", jobId: "job_1", seq: 1, occurredAt: nil, payload: [UInt8](repeating: 0x20, count: 1 << 20))
+        let fitting = Route.maxBytes / big.byteCount
+        #expect(fitting == 64)
+        let outboxes = (0..<fitting + 1).map { _ in Outbox(capacity: 10, byteCapacity: 2 << 20, metrics: metrics, route: route) }
+        for outbox in outboxes { outbox.enqueue(big) }
+        #expect(outboxes.prefix(fitting).allSatisfy { $0.closure == nil })
+        #expect(outboxes[fitting].closure == .overflowed)
+        // A job's message refused: every subscriber it was for is closed.
+        let watchers = (0..<2).map { _ in Outbox(capacity: 10, metrics: metrics, route: route) }
+        route.post(.broadcast(watchers, big))
+        #expect(watchers.allSatisfy { $0.closure == .overflowed })
+        loop.run()
+        #expect(outboxes.prefix(fitting).allSatisfy { $0.queuedBytes == big.byteCount })
+        // Caught up, the loop takes posts again.
+        let later = Outbox(capacity: 10, metrics: metrics, route: route)
+        later.enqueue(big)
+        loop.run()
+        #expect(later.closure == nil && later.queuedBytes == big.byteCount)
+    }
+}
+
 /// Messages of jobs nobody watches are written only when a resume replays them; they must be the very bytes a live
 /// subscriber got, each video as it was at its event (not as it is when replayed).
 @Suite("History written on replay")

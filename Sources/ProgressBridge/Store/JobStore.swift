@@ -347,13 +347,13 @@ public final class JobStore: Sendable {
                     // ahead; its last_seq names a record that exists): nothing to replay; the messages it has not seen
                     // follow as this replica reads them. A last_seq beyond the partition's end gets a snapshot below.
                     s.subscribers[subscriber] = outbox
-                    s.skipThrough[subscriber] = lastSeq
+                    outbox.skip(through: lastSeq)
                     outbox.enqueue(Self.resumeMessage(jobId: jobId, from: lastSeq.adding(saturating: 1), to: lastSeq, now: now))
                     return .done
                 }
                 if let lastSeq, let replay = s.replay(after: lastSeq, limits: self.limits) {
                     s.subscribers[subscriber] = outbox
-                    s.skipThrough[subscriber] = nil
+                    outbox.skip(through: nil)
                     outbox.enqueue(Self.resumeMessage(jobId: jobId, from: lastSeq.adding(saturating: 1), to: s.seq, now: now))
                     outbox.enqueue(contentsOf: replay)
                     return .done
@@ -361,7 +361,7 @@ public final class JobStore: Sendable {
                 // Detached while its snapshot is built: meanwhile events land in the history, replayed below. Counted
                 // as attaching, so that neither retention nor an unsubscribe drops the job meanwhile.
                 s.subscribers[subscriber] = nil
-                s.skipThrough[subscriber] = nil
+                outbox.skip(through: nil)
                 s.attaching += 1
                 return .snapshot(s.aggregate, seq: s.seq)
             }
@@ -524,7 +524,6 @@ public final class JobStore: Sendable {
         channels.withLock { map in
             channel.state.withLock { s in
                 s.subscribers[subscriber] = nil
-                s.skipThrough[subscriber] = nil
                 if s.isUnused, !s.removed, map[jobId] === channel {
                     s.removed = true
                     map[jobId] = nil
@@ -721,9 +720,12 @@ final class JobChannel: Sendable {
         var partition: TopicPartition?
         /// The latest messages, for `resume`.
         var history = JobHistory()
-        var subscribers: [ObjectIdentifier: Outbox] = [:]
-        /// Subscribers that resumed from a replica further ahead: they have every message up to this `seq` already.
-        var skipThrough: [ObjectIdentifier: Int64] = [:]
+        var subscribers: [ObjectIdentifier: Outbox] = [:] {
+            didSet { audience = nil }
+        }
+        /// The subscribers grouped by the event loop queue that delivers them (`Outbox.route`; `nil`: none), made
+        /// when a message is delivered after they changed: a message is one post per event loop, not one per subscriber.
+        private var audience: [(route: SubscriberChannelDrain.LoopDrains?, outboxes: [Outbox])]?
         /// The partition's stream time (ms) when the job last changed — for retention only, never for metrics.
         var lastChangedAt: Int64 = 0
         /// Dropped from the store: whoever finds this starts over with the current channel.
@@ -737,18 +739,22 @@ final class JobChannel: Sendable {
         /// Nothing is known of the job and nobody watches it (or is about to).
         var isUnused: Bool { aggregate == nil && subscribers.isEmpty && attaching == 0 }
 
-        /// Queues `message` for every subscriber that does not have it yet.
+        /// Queues `message` for every subscriber that does not have it yet (see `Outbox.skip(through:)`): one post to
+        /// each event loop that delivers some of them, in the order of the job's messages.
         mutating func deliver(_ message: OutboundMessage) {
-            if skipThrough.isEmpty {
-                for outbox in subscribers.values { outbox.enqueue(message) }
-                return
-            }
-            for (id, outbox) in subscribers {
-                if let skip = skipThrough[id] {
-                    if message.seq <= skip { continue }
-                    skipThrough[id] = nil
+            if audience == nil {
+                var groups: [ObjectIdentifier?: (route: SubscriberChannelDrain.LoopDrains?, outboxes: [Outbox])] = [:]
+                for outbox in subscribers.values {
+                    groups[outbox.route.map(ObjectIdentifier.init), default: (outbox.route, [])].outboxes.append(outbox)
                 }
-                outbox.enqueue(message)
+                audience = Array(groups.values)
+            }
+            for (route, outboxes) in audience! {
+                if let route {
+                    route.post(.broadcast(outboxes, message))
+                } else {
+                    for outbox in outboxes { outbox.enqueueJobMessage(message) }
+                }
             }
         }
 

@@ -1,4 +1,5 @@
 import DequeModule
+import NIOCore
 import Synchronization
 
 /// Why an outbox stopped delivering.
@@ -33,6 +34,11 @@ public final class Outbox: Sendable {
         var wake: (@Sendable () -> Void)?
         /// A drain is scheduled or running: it takes messages until `take()` finds none.
         var draining = false
+        /// Writes a job's message at once if the channel takes it now (on its event loop); see `enqueueJobMessage`.
+        var send: (@Sendable (OutboundMessage) -> Bool)?
+        /// The subscriber resumed from a replica further ahead and has the job's messages up to this `seq`: the job's
+        /// messages up to it are not queued (see `skip(through:)`).
+        var skipThrough: Int64?
 
         mutating func popFirst() -> OutboundMessage? {
             guard let first = queue.popFirst() else { return nil }
@@ -48,11 +54,28 @@ public final class Outbox: Sendable {
     public let byteCapacity: Int
     private let metrics: BridgeMetrics
 
-    /// Creates an outbox holding at most `capacity` messages and `byteCapacity` bytes.
-    public init(capacity: Int, byteCapacity: Int = .max, metrics: BridgeMetrics) {
+    /// The event loop's queue every message goes through when a channel delivers this outbox: messages then land
+    /// on the loop that writes them, in the order given, and one post there reaches all of a job's subscribers on
+    /// that loop (see `JobChannel.State.deliver`). `nil`: messages are queued at once, on the caller's thread.
+    let route: SubscriberChannelDrain.LoopDrains?
+
+    /// Creates an outbox holding at most `capacity` messages and `byteCapacity` bytes; messages are queued at once.
+    public convenience init(capacity: Int, byteCapacity: Int = .max, metrics: BridgeMetrics) {
+        self.init(capacity: capacity, byteCapacity: byteCapacity, metrics: metrics, route: nil)
+    }
+
+    /// Creates an outbox delivered on `eventLoop`: its messages are queued there, in the order given, and a job's
+    /// message is one post for all of the job's subscribers on that loop.
+    public convenience init(capacity: Int, byteCapacity: Int = .max, metrics: BridgeMetrics, deliveredOn eventLoop: any EventLoop) {
+        self.init(capacity: capacity, byteCapacity: byteCapacity, metrics: metrics, route: SubscriberChannelDrain.LoopDrains.queue(of: eventLoop))
+    }
+
+    /// Creates an outbox whose messages go through `route`, the queue of the event loop that delivers it.
+    init(capacity: Int, byteCapacity: Int = .max, metrics: BridgeMetrics, route: SubscriberChannelDrain.LoopDrains?) {
         self.capacity = capacity
         self.byteCapacity = byteCapacity
         self.metrics = metrics
+        self.route = route
     }
 
     deinit {
@@ -66,8 +89,65 @@ public final class Outbox: Sendable {
     /// Bytes queued now.
     public var queuedBytes: Int { state.withLock { $0.bytes } }
 
-    /// Queues a message; never blocks.
+    /// Queues a message; never blocks. With a route, the message is queued when the event loop takes it from the
+    /// route, behind everything given to the route before.
     public func enqueue(_ message: OutboundMessage) {
+        if let route {
+            route.post(.message(self, message))
+        } else {
+            enqueueNow(message, ofJob: false)
+        }
+    }
+
+    /// Queues one of the job's own messages (an applied event), unless the subscriber has it already (see
+    /// `skip(through:)`). Not through the route: the route calls it, for every subscriber of a broadcast. With nothing
+    /// queued before it and no drain under way, it is written at once (`drain(with:send:)`) and never queued.
+    func enqueueJobMessage(_ message: OutboundMessage) {
+        enqueueNow(message, ofJob: true)
+    }
+
+    /// From now on, the job's messages up to `seq` are not queued (the subscriber resumed from a replica further
+    /// ahead and has them); the first one after it ends the skipping. `nil` ends it at once. In order with the
+    /// messages given before and after, as they are.
+    func skip(through seq: Int64?) {
+        if let route {
+            route.post(.skip(self, seq))
+        } else {
+            skipNow(through: seq)
+        }
+    }
+
+    func skipNow(through seq: Int64?) {
+        state.withLock { $0.skipThrough = seq }
+    }
+
+    /// Closes the outbox as overflowed (4001) because `message` could not be queued for it anywhere: its event
+    /// loop's route is that far behind.
+    func refused(_ message: OutboundMessage) {
+        var watcher: (@Sendable (OutboxClosure) -> Void)?
+        var dropped = 0
+        var released = 0
+        state.withLock { s in
+            guard s.closure == nil else { return }
+            dropped = s.queue.count + 1
+            released = s.bytes
+            s.queue.removeAll()
+            s.bytes = 0
+            s.closure = .overflowed
+            s.wake = nil
+            s.send = nil
+            swap(&watcher, &s.onClose)
+        }
+        guard dropped > 0 else { return }
+        watcher?(.overflowed)
+        if released != 0 { metrics.queuedBytes.decrement(by: Double(released)) }
+        metrics.sendQueueOverflows.increment()
+        metrics.messagesDropped.increment(by: Int64(dropped))
+    }
+
+    /// Queues `message` here and now (on the route's event loop, when there is one).
+    func enqueueNow(_ message: OutboundMessage, ofJob: Bool) {
+        var direct: (@Sendable (OutboundMessage) -> Bool)?
         var conflated = false
         var dropped = 0
         var overflowed = false
@@ -76,6 +156,14 @@ public final class Outbox: Sendable {
         var wake: (@Sendable () -> Void)?
         state.withLock { s in
             guard s.closure == nil else { return }
+            if ofJob, let skip = s.skipThrough {
+                if message.seq <= skip { return }
+                s.skipThrough = nil
+            }
+            if ofJob, s.queue.isEmpty, !s.draining, let send = s.send {
+                direct = send
+                return
+            }
             if message.isConflatable,
                 let index = s.queue.firstIndex(where: { $0.isConflatable && $0.jobId == message.jobId })
             {
@@ -92,6 +180,7 @@ public final class Outbox: Sendable {
                 s.bytes = 0
                 s.closure = .overflowed
                 s.wake = nil
+                s.send = nil
                 swap(&watcher, &s.onClose)
                 overflowed = true
                 return
@@ -103,6 +192,10 @@ public final class Outbox: Sendable {
                 s.draining = true
                 wake = drain
             }
+        }
+        if let direct {
+            if !direct(message) { enqueueNow(message, ofJob: false) }  // the channel takes no more for now
+            return
         }
         wake?()
         watcher?(.overflowed)
@@ -117,10 +210,13 @@ public final class Outbox: Sendable {
     /// Hands delivery to `wake`, called (outside the lock) whenever a message lands while no drain is under way;
     /// the drain then takes messages with `take()` until it finds none. So that no task
     /// has to be woken per message: the subscriber's event loop drains it (see `SubscriberChannelDrain`).
-    public func drain(with wake: @escaping @Sendable () -> Void) {
+    /// `send`, if given, writes a job's message at once when nothing is queued before it (see `enqueueJobMessage`),
+    /// returning whether it did.
+    public func drain(with wake: @escaping @Sendable () -> Void, send: (@Sendable (OutboundMessage) -> Bool)? = nil) {
         let now: (@Sendable () -> Void)? = state.withLock { s in
             guard s.closure == nil else { return nil }
             s.wake = wake
+            s.send = send
             guard !s.queue.isEmpty, !s.draining else { return nil }
             s.draining = true
             return wake
@@ -160,6 +256,7 @@ public final class Outbox: Sendable {
             }
             swap(&watcher, &s.onClose)
             s.wake = nil  // (it holds the channel, whose pipeline holds this outbox)
+            s.send = nil
         }
         watcher?(closure)
         if released != 0 { metrics.queuedBytes.decrement(by: Double(released)) }

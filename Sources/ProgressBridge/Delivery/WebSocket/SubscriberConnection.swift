@@ -87,7 +87,9 @@ final class SubscriberConnection: ChannelInboundHandler, RemovableChannelHandler
         }
         admitted = true
         let settings = environment.settings
-        let outbox = Outbox(capacity: settings.sendQueueCapacity, byteCapacity: settings.sendQueueBytes, metrics: environment.metrics)
+        let outbox = Outbox(
+            capacity: settings.sendQueueCapacity, byteCapacity: settings.sendQueueBytes, metrics: environment.metrics,
+            deliveredOn: context.eventLoop)
         let session = SubscriberSession(
             request: ticket.request, grant: ticket.grant, commands: environment.commands, store: environment.store, metrics: environment.metrics,
             settings: settings, logger: environment.logger, outbox: outbox)
