@@ -144,8 +144,9 @@ struct SubscriberChannelDrainTests {
     }
 }
 
-/// An event loop's route: what is given to a subscriber behind it arrives in order, a job's message is one post for
-/// all of the job's subscribers on the loop, and a loop too far behind refuses posts by closing their subscribers.
+/// An event loop's queue of job messages: one post for all of a job's subscribers on the loop, each subscriber's
+/// messages in order, a lone message written at once and several batched, the loop's other work between slices, and a
+/// loop too far behind refusing posts by closing their subscribers.
 @Suite("Event loop route")
 struct LoopRouteTests {
     typealias Route = SubscriberChannelDrain.LoopDrains
@@ -165,111 +166,194 @@ struct LoopRouteTests {
         return seqs
     }
 
+    /// Counts the flushes that reach the socket.
+    final class FlushCounter: ChannelOutboundHandler {
+        typealias OutboundIn = NIOAny
+        var flushes = 0
+        func flush(context: ChannelHandlerContext) {
+            flushes += 1
+            context.flush()
+        }
+    }
+
+    /// A subscriber on `loop`'s channel `channel`, subscribed to `job` (its snapshot written).
+    func subscriber(_ job: String, _ store: JobStore, _ loop: EmbeddedEventLoop, _ metrics: BridgeMetrics) throws -> (EmbeddedChannel, Outbox, FlushCounter) {
+        let counter = FlushCounter()
+        let channel = EmbeddedChannel(handlers: [counter, WebSocketFrameEncoder()], loop: loop)
+        let outbox = Outbox(capacity: 100, metrics: metrics, deliveredOn: loop)
+        try SubscriberChannelDrain.attach(outbox, to: channel, metrics: metrics)
+        store.subscribe(jobId: job, subscriber: ObjectIdentifier(outbox), outbox: outbox, lastSeq: nil, now: 0)
+        loop.run()
+        #expect(try written(channel) == [0])  // the snapshot, straight to the outbox
+        return (channel, outbox, counter)
+    }
+
+    func written(_ channel: EmbeddedChannel) throws -> [Int64] {
+        var bytes = ByteBuffer()
+        while var part = try channel.readOutbound(as: ByteBuffer.self) { bytes.writeBuffer(&part) }
+        return try seqs(of: bytes)
+    }
+
     @Test func aJobsMessageIsOnePostForTheLoopsSubscribersAndReachesEachInOrder() throws {
         let loop = EmbeddedEventLoop()
         let route = Route.queue(of: loop)
         let metrics = BridgeMetrics()
         let store = JobStore(metrics: metrics)
-        var channels: [EmbeddedChannel] = []
-        for _ in 0..<3 {
-            let channel = EmbeddedChannel(handler: WebSocketFrameEncoder(), loop: loop)
-            let outbox = Outbox(capacity: 100, metrics: metrics, route: route)
-            try SubscriberChannelDrain.attach(outbox, to: channel, metrics: metrics)
-            store.subscribe(jobId: "job_route", subscriber: ObjectIdentifier(outbox), outbox: outbox, lastSeq: nil, now: 0)
-            channels.append(channel)
-        }
-        loop.run()
-        for channel in channels { #expect(try seqs(of: try #require(try channel.readOutbound(as: ByteBuffer.self))) == [0]) }
-
+        let subscribers = try (0..<3).map { _ in try subscriber("job_route", store, loop, metrics) }
+        #expect(route.pendingPosts == 0)
         var e = StoreEvents("job_route")
         for event in [e.running(), e.completed("v1", at: 1), e.completed("v2", at: 2)] { _ = store.apply(event) }
         #expect(route.pendingPosts == 3)  // one per event, not one per subscriber and event
-        for channel in channels { #expect(try channel.readOutbound(as: ByteBuffer.self) == nil) }
+        for (channel, _, _) in subscribers { #expect(try channel.readOutbound(as: ByteBuffer.self) == nil) }
         loop.run()
         #expect(route.pendingPosts == 0)
-        for channel in channels {
-            var written = ByteBuffer()
-            while var part = try channel.readOutbound(as: ByteBuffer.self) { written.writeBuffer(&part) }
-            #expect(try seqs(of: written) == [1, 2, 3])
+        for (channel, outbox, _) in subscribers {
+            #expect(try written(channel) == [1, 2, 3])
+            #expect(outbox.queuedBytes == 0)
             _ = try channel.finish()
         }
     }
 
-    @Test func aJobsMessageIsWrittenAtOnceOnlyWhenNothingWaitsBeforeIt() throws {
+    @Test func aLoneMessageIsWrittenAtOnceAndSeveralAreBatchedAndConflated() throws {
         let loop = EmbeddedEventLoop()
-        let route = Route.queue(of: loop)
         let metrics = BridgeMetrics()
         let store = JobStore(metrics: metrics)
-        let channel = EmbeddedChannel(handler: WebSocketFrameEncoder(), loop: loop)
-        let outbox = Outbox(capacity: 100, metrics: metrics, route: route)
-        try SubscriberChannelDrain.attach(outbox, to: channel, metrics: metrics)
-        store.subscribe(jobId: "job_wait", subscriber: ObjectIdentifier(outbox), outbox: outbox, lastSeq: nil, now: 0)
+        let (channel, _, counter) = try subscriber("job_batch", store, loop, metrics)
+        var e = StoreEvents("job_batch")
+        _ = store.apply(e.running())
+        let before = counter.flushes
         loop.run()
-        func written() throws -> [Int64] {
-            var bytes = ByteBuffer()
-            while var part = try channel.readOutbound(as: ByteBuffer.self) { bytes.writeBuffer(&part) }
-            return try seqs(of: bytes)
-        }
-        #expect(try written() == [0])
+        #expect(try written(channel) == [1])
+        #expect(counter.flushes == before + 1)
+        // Three waiting at once: queued first (the older job.progress replaced by the newer), then one write each.
+        let progress = { (n: Int) in e.make(.jobProgress(MonitorCounts(totalVideos: 9, completed: n, failed: 0)), type: .jobProgress, at: Int64(n)) }
+        for event in [progress(1), progress(2), e.completed("v1", at: 3)] { _ = store.apply(event) }
+        loop.run()
+        #expect(try written(channel) == [3, 4])
+        #expect(counter.flushes == before + 2)
+        #expect(metrics.render().contains("progress_bridge_messages_conflated_total 1"))
+        _ = try channel.finish()
+    }
+
+    @Test func aMessageTheChannelCannotTakeWaitsAndTheNextWaitBehindIt() throws {
+        let loop = EmbeddedEventLoop()
+        let metrics = BridgeMetrics()
+        let store = JobStore(metrics: metrics)
+        let (channel, outbox, _) = try subscriber("job_wait", store, loop, metrics)
         var e = StoreEvents("job_wait")
         _ = store.apply(e.running())
         loop.run()
-        #expect(try written() == [1])
+        #expect(try written(channel) == [1])
         #expect(outbox.queuedBytes == 0)  // written at once, never queued
         channel.isWritable = false
         channel.pipeline.fireChannelWritabilityChanged()
-        for i in 1...2 { _ = store.apply(e.completed("v\(i)", at: Int64(i))) }
-        loop.run()
-        #expect(try written() == [])
+        for i in 1...2 {
+            _ = store.apply(e.completed("v\(i)", at: Int64(i)))
+            loop.run()
+        }
+        #expect(try written(channel) == [])
         #expect(outbox.queuedBytes > 0)
         channel.isWritable = true
         channel.pipeline.fireChannelWritabilityChanged()
         _ = store.apply(e.completed("v3", at: 3))
         loop.run()
-        #expect(try written() == [2, 3, 4])
+        #expect(try written(channel) == [2, 3, 4])
         #expect(outbox.queuedBytes == 0)
         _ = try channel.finish()
     }
 
-    @Test func aLoopWithTooManyPostsWaitingClosesTheSubscriberOfTheNext() throws {
+    @Test func theLoopsOtherWorkRunsBetweenSlicesOfPosts() {
         let loop = EmbeddedEventLoop()
         let route = Route.queue(of: loop)
         let metrics = BridgeMetrics()
-        let outbox = Outbox(capacity: .max, metrics: metrics, route: route)
+        let outbox = Outbox(capacity: .max, metrics: metrics, deliveredOn: loop)
         let message = OutboundMessage(type: "video.updated", jobId: "job_1", seq: 1, occurredAt: nil, text: "{}")
-        for _ in 0..<Route.maxPosts { outbox.enqueue(message) }
+        let posts = Route.postsPerRun * 2 + 1
+        for _ in 0..<posts { route.post(message, to: [outbox]) }
+        var seen: [Int] = []
+        loop.execute { seen.append(route.pendingPosts) }  // behind the first slice, ahead of the next
+        loop.run()
+        #expect(seen == [posts - Route.postsPerRun])
+        #expect(route.pendingPosts == 0)
+        #expect(outbox.queuedBytes == posts * message.byteCount)
+        // Posts for many subscribers: as many as `deliveriesPerRun` messages at a time, one post at the least.
+        let crowd = [Outbox](repeating: Outbox(capacity: .max, metrics: metrics, deliveredOn: loop), count: Route.deliveriesPerRun / 2 + 1)
+        for _ in 0..<3 { route.post(message, to: crowd) }
+        seen = []
+        loop.execute { seen.append(route.pendingPosts) }
+        loop.run()
+        #expect(seen == [2])
+        #expect(route.pendingPosts == 0)
+    }
+
+    @Test func aLoopWithTooManyPostsWaitingClosesTheSubscriberOfTheNext() {
+        let loop = EmbeddedEventLoop()
+        let route = Route.queue(of: loop)
+        let metrics = BridgeMetrics()
+        let outbox = Outbox(capacity: .max, metrics: metrics, deliveredOn: loop)
+        let message = OutboundMessage(type: "video.updated", jobId: "job_1", seq: 1, occurredAt: nil, text: "{}")
+        for _ in 0..<Route.maxPosts { route.post(message, to: [outbox]) }
         #expect(outbox.closure == nil)
-        outbox.enqueue(message)
+        route.post(message, to: [outbox])
         #expect(outbox.closure == .overflowed)
         #expect(metrics.render().contains("progress_bridge_send_queue_overflows_total 1"))
         #expect(metrics.render().contains("progress_bridge_messages_dropped_total 1"))
         loop.run()
         #expect(route.pendingPosts == 0)
-        #expect(outbox.take() == nil)  // what was taken before is dropped with the rest
+        #expect(outbox.take() == nil)
+    }
+
+    @Test func aLoopWithTooManyDeliveriesWaitingClosesTheSubscribersOfTheNextPost() {
+        let loop = EmbeddedEventLoop()
+        let route = Route.queue(of: loop)
+        let metrics = BridgeMetrics()
+        let message = OutboundMessage(type: "video.updated", jobId: "job_1", seq: 1, occurredAt: nil, text: "{}")
+        let crowd = Outbox(capacity: .max, metrics: metrics, deliveredOn: loop)
+        route.post(message, to: [Outbox](repeating: crowd, count: Route.maxDeliveries))  // into an empty queue: taken
+        let next = (0..<2).map { _ in Outbox(capacity: 10, metrics: metrics, deliveredOn: loop) }
+        route.post(message, to: next)
+        #expect(crowd.closure == nil)
+        #expect(next.allSatisfy { $0.closure == .overflowed })
+        loop.run()
+        #expect(crowd.queuedBytes == Route.maxDeliveries * message.byteCount)
     }
 
     @Test func aLoopWithTooManyBytesWaitingClosesTheSubscribersOfTheNextPost() throws {
         let loop = EmbeddedEventLoop()
         let route = Route.queue(of: loop)
         let metrics = BridgeMetrics()
-        let big = OutboundMessage(type: "job.snapshot", jobId: "job_1", seq: 1, occurredAt: nil, payload: [UInt8](repeating: 0x20, count: 1 << 20))
+        let big = OutboundMessage(type: "video.updated", jobId: "job_1", seq: 1, occurredAt: nil, payload: [UInt8](repeating: 0x20, count: 1 << 20))
         let fitting = Route.maxBytes / big.byteCount
         #expect(fitting == 64)
-        let outboxes = (0..<fitting + 1).map { _ in Outbox(capacity: 10, byteCapacity: 2 << 20, metrics: metrics, route: route) }
-        for outbox in outboxes { outbox.enqueue(big) }
+        let outboxes = (0..<fitting + 1).map { _ in Outbox(capacity: 10, byteCapacity: 2 << 20, metrics: metrics, deliveredOn: loop) }
+        for outbox in outboxes { route.post(big, to: [outbox]) }
         #expect(outboxes.prefix(fitting).allSatisfy { $0.closure == nil })
         #expect(outboxes[fitting].closure == .overflowed)
-        // A job's message refused: every subscriber it was for is closed.
-        let watchers = (0..<2).map { _ in Outbox(capacity: 10, metrics: metrics, route: route) }
-        route.post(.broadcast(watchers, big))
-        #expect(watchers.allSatisfy { $0.closure == .overflowed })
         loop.run()
         #expect(outboxes.prefix(fitting).allSatisfy { $0.queuedBytes == big.byteCount })
         // Caught up, the loop takes posts again.
-        let later = Outbox(capacity: 10, metrics: metrics, route: route)
-        later.enqueue(big)
+        let later = Outbox(capacity: 10, metrics: metrics, deliveredOn: loop)
+        route.post(big, to: [later])
         loop.run()
         #expect(later.closure == nil && later.queuedBytes == big.byteCount)
+    }
+
+    @Test func aResumesReplayGoesToTheSubscribersOwnQueueNotTheLoops() throws {
+        let loop = EmbeddedEventLoop()
+        let route = Route.queue(of: loop)
+        let metrics = BridgeMetrics()
+        let store = JobStore(metrics: metrics)
+        var e = StoreEvents("job_replay")
+        _ = store.apply(e.running())
+        for i in 0..<50 { _ = store.apply(e.completed("v\(i)", at: Int64(i + 1))) }
+        let channel = EmbeddedChannel(handler: WebSocketFrameEncoder(), loop: loop)
+        let outbox = Outbox(capacity: 100, metrics: metrics, deliveredOn: loop)
+        try SubscriberChannelDrain.attach(outbox, to: channel, metrics: metrics)
+        store.subscribe(jobId: "job_replay", subscriber: ObjectIdentifier(outbox), outbox: outbox, lastSeq: 1, now: 0)
+        #expect(route.pendingPosts == 0)
+        loop.run()
+        #expect(try written(channel) == [0] + Array(2...51))  // resume.ok (seq 0), then the replay
+        _ = try channel.finish()
     }
 }
 

@@ -751,9 +751,9 @@ final class JobChannel: Sendable {
             }
             for (route, outboxes) in audience! {
                 if let route {
-                    route.post(.broadcast(outboxes, message))
+                    route.post(message, to: outboxes)
                 } else {
-                    for outbox in outboxes { outbox.enqueueJobMessage(message) }
+                    for outbox in outboxes { outbox.enqueueJobMessage(message, direct: false) }
                 }
             }
         }

@@ -54,9 +54,9 @@ public final class Outbox: Sendable {
     public let byteCapacity: Int
     private let metrics: BridgeMetrics
 
-    /// The event loop's queue every message goes through when a channel delivers this outbox: messages then land
-    /// on the loop that writes them, in the order given, and one post there reaches all of a job's subscribers on
-    /// that loop (see `JobChannel.State.deliver`). `nil`: messages are queued at once, on the caller's thread.
+    /// The queue of the event loop that delivers this outbox, if one does: a job's message reaches all of the job's
+    /// subscribers on that loop as one post there (see `JobChannel.State.deliver`). Every other message is queued at
+    /// once, on the caller's thread.
     let route: SubscriberChannelDrain.LoopDrains?
 
     /// Creates an outbox holding at most `capacity` messages and `byteCapacity` bytes; messages are queued at once.
@@ -64,8 +64,8 @@ public final class Outbox: Sendable {
         self.init(capacity: capacity, byteCapacity: byteCapacity, metrics: metrics, route: nil)
     }
 
-    /// Creates an outbox delivered on `eventLoop`: its messages are queued there, in the order given, and a job's
-    /// message is one post for all of the job's subscribers on that loop.
+    /// Creates an outbox delivered on `eventLoop`: a job's message is one post there for all of the job's subscribers
+    /// on that loop.
     public convenience init(capacity: Int, byteCapacity: Int = .max, metrics: BridgeMetrics, deliveredOn eventLoop: any EventLoop) {
         self.init(capacity: capacity, byteCapacity: byteCapacity, metrics: metrics, route: SubscriberChannelDrain.LoopDrains.queue(of: eventLoop))
     }
@@ -89,41 +89,29 @@ public final class Outbox: Sendable {
     /// Bytes queued now.
     public var queuedBytes: Int { state.withLock { $0.bytes } }
 
-    /// Queues a message; never blocks. With a route, the message is queued when the event loop takes it from the
-    /// route, behind everything given to the route before.
+    /// Queues a message; never blocks.
     public func enqueue(_ message: OutboundMessage) {
-        if let route {
-            route.post(.message(self, message))
-        } else {
-            enqueueNow(message, ofJob: false)
-        }
+        enqueueNow(message, ofJob: false)
     }
 
-    /// Queues one of the job's own messages (an applied event), unless the subscriber has it already (see
-    /// `skip(through:)`). Not through the route: the route calls it, for every subscriber of a broadcast. With nothing
-    /// queued before it and no drain under way, it is written at once (`drain(with:send:)`) and never queued.
-    func enqueueJobMessage(_ message: OutboundMessage) {
-        enqueueNow(message, ofJob: true)
+    /// Queues one of the job's own messages (an applied event) for a broadcast, unless the subscriber has it already
+    /// (see `skip(through:)`). `direct`: on the channel's event loop, with nothing queued before it and no drain under
+    /// way, it is written at once (`drain(with:send:)`) and never queued.
+    func enqueueJobMessage(_ message: OutboundMessage, direct: Bool) {
+        enqueueNow(message, ofJob: true, direct: direct)
     }
 
     /// From now on, the job's messages up to `seq` are not queued (the subscriber resumed from a replica further
-    /// ahead and has them); the first one after it ends the skipping. `nil` ends it at once. In order with the
-    /// messages given before and after, as they are.
+    /// ahead and has them); the first one after it ends the skipping. `nil` ends it at once. Messages already on their
+    /// way to the event loop are judged by it too: any it drops, the subscriber has; any it lets through again (after
+    /// `nil`), the client's `seq` rule drops.
     func skip(through seq: Int64?) {
-        if let route {
-            route.post(.skip(self, seq))
-        } else {
-            skipNow(through: seq)
-        }
-    }
-
-    func skipNow(through seq: Int64?) {
         state.withLock { $0.skipThrough = seq }
     }
 
-    /// Closes the outbox as overflowed (4001) because `message` could not be queued for it anywhere: its event
-    /// loop's route is that far behind.
-    func refused(_ message: OutboundMessage) {
+    /// Closes the outbox as overflowed (4001): a job's message could not be queued for it, its event loop being that
+    /// far behind (see `SubscriberChannelDrain.LoopDrains`).
+    func refused() {
         var watcher: (@Sendable (OutboxClosure) -> Void)?
         var dropped = 0
         var released = 0
@@ -138,15 +126,15 @@ public final class Outbox: Sendable {
             s.send = nil
             swap(&watcher, &s.onClose)
         }
-        guard dropped > 0 else { return }
+        guard dropped > 0 else { return }  // (closed already)
         watcher?(.overflowed)
         if released != 0 { metrics.queuedBytes.decrement(by: Double(released)) }
         metrics.sendQueueOverflows.increment()
         metrics.messagesDropped.increment(by: Int64(dropped))
     }
 
-    /// Queues `message` here and now (on the route's event loop, when there is one).
-    func enqueueNow(_ message: OutboundMessage, ofJob: Bool) {
+    /// Queues `message` (`ofJob`: a job's message, subject to `skip(through:)`; `direct`: see `enqueueJobMessage`).
+    private func enqueueNow(_ message: OutboundMessage, ofJob: Bool, direct allowed: Bool = false) {
         var direct: (@Sendable (OutboundMessage) -> Bool)?
         var conflated = false
         var dropped = 0
@@ -160,7 +148,7 @@ public final class Outbox: Sendable {
                 if message.seq <= skip { return }
                 s.skipThrough = nil
             }
-            if ofJob, s.queue.isEmpty, !s.draining, let send = s.send {
+            if allowed, s.queue.isEmpty, !s.draining, let send = s.send {
                 direct = send
                 return
             }

@@ -1,3 +1,4 @@
+import DequeModule
 import NIOCore
 import NIOWebSocket
 import Synchronization
@@ -27,7 +28,7 @@ enum SubscriberChannelDrain {
         let loop = LoopDrains.queue(of: channel.eventLoop)
         let bound = NIOLoopBound(writer, eventLoop: channel.eventLoop)
         let eventLoop = channel.eventLoop
-        outbox.drain(with: { loop.wake(bound) }, send: { message in eventLoop.inEventLoop && bound.value.send(message) })
+        outbox.drain(with: { loop.schedule(bound) }, send: { message in eventLoop.inEventLoop && bound.value.send(message) })
     }
 
     /// Writes a subscriber's queued messages, as ready-made frames, while the channel is writable; resumes when it
@@ -104,51 +105,32 @@ enum SubscriberChannelDrain {
         }
     }
 
-    /// One event loop's queue: the messages for its subscribers, and the subscribers waiting to be written. An event
-    /// fanned out to the thousands of subscribers that loop serves is one post here and one task on the loop — not a
-    /// message queued for each subscriber by the thread that applied the event, under the job's lock (which cost
-    /// ingest ~1.2 µs per subscriber, each outbox's memory passed between two cores).
+    /// One event loop's queue: the job messages for its subscribers, and the subscribers waiting to be written. An
+    /// event of a job watched by thousands of subscribers on this loop is one post here and one task on the loop — not
+    /// a message queued for each subscriber by the thread that applied the event, under the job's lock (which cost
+    /// ingest ~1.3 µs a subscriber, each outbox's memory passed between two cores). A subscriber's other messages
+    /// (acknowledgements, snapshots, replays, answers) go straight to its outbox, under its own limits.
     ///
-    /// Bounded: past `maxPosts` posts or `maxBytes` bytes of messages waiting (a loop that far behind), a post is
-    /// refused and its subscribers are closed as overflowed (4001), as a subscriber whose own queue overflows is; a
-    /// post into an empty queue is always taken. Posts are not counted in `send_queue_bytes` until the loop queues them.
+    /// The loop takes at most `postsPerRun` posts, or `deliveriesPerRun` subscribers' messages, at a time (but always
+    /// one post), so that its other work (reads, pings, timers, new connections) runs in between. One post alone is written to each subscriber at once when nothing waits before
+    /// it; several are queued first — `job.progress` conflated as in any outbox — and each subscriber then written once.
+    ///
+    /// Bounded: past `maxPosts` posts, `maxDeliveries` subscribers' messages or `maxBytes` bytes of messages waiting
+    /// (a loop that far behind), a post is refused and its subscribers are closed as overflowed (4001), as a subscriber
+    /// whose own queue overflows is; a post into an empty queue is always taken. Posts are not counted in
+    /// `send_queue_bytes` until the loop queues them.
     final class LoopDrains: Sendable {
-        /// What the loop is asked to do, in order.
-        enum Post: Sendable {
-            /// Queue one message for one subscriber.
-            case message(Outbox, OutboundMessage)
-            /// Queue a job's message for each of these subscribers of the job (see `Outbox.enqueueJobMessage`).
-            case broadcast([Outbox], OutboundMessage)
-            /// See `Outbox.skip(through:)`.
-            case skip(Outbox, Int64?)
-
-            var byteCount: Int {
-                switch self {
-                case .message(_, let message), .broadcast(_, let message): message.byteCount
-                case .skip: 0
-                }
-            }
-
-            fileprivate func apply() {
-                switch self {
-                case .message(let outbox, let message): outbox.enqueueNow(message, ofJob: false)
-                case .broadcast(let outboxes, let message): for outbox in outboxes { outbox.enqueueJobMessage(message) }
-                case .skip(let outbox, let seq): outbox.skipNow(through: seq)
-                }
-            }
-
-            fileprivate func refuse() {
-                switch self {
-                case .message(let outbox, let message): outbox.refused(message)
-                case .broadcast(let outboxes, let message): for outbox in outboxes { outbox.refused(message) }
-                case .skip: break
-                }
-            }
+        /// A job's message for these subscribers of the job.
+        private struct Post {
+            let outboxes: [Outbox]
+            let message: OutboundMessage
         }
 
         private struct Pending {
-            var posts: [Post] = []
+            var posts = Deque<Post>()
+            /// Of the posts waiting or being applied: bytes of their messages (each counted once), and subscribers.
             var bytes = 0
+            var deliveries = 0
             var writers: [NIOLoopBound<FrameWriter>] = []
             /// A task to run the queue is on the loop (or running).
             var scheduled = false
@@ -156,8 +138,14 @@ enum SubscriberChannelDrain {
 
         /// The most posts waiting for one loop.
         static let maxPosts = 65_536
+        /// The most subscribers' messages waiting for one loop (a post for N subscribers counts N).
+        static let maxDeliveries = 1 << 20
         /// The most bytes of messages waiting for one loop (each post's message counted once).
         static let maxBytes = 64 << 20
+        /// The most posts the loop takes in one task.
+        static let postsPerRun = 64
+        /// The most subscribers' messages the loop takes in one task (but always one post): ~50 ms of writes here.
+        static let deliveriesPerRun = 4_096
 
         private let loop: any EventLoop
         private let pending = Mutex(Pending())
@@ -181,33 +169,27 @@ enum SubscriberChannelDrain {
         /// Posts waiting for the loop.
         var pendingPosts: Int { pending.withLock { $0.posts.count } }
 
-        /// Hands `post` to the loop, behind every post before it; refuses it (see the type) when the loop is too far
-        /// behind.
-        func post(_ post: Post) {
-            let size = post.byteCount
+        /// Hands a job's `message` for `outboxes` (subscribers of the job this loop delivers) to the loop, behind
+        /// every post before it; refuses it (see the type) when the loop is too far behind.
+        func post(_ message: OutboundMessage, to outboxes: [Outbox]) {
+            let size = message.byteCount
             let (taken, first) = pending.withLock { p -> (Bool, Bool) in
-                if case .skip = post {
-                } else if !p.posts.isEmpty, p.posts.count >= Self.maxPosts || p.bytes > Self.maxBytes - size {
+                if p.deliveries > 0,
+                    p.posts.count >= Self.maxPosts || p.bytes > Self.maxBytes - size || p.deliveries > Self.maxDeliveries - outboxes.count
+                {
                     return (false, false)
                 }
-                p.posts.append(post)
+                p.posts.append(Post(outboxes: outboxes, message: message))
                 p.bytes += size
+                p.deliveries += outboxes.count
                 defer { p.scheduled = true }
                 return (true, !p.scheduled)
             }
-            guard taken else { return post.refuse() }
-            if first { loop.execute { self.run() } }
-        }
-
-        /// Drains `writer`'s subscriber: at once when on the loop (where posts are queued: a subscriber of a job's
-        /// message is written as soon as the message is queued for it, not after it is queued for every other), else
-        /// soon, with the others woken meanwhile.
-        func wake(_ writer: NIOLoopBound<FrameWriter>) {
-            if loop.inEventLoop {
-                writer.value.drain()
-            } else {
-                schedule(writer)
+            guard taken else {
+                for outbox in outboxes { outbox.refused() }
+                return
             }
+            if first { loop.execute { self.run() } }
         }
 
         /// Drains `writer`'s subscriber on this loop soon, with the others woken meanwhile.
@@ -220,18 +202,28 @@ enum SubscriberChannelDrain {
             if first { loop.execute { self.run() } }
         }
 
-        /// Queues what was posted, then writes every subscriber woken (by those posts among others); once more, as
-        /// another task, if more came meanwhile — the loop's other work gets its turn in between.
+        /// Applies up to `postsPerRun` posts (`deliveriesPerRun` messages), then writes every subscriber woken (by them among others); once more, as
+        /// another task, if more is waiting — the loop's other work gets its turn in between.
         private func run() {
-            let posts = pending.withLock { p in
-                defer {
-                    p.posts = []
-                    p.bytes = 0
+            let batch = pending.withLock { p -> [Post] in
+                var count = 0
+                var deliveries = 0
+                while count < min(p.posts.count, Self.postsPerRun),
+                    count == 0 || deliveries + p.posts[count].outboxes.count <= Self.deliveriesPerRun
+                {
+                    deliveries += p.posts[count].outboxes.count
+                    count += 1
                 }
-                return p.posts
+                defer { p.posts.removeFirst(count) }
+                return Array(p.posts.prefix(count))
             }
-            for post in posts { post.apply() }
+            let direct = batch.count == 1
+            for post in batch {
+                for outbox in post.outboxes { outbox.enqueueJobMessage(post.message, direct: direct) }
+            }
             let writers = pending.withLock { p in
+                p.bytes -= batch.reduce(0) { $0 + $1.message.byteCount }
+                p.deliveries -= batch.reduce(0) { $0 + $1.outboxes.count }
                 defer { p.writers = [] }
                 return p.writers
             }
