@@ -353,7 +353,9 @@ public final class JobStore: Sendable {
                 }
                 if let lastSeq, let replay = s.replay(after: lastSeq, limits: self.limits) {
                     s.subscribers[subscriber] = outbox
-                    outbox.skip(through: nil)
+                    // The job's messages still on their way to the subscriber's event loop are in the replay: drop
+                    // them there, or an older `job.progress` would take the place of a newer one (conflation).
+                    outbox.skip(through: s.seq)
                     outbox.enqueue(Self.resumeMessage(jobId: jobId, from: lastSeq.adding(saturating: 1), to: s.seq, now: now))
                     outbox.enqueue(contentsOf: replay)
                     return .done
@@ -361,7 +363,7 @@ public final class JobStore: Sendable {
                 // Detached while its snapshot is built: meanwhile events land in the history, replayed below. Counted
                 // as attaching, so that neither retention nor an unsubscribe drops the job meanwhile.
                 s.subscribers[subscriber] = nil
-                outbox.skip(through: nil)
+                outbox.skip(through: s.seq)  // (the snapshot covers them)
                 s.attaching += 1
                 return .snapshot(s.aggregate, seq: s.seq)
             }
@@ -377,6 +379,7 @@ public final class JobStore: Sendable {
                 s.attaching -= 1
                 guard !s.removed, let since = s.replay(after: seq, limits: self.limits) else { return false }
                 s.subscribers[subscriber] = outbox
+                outbox.skip(through: s.seq)  // (the snapshot and `since` cover them)
                 if let lastSeq { outbox.enqueue(Self.resumeUnavailable(jobId: jobId, lastSeq: lastSeq, seq: s.seq, now: now)) }
                 outbox.enqueue(snapshot)
                 outbox.enqueue(contentsOf: since)
@@ -390,6 +393,7 @@ public final class JobStore: Sendable {
             let attached = channel.state.withLock { s -> Bool in
                 guard !s.removed else { return false }
                 s.subscribers[subscriber] = outbox
+                outbox.skip(through: s.seq)
                 if let lastSeq { outbox.enqueue(Self.resumeUnavailable(jobId: jobId, lastSeq: lastSeq, seq: s.seq, now: now)) }
                 outbox.enqueue(Self.snapshot(s.aggregate, jobId: jobId, seq: s.seq, now: now, videoLimit: snapshotVideos, byteLimit: snapshotBytes))
                 return true

@@ -36,9 +36,23 @@ public final class Outbox: Sendable {
         var draining = false
         /// Writes a job's message at once if the channel takes it now (on its event loop); see `enqueueJobMessage`.
         var send: (@Sendable (OutboundMessage) -> Bool)?
-        /// The subscriber resumed from a replica further ahead and has the job's messages up to this `seq`: the job's
-        /// messages up to it are not queued (see `skip(through:)`).
+        /// The job's messages up to this `seq` are not queued for a broadcast (see `skip(through:)`).
         var skipThrough: Int64?
+
+        /// Closes as overflowed, emptying the queue: how many messages that drops (with `more` not queued), the bytes it
+        /// releases, and who is to be told.
+        mutating func overflow(dropping more: Int) -> (dropped: Int, released: Int, watcher: (@Sendable (OutboxClosure) -> Void)?) {
+            let dropped = queue.count + more
+            let released = bytes
+            queue.removeAll()
+            bytes = 0
+            closure = .overflowed
+            wake = nil  // (they hold the channel, whose pipeline holds this outbox)
+            send = nil
+            var watcher: (@Sendable (OutboxClosure) -> Void)?
+            swap(&watcher, &onClose)
+            return (dropped, released, watcher)
+        }
 
         mutating func popFirst() -> OutboundMessage? {
             guard let first = queue.popFirst() else { return nil }
@@ -101,10 +115,9 @@ public final class Outbox: Sendable {
         enqueueNow(message, ofJob: true, direct: direct)
     }
 
-    /// From now on, the job's messages up to `seq` are not queued (the subscriber resumed from a replica further
-    /// ahead and has them); the first one after it ends the skipping. `nil` ends it at once. Messages already on their
-    /// way to the event loop are judged by it too: any it drops, the subscriber has; any it lets through again (after
-    /// `nil`), the client's `seq` rule drops.
+    /// From now on, the job's messages up to `seq` are not queued for a broadcast: the subscriber has them (it resumed
+    /// from a replica further ahead), or a snapshot or replay queued now covers them — the ones still on their way to
+    /// the event loop are dropped there. The first message after `seq` ends the skipping; `nil` ends it at once.
     func skip(through seq: Int64?) {
         state.withLock { $0.skipThrough = seq }
     }
@@ -112,21 +125,8 @@ public final class Outbox: Sendable {
     /// Closes the outbox as overflowed (4001): a job's message could not be queued for it, its event loop being that
     /// far behind (see `SubscriberChannelDrain.LoopDrains`).
     func refused() {
-        var watcher: (@Sendable (OutboxClosure) -> Void)?
-        var dropped = 0
-        var released = 0
-        state.withLock { s in
-            guard s.closure == nil else { return }
-            dropped = s.queue.count + 1
-            released = s.bytes
-            s.queue.removeAll()
-            s.bytes = 0
-            s.closure = .overflowed
-            s.wake = nil
-            s.send = nil
-            swap(&watcher, &s.onClose)
-        }
-        guard dropped > 0 else { return }  // (closed already)
+        let overflow = state.withLock { s in s.closure == nil ? s.overflow(dropping: 1) : nil }
+        guard let (dropped, released, watcher) = overflow else { return }  // (closed already)
         watcher?(.overflowed)
         if released != 0 { metrics.queuedBytes.decrement(by: Double(released)) }
         metrics.sendQueueOverflows.increment()
@@ -155,6 +155,10 @@ public final class Outbox: Sendable {
             if message.isConflatable,
                 let index = s.queue.firstIndex(where: { $0.isConflatable && $0.jobId == message.jobId })
             {
+                if s.queue[index].seq >= message.seq {  // the one waiting is as new: this one is not wanted
+                    conflated = true
+                    return
+                }
                 let replaced = s.queue.remove(at: index)
                 s.bytes -= replaced.byteCount
                 byteChange -= replaced.byteCount
@@ -162,14 +166,9 @@ public final class Outbox: Sendable {
             }
             let size = message.byteCount
             if s.queue.count >= capacity || (!s.queue.isEmpty && s.bytes > byteCapacity - size) {
-                dropped = s.queue.count + 1
-                byteChange -= s.bytes
-                s.queue.removeAll()
-                s.bytes = 0
-                s.closure = .overflowed
-                s.wake = nil
-                s.send = nil
-                swap(&watcher, &s.onClose)
+                let released: Int
+                (dropped, released, watcher) = s.overflow(dropping: 1)
+                byteChange -= released
                 overflowed = true
                 return
             }
