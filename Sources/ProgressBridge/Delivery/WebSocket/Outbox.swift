@@ -117,8 +117,8 @@ public final class Outbox: Sendable {
 
     /// From now on, the job's messages up to `seq` are not queued for a broadcast: the subscriber has them (it resumed
     /// from a replica further ahead), or a snapshot or replay queued now covers them — the ones still on their way to
-    /// the event loop are dropped there. The first message after `seq` ends the skipping; `nil` ends it at once.
-    func skip(through seq: Int64?) {
+    /// the event loop are dropped there. The first message after `seq` ends the skipping.
+    func skip(through seq: Int64) {
         state.withLock { $0.skipThrough = seq }
     }
 

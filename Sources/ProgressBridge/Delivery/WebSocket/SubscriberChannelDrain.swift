@@ -112,8 +112,9 @@ enum SubscriberChannelDrain {
     /// (acknowledgements, snapshots, replays, answers) go straight to its outbox, under its own limits.
     ///
     /// The loop takes at most `postsPerRun` posts, or `deliveriesPerRun` subscribers' messages, at a time (but always
-    /// one post), so that its other work (reads, pings, timers, new connections) runs in between. One post alone is written to each subscriber at once when nothing waits before
-    /// it; several are queued first — `job.progress` conflated as in any outbox — and each subscriber then written once.
+    /// one post), so that its other work (reads, pings, timers, new connections) runs in between. One post alone is
+    /// written to each subscriber at once when nothing waits before it; several are queued first — `job.progress`
+    /// conflated as in any outbox — and each subscriber then written once.
     ///
     /// Bounded: past `maxPosts` posts, `maxDeliveries` subscribers' messages or `maxBytes` bytes of messages waiting
     /// (a loop that far behind), a post is refused and its subscribers are closed as overflowed (4001), as a subscriber
@@ -202,8 +203,8 @@ enum SubscriberChannelDrain {
             if first { loop.execute { self.run() } }
         }
 
-        /// Applies up to `postsPerRun` posts (`deliveriesPerRun` messages), then writes every subscriber woken (by them among others); once more, as
-        /// another task, if more is waiting — the loop's other work gets its turn in between.
+        /// Applies up to `postsPerRun` posts (`deliveriesPerRun` messages), then writes every subscriber woken (by them
+        /// among others); once more, as another task, if more is waiting — the loop's other work gets its turn between.
         private func run() {
             let batch = pending.withLock { p -> [Post] in
                 var count = 0
