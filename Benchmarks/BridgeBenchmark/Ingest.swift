@@ -265,11 +265,11 @@ func stagesSection(runs: Int, schemas: String) throws {
 }
 
 /// What a job's subscribers cost the applying thread: 1,000 video events (100 with 10,000 subscribers) applied to a job
-/// watched by N subscribers,
-/// their outboxes (no sockets: what is queued stays) either queued by the applying thread itself — every subscriber's
-/// outbox, under the job's lock, as the bridge did before the ninth session of 2026-12-01 — or delivered on two event
-/// loops, as a connection's outbox is now: one post per loop and event, the loops queueing it for their subscribers
-/// beside. Prints the applying thread's events/s, and (on the loops) the events/s until every subscriber has every event.
+/// watched by N subscribers, their outboxes (no sockets: what is queued stays) either queued by the applying thread
+/// itself — every subscriber's outbox, under the job's lock, as the bridge did before the ninth session of 2026-12-01 —
+/// or delivered on two event loops, as a connection's outbox is now: one post per loop and event, the loops queueing it
+/// for their subscribers beside. Prints the applying thread's events/s, and (on the loops) the events/s until every
+/// subscriber has every event.
 func watchedJobSection(runs: Int, decoder: EventDecoder) throws {
     print("\nevents of a watched job: 1,000 video events (100 with 10,000 subscribers) applied to a job with N subscribers (events/s; median in bold)")
     print("| subscribers | queued by the applying thread | posted to 2 event loops: applying thread | …: until queued for every subscriber |")
@@ -289,7 +289,7 @@ func watchedJobSection(runs: Int, decoder: EventDecoder) throws {
                 let metrics = BridgeMetrics()
                 let store = JobStore(limits: StoreLimits(maxJobs: 10), metrics: metrics)
                 let job = "job_watched_\(subscribers)_\(run)"
-                let outboxes = (0..<subscribers).map { index in
+                let outboxes = (0..<subscribers).map { _ in
                     routed
                         ? Outbox(capacity: events + 10, metrics: metrics, deliveredOn: loops.any())
                         : Outbox(capacity: events + 10, metrics: metrics)

@@ -39,10 +39,10 @@ public final class Outbox: Sendable {
         /// The job's messages up to this `seq` are not queued for a broadcast (see `skip(through:)`).
         var skipThrough: Int64?
 
-        /// Closes as overflowed, emptying the queue: how many messages that drops (with `more` not queued), the bytes it
-        /// releases, and who is to be told.
-        mutating func overflow(dropping more: Int) -> (dropped: Int, released: Int, watcher: (@Sendable (OutboxClosure) -> Void)?) {
-            let dropped = queue.count + more
+        /// Closes as overflowed, emptying the queue: how many messages that drops (the one that did not fit among them),
+        /// the bytes it releases, and who is to be told.
+        mutating func overflow() -> (dropped: Int, released: Int, watcher: (@Sendable (OutboxClosure) -> Void)?) {
+            let dropped = queue.count + 1
             let released = bytes
             queue.removeAll()
             bytes = 0
@@ -84,8 +84,7 @@ public final class Outbox: Sendable {
         self.init(capacity: capacity, byteCapacity: byteCapacity, metrics: metrics, route: SubscriberChannelDrain.LoopDrains.queue(of: eventLoop))
     }
 
-    /// Creates an outbox whose messages go through `route`, the queue of the event loop that delivers it.
-    init(capacity: Int, byteCapacity: Int = .max, metrics: BridgeMetrics, route: SubscriberChannelDrain.LoopDrains?) {
+    private init(capacity: Int, byteCapacity: Int = .max, metrics: BridgeMetrics, route: SubscriberChannelDrain.LoopDrains?) {
         self.capacity = capacity
         self.byteCapacity = byteCapacity
         self.metrics = metrics
@@ -125,7 +124,7 @@ public final class Outbox: Sendable {
     /// Closes the outbox as overflowed (4001): a job's message could not be queued for it, its event loop being that
     /// far behind (see `SubscriberChannelDrain.LoopDrains`).
     func refused() {
-        let overflow = state.withLock { s in s.closure == nil ? s.overflow(dropping: 1) : nil }
+        let overflow = state.withLock { s in s.closure == nil ? s.overflow() : nil }
         guard let (dropped, released, watcher) = overflow else { return }  // (closed already)
         watcher?(.overflowed)
         if released != 0 { metrics.queuedBytes.decrement(by: Double(released)) }
@@ -167,7 +166,7 @@ public final class Outbox: Sendable {
             let size = message.byteCount
             if s.queue.count >= capacity || (!s.queue.isEmpty && s.bytes > byteCapacity - size) {
                 let released: Int
-                (dropped, released, watcher) = s.overflow(dropping: 1)
+                (dropped, released, watcher) = s.overflow()
                 byteChange -= released
                 overflowed = true
                 return
