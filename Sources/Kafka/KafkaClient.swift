@@ -121,13 +121,22 @@ final class KafkaClientHandle: @unchecked Sendable {
     }
 }
 
-/// Runs a blocking librdkafka call on NIO's thread pool so it never blocks the cooperative pool.
-@inlinable
+/// The threads librdkafka's blocking calls wait on. Not NIO's shared pool, which has as many threads as cores (two
+/// here): a call may wait seconds on a slow broker (a metadata query, a committed-offsets look-up, a close), and two
+/// such calls hold up every other client's poll, the ingest reader's among them (`KafkaWaitPoolTests`). A bridge has about eight Kafka
+/// clients, each with a call or two waiting at most; a waiting thread costs no CPU.
+let kafkaWaitPool: NIOThreadPool = {
+    let pool = NIOThreadPool(numberOfThreads: 16)
+    pool.start()
+    return pool
+}()
+
+/// Runs a blocking librdkafka call on `kafkaWaitPool` so it never blocks the cooperative pool.
 func blocking<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
     do {
-        return try await NIOThreadPool.singleton.runIfActive { body() }
+        return try await kafkaWaitPool.runIfActive { body() }
     } catch {
-        // The singleton pool never shuts down; fall back to running inline.
+        // The pool is never shut down; fall back to running inline.
         return body()
     }
 }
