@@ -24,6 +24,7 @@ final class BridgeProcess {
         process.standardOutput = log
         process.standardError = log
         try process.run()
+        ChildProcesses.started(process.processIdentifier)
     }
 
     var pid: Int32 { process.processIdentifier }
@@ -71,6 +72,7 @@ final class BridgeProcess {
         guard process.isRunning else { return }
         process.terminate()
         process.waitUntilExit()
+        ChildProcesses.ended(pid)
     }
 
     deinit {
@@ -78,6 +80,7 @@ final class BridgeProcess {
             kill(pid, SIGKILL)
             process.waitUntilExit()
         }
+        ChildProcesses.ended(pid)
     }
 }
 

@@ -88,7 +88,11 @@ func rawFanOut(subscribers: Int, rate: Double, duration: Duration, messageBytes:
     let output = Pipe()
     child.standardOutput = output
     try child.run()
-    defer { if child.isRunning { child.terminate() } }
+    ChildProcesses.started(child.processIdentifier)
+    defer {
+        if child.isRunning { child.terminate() }
+        ChildProcesses.ended(child.processIdentifier)
+    }
 
     var servers: [Int32] = []
     var one: Int32 = 1

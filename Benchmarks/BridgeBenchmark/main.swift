@@ -66,6 +66,7 @@ if CommandLine.arguments.dropFirst().first == "rawfanout-subscribers" {
     exit(0)
 }
 let options = Options.parse()
+ChildProcesses.stopWithHarness()
 let runs = options.runs
 let seconds = options.seconds
 let cluster = try KafkaMockCluster(brokers: 1, logger: logger)
