@@ -215,6 +215,7 @@ def runtime_stage(stage, build_root, work):
                        check=True, stdout=subprocess.DEVNULL)
         log(f"debootstrap took {time.time() - started:.0f} s")
     rootfs = work / "rootfs"
+    unmount_below(rootfs)
     shutil.rmtree(rootfs, ignore_errors=True)
     subprocess.run(["cp", "-a", str(base), str(rootfs)], check=True)
     env, user, workdir, entrypoint = {"PATH": DOCKER_DEFAULT_PATH}, "0:0", "/", None
@@ -253,6 +254,24 @@ def runtime_stage(stage, build_root, work):
     if not entrypoint:
         fail("the runtime stage has no ENTRYPOINT in exec form")
     return rootfs, env, user, workdir, entrypoint
+
+
+def unmount_below(path):
+    """Unmounts whatever is mounted at or below `path`, as a run killed before its cleanup leaves /proc and /dev in the
+    root filesystem: removing the tree with the host's /dev bound into it would delete the host's device nodes."""
+    prefix = os.path.realpath(path)
+
+    def points():
+        with open("/proc/self/mountinfo") as info:
+            # The mount point is the fifth field, with spaces and the like as octal escapes (\040).
+            found = [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4]) for line in info]
+        return sorted({p for p in found if p == prefix or p.startswith(prefix + "/")}, key=len, reverse=True)
+
+    for point in points():
+        log(f"unmounting {point}, left by an earlier run")
+        subprocess.run(["umount", "-l", point], check=False)
+    if points():
+        fail(f"still mounted below {prefix}: {points()}; not removing it")
 
 
 class mounted:
@@ -359,9 +378,16 @@ def main():
     parser.add_argument("--idle-build", action="store_true",
                         help="run the build stage's commands at the kernel's idle priority (beside other work: the test run)")
     arguments = parser.parse_args()
+    # Killed (the test run's cleanup sends SIGTERM to the group), unwind: the runtime stage's finally blocks stop its
+    # bridge and unmount /proc and /dev from the root filesystem.
+    signal.signal(signal.SIGTERM, lambda number, _: sys.exit(128 + number))
     global BUILD_PRIORITY
-    if arguments.idle_build and shutil.which("chrt"):
-        BUILD_PRIORITY = ["chrt", "--idle", "0", "nice", "-n", "19"]
+    if arguments.idle_build:
+        if shutil.which("chrt") and subprocess.run(["chrt", "--idle", "0", "true"], capture_output=True).returncode == 0:
+            BUILD_PRIORITY = ["chrt", "--idle", "0", "nice", "-n", "19"]
+        else:
+            log("chrt --idle is not available here: the build stage runs at nice 19")
+            BUILD_PRIORITY = ["nice", "-n", "19"]
     work = pathlib.Path(arguments.work)
     if os.geteuid() != 0:
         fail("needs root (debootstrap, chroot, mount namespaces)")
