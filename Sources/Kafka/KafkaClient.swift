@@ -62,6 +62,8 @@ final class KafkaClientHandle: @unchecked Sendable {
     let pointer: OpaquePointer
     let status: KafkaClientStatus
     private let statusBox: Unmanaged<KafkaClientStatus>
+    /// How many times `poll` ran (for tests).
+    let pollCount = Atomic<Int>(0)
     /// Set when a consumer's close did not finish in time: destroying must not try again (it would wait as long).
     let skipConsumerClose = Atomic<Bool>(false)
     /// Set once a group consumer receives an assignment (see `KafkaGroupMembership`'s deinit).
@@ -121,6 +123,14 @@ final class KafkaClientHandle: @unchecked Sendable {
     }
 }
 
+extension KafkaClientHandle {
+    /// Serves the handle's events (delivery reports, statistics, errors), waiting up to `timeoutMs`. Blocks.
+    func poll(timeoutMs: Int32) -> Int32 {
+        pollCount.add(1, ordering: .relaxed)
+        return rd_kafka_poll(pointer, timeoutMs)
+    }
+}
+
 /// The threads librdkafka's blocking calls wait on. Not NIO's shared pool, which has as many threads as cores (two
 /// here): a call may wait seconds on a slow broker (a metadata query, a committed-offsets look-up, a close), and two
 /// such calls hold up every other client's poll, the ingest reader's among them (`KafkaWaitPoolTests`). A bridge has about eight Kafka
@@ -131,12 +141,11 @@ let kafkaWaitPool: NIOThreadPool = {
     return pool
 }()
 
-/// Runs a blocking librdkafka call on `kafkaWaitPool` so it never blocks the cooperative pool.
+/// Runs a blocking librdkafka call on `kafkaWaitPool` so it never blocks the cooperative pool — also when the
+/// task is cancelled (`runIfActive` would give up on the work item, and the call would have to run inline on the
+/// cooperative pool: shutdown is done by cancelling, and it closes consumers and writes checkpoints).
 func blocking<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-    do {
-        return try await kafkaWaitPool.runIfActive { body() }
-    } catch {
-        // The pool is never shut down; fall back to running inline.
-        return body()
+    await withCheckedContinuation { continuation in
+        kafkaWaitPool.submit { _ in continuation.resume(returning: body()) }
     }
 }
