@@ -5,6 +5,7 @@ import Synchronization
 /// A librdkafka producer. `send` waits for the broker's acknowledgement; `produce` does not.
 public final class KafkaProducer: Sendable {
     private let client: KafkaClientHandle
+    private let deliveryPoller: DeliveryPoller
 
     /// What librdkafka reported (errors, broker reachability).
     public var status: KafkaClientStatus { client.status }
@@ -17,6 +18,7 @@ public final class KafkaProducer: Sendable {
                 Unmanaged<DeliveryReport>.fromOpaque(opaque).takeRetainedValue().complete(message.pointee.err)
             }
         }
+        deliveryPoller = DeliveryPoller(client: client)
     }
 
     /// Writes one record and waits until the broker acknowledged it (or librdkafka gave up).
@@ -30,12 +32,11 @@ public final class KafkaProducer: Sendable {
             Unmanaged<DeliveryReport>.fromOpaque(opaque).release()
             throw error
         }
-        let client = self.client
-        // Delivery reports are served by rd_kafka_poll; message.timeout.ms bounds the wait.
-        while report.result == nil {
-            _ = await blocking { rd_kafka_poll(client.pointer, 10) }
-        }
-        let err = report.result!
+        // Delivery reports are served by rd_kafka_poll: by one loop however many sends wait (message.timeout.ms
+        // bounds each wait).
+        deliveryPoller.waiterAdded()
+        let err = await report.outcome()
+        deliveryPoller.waiterRemoved()
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "deliver to \(topic)") }
         client.status.markHealthy()
     }
@@ -102,8 +103,11 @@ public final class KafkaProducer: Sendable {
     /// Serves delivery reports, waiting up to `timeoutMs`.
     public func poll(timeoutMs: Int32 = 0) async {
         let client = self.client
-        _ = await blocking { rd_kafka_poll(client.pointer, timeoutMs) }
+        _ = await blocking { client.poll(timeoutMs: timeoutMs) }
     }
+
+    /// How many times librdkafka was polled for this producer's events (for tests).
+    var pollCount: Int { client.pollCount.load(ordering: .relaxed) }
 
     /// Waits until every queued record is delivered, or fails after `timeoutMs`.
     public func flush(timeoutMs: Int32) async throws(KafkaError) {
@@ -149,12 +153,73 @@ public final class KafkaProducer: Sendable {
 
 /// The outcome of one delivery, filled in by librdkafka's delivery-report callback.
 final class DeliveryReport: Sendable {
-    private let state = Mutex<rd_kafka_resp_err_t?>(nil)
+    private struct State {
+        var result: rd_kafka_resp_err_t?
+        var waiter: CheckedContinuation<rd_kafka_resp_err_t, Never>?
+    }
+    private let state = Mutex(State())
 
-    var result: rd_kafka_resp_err_t? { state.withLock { $0 } }
+    var result: rd_kafka_resp_err_t? { state.withLock { $0.result } }
 
     func complete(_ err: rd_kafka_resp_err_t) {
-        state.withLock { $0 = err }
+        let waiter = state.withLock { s in
+            s.result = err
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume(returning: err)
+    }
+
+    /// Waits for the outcome; somebody else polls librdkafka (`DeliveryPoller`).
+    func outcome() async -> rd_kafka_resp_err_t {
+        await withCheckedContinuation { continuation in
+            let known = state.withLock { s -> rd_kafka_resp_err_t? in
+                if s.result == nil { s.waiter = continuation }
+                return s.result
+            }
+            if let known { continuation.resume(returning: known) }
+        }
+    }
+}
+
+/// Serves a producer's delivery reports while any `send` waits for one: one loop on the Kafka pool, started by the
+/// first waiting send and ended when none waits — not a poll loop per waiting send, which kept as many of the
+/// pool's threads busy (commands are published 32 at a time) and queued everybody's calls behind them.
+final class DeliveryPoller: Sendable {
+    private struct State {
+        var waiting = 0
+        var polling = false
+    }
+    private let state = Mutex(State())
+    private let client: KafkaClientHandle
+
+    init(client: KafkaClientHandle) {
+        self.client = client
+    }
+
+    func waiterAdded() {
+        let start = state.withLock { s -> Bool in
+            s.waiting += 1
+            defer { s.polling = true }
+            return !s.polling
+        }
+        if start { kafkaWaitPool.submit { _ in self.run() } }
+    }
+
+    func waiterRemoved() {
+        state.withLock { $0.waiting -= 1 }
+    }
+
+    private func run() {
+        // Whether to go on is decided under the lock that `waiterAdded` takes: a send either finds the loop still
+        // running (and it polls again for it) or starts a new one.
+        while state.withLock({ s in
+            if s.waiting == 0 { s.polling = false }
+            return s.polling
+        }) {
+            // Returns as soon as it has served a report (or after 100 ms with none).
+            _ = client.poll(timeoutMs: 100)
+        }
     }
 }
 

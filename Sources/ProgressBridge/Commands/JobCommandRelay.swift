@@ -32,8 +32,8 @@ public final class JobCommandRelay: Sendable {
     /// Largest request body accepted.
     public static let maxBodyBytes = 64 * 1024
     /// Commands being published at once, over all clients; more are answered 503 at once. Each waits on Kafka's
-    /// acknowledgement, polling librdkafka from the thread pool ingest uses too: without a cap, a flood of requests
-    /// while Kafka is slow would hold ingest up.
+    /// acknowledgement (one loop serves them all) and holds its HTTP request open meanwhile: without a cap, a flood
+    /// of requests while Kafka is slow would pile up.
     public static let maxInFlight = 32
     private let inFlight = Atomic<Int>(0)
     /// How long a publish may take before the request is answered 503: the command producer's `message.timeout.ms`.
