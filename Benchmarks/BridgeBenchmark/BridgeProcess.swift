@@ -69,10 +69,10 @@ final class BridgeProcess {
 
     /// SIGTERM, then waits for the exit (the bridge checkpoints and leaves its group on the way out).
     func stop() {
+        defer { ChildProcesses.ended(pid) }  // (also when it has exited already: its pid may be reused)
         guard process.isRunning else { return }
         process.terminate()
         process.waitUntilExit()
-        ChildProcesses.ended(pid)
     }
 
     deinit {
