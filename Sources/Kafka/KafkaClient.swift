@@ -133,8 +133,8 @@ extension KafkaClientHandle {
 
 /// The threads librdkafka's blocking calls wait on. Not NIO's shared pool, which has as many threads as cores (two
 /// here): a call may wait seconds on a slow broker (a metadata query, a committed-offsets look-up, a close), and two
-/// such calls hold up every other client's poll, the ingest reader's among them (`KafkaWaitPoolTests`). A bridge has about eight Kafka
-/// clients, each with a call or two waiting at most; a waiting thread costs no CPU.
+/// such calls hold up every other client's poll, the ingest reader's among them (`KafkaWaitPoolTests`). A bridge
+/// has about eight Kafka clients, each with a call or two waiting at most; a waiting thread costs no CPU.
 let kafkaWaitPool: NIOThreadPool = {
     let pool = NIOThreadPool(numberOfThreads: 16)
     pool.start()
