@@ -144,8 +144,8 @@ let kafkaWaitPool: NIOThreadPool = {
 /// Runs a blocking librdkafka call on `kafkaWaitPool` so it never blocks the cooperative pool — also when the
 /// task is cancelled (`runIfActive` would give up on the work item, and the call would have to run inline on the
 /// cooperative pool: shutdown is done by cancelling, and it closes consumers and writes checkpoints).
-func blocking<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+func blocking<T: Sendable>(on pool: NIOThreadPool = kafkaWaitPool, _ body: @escaping @Sendable () -> T) async -> T {
     await withCheckedContinuation { continuation in
-        kafkaWaitPool.submit { _ in continuation.resume(returning: body()) }
+        pool.submit { _ in continuation.resume(returning: body()) }
     }
 }

@@ -1,5 +1,6 @@
 import CRdKafka
 import Logging
+import NIOPosix
 import Synchronization
 
 /// Reads chosen partitions from chosen offsets without joining a consumer group and without ever committing:
@@ -11,6 +12,9 @@ public final class KafkaPartitionReader: Sendable {
     private let closed = Atomic<Bool>(false)
     private let maxBatch: Int
     private let pollTimeoutMs: Int32
+    /// The thread this reader's polls wait on, its own: a batch's records are taken and copied on the same thread
+    /// every time, not on whichever of the Kafka pool's threads is free.
+    private let pollThread: NIOThreadPool
 
     var clientHandle: KafkaClientHandle { client }
 
@@ -37,6 +41,8 @@ public final class KafkaPartitionReader: Sendable {
         client = try KafkaClientHandle(type: RD_KAFKA_CONSUMER, properties: effective, logger: logger)
         rd_kafka_poll_set_consumer(client.pointer)
         queue = QueueHandle(rd_kafka_queue_get_consumer(client.pointer)!, owner: client)
+        pollThread = NIOThreadPool(numberOfThreads: 1)
+        pollThread.start()
     }
 
     /// Which of `topics` the cluster does not have (from its metadata).
@@ -114,7 +120,7 @@ public final class KafkaPartitionReader: Sendable {
         let status = client.status
         let timeout = pollTimeoutMs
         let size = maxBatch
-        return await blocking { KafkaClientHandle.consumeBatch(queue, timeoutMs: timeout, size: size, status: status) }
+        return await blocking(on: pollThread) { KafkaClientHandle.consumeBatch(queue, timeoutMs: timeout, size: size, status: status) }
     }
 
     /// Calls `body` for the records of `partition` at offsets `from ..< to` (those still kept), in order.
@@ -177,5 +183,6 @@ public final class KafkaPartitionReader: Sendable {
 
     deinit {
         if !closed.load(ordering: .acquiring) { _ = rd_kafka_consumer_close(client.pointer) }
+        pollThread.shutdownGracefully { _ in }
     }
 }

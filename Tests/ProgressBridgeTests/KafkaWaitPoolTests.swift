@@ -48,4 +48,35 @@ struct KafkaWaitPoolTests {
         }
         await reader.close()
     }
+
+    /// A reader's polls wait on a thread of its own: with every thread of the shared pool busy (more waiting calls
+    /// than it has), the ingest poll still runs at once.
+    @Test func aReadersPollDoesNotWaitForTheSharedPool() async throws {
+        let logger = Logger(label: "test")
+        let cluster = try KafkaMockCluster(brokers: 1, logger: logger)
+        try cluster.createTopic("own.events", partitions: 1)
+        let reader = try KafkaPartitionReader(bootstrapServers: cluster.bootstrapServers, pollTimeoutMs: 100, logger: logger)
+        try await reader.assign([TopicPartitionOffset(topic: "own.events", partition: 0, offset: 0)])
+        let absent = try KafkaProducer(configuration: .init(bootstrapServers: "127.0.0.1:1"), logger: logger)
+        let waiters = 20  // more than the shared pool's 16 threads
+        let waitMs: Int32 = 3_000
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            let started = ContinuousClock.now
+            for _ in 0..<waiters {
+                group.addTask { _ = await absent.topicError("own.events", timeoutMs: waitMs) }
+            }
+            try await Task.sleep(for: .milliseconds(300))  // the shared pool's threads are all waiting
+            let pollStarted = ContinuousClock.now
+            _ = await reader.poll()
+            let pollTook = ContinuousClock.now - pollStarted
+            try await group.waitForAll()
+            let waitersTook = ContinuousClock.now - started
+            // 20 waits of 3 s on 16 threads take two turns (or the shared pool was not full, and this proves nothing).
+            #expect(waitersTook >= .milliseconds(2 * Int(waitMs) - 500), "the metadata queries took \(waitersTook)")
+            // (On the shared pool the poll waits for a waiter to finish: 2.7 s at least.)
+            #expect(pollTook < .seconds(2), "a 100 ms poll took \(pollTook) behind \(waiters) waiting calls")
+        }
+        await reader.close()
+    }
 }
