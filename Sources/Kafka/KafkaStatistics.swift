@@ -20,6 +20,8 @@ enum KafkaStatisticsDecoder {
     private struct Broker: Decodable {
         let nodeid: Int32
         let state: String
+        /// `learned`, `configured`, `internal` or `logical`.
+        let source: String?
         let rtt: Window?
     }
 
@@ -28,11 +30,13 @@ enum KafkaStatisticsDecoder {
         let cnt: Int64
     }
 
-    /// The real brokers (bootstrap and coordinator pseudo-entries have no node id), by node id;
-    /// nil for a document that is not librdkafka's statistics.
+    /// The real brokers, by node id; nil for a document that is not librdkafka's statistics. Left out: bootstrap and
+    /// internal entries (no node id), and logical ones — the group coordinator's entry takes the node id of the
+    /// broker it stands for, so a node id appeared twice, in the dictionary's (random) order, and the coordinator's
+    /// quiet connection could stand for the broker's round trip.
     static func brokers(_ json: [UInt8]) -> [KafkaBrokerStatistics]? {
         guard let statistics = try? JSONDecoder().decode(Statistics.self, from: Data(json)) else { return nil }
-        return statistics.brokers.values.filter { $0.nodeid >= 0 }
+        return statistics.brokers.values.filter { $0.nodeid >= 0 && $0.source != "logical" }
             .map { broker in
                 // librdkafka reports microseconds, and an empty window as zero.
                 let rtt = broker.rtt.flatMap { $0.cnt > 0 ? Double($0.avg) / 1_000_000 : nil }
