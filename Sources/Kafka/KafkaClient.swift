@@ -141,9 +141,10 @@ let kafkaWaitPool: NIOThreadPool = {
     return pool
 }()
 
-/// Runs a blocking librdkafka call on `kafkaWaitPool` so it never blocks the cooperative pool — also when the
-/// task is cancelled (`runIfActive` would give up on the work item, and the call would have to run inline on the
-/// cooperative pool: shutdown is done by cancelling, and it closes consumers and writes checkpoints).
+/// Runs a blocking librdkafka call on `pool` (the shared Kafka pool unless a reader passes its own thread) so it
+/// never blocks the cooperative pool — also when the task is cancelled (`runIfActive` would give up on the work
+/// item, and the call would have to run inline on the cooperative pool: shutdown is done by cancelling, and it
+/// closes consumers and writes checkpoints).
 func blocking<T: Sendable>(on pool: NIOThreadPool = kafkaWaitPool, _ body: @escaping @Sendable () -> T) async -> T {
     await withCheckedContinuation { continuation in
         pool.submit { _ in continuation.resume(returning: body()) }
