@@ -82,11 +82,32 @@ public enum JSONValue: Sendable, Hashable {
         // (every event's `type` against its enum and its discriminated branches).
         guard a.utf8.count == b.utf8.count else { return false }
         if let equal = a.utf8.withContiguousStorageIfAvailable({ pa in
-            b.utf8.withContiguousStorageIfAvailable { pb in pa.elementsEqual(pb) }
+            b.utf8.withContiguousStorageIfAvailable { pb in sameBytes(pa, pb) }
         }), let equal {
             return equal
         }
         return a.utf8.elementsEqual(b.utf8)
+    }
+
+    /// Whether two buffers of the same length hold the same bytes, compared eight at a time (`elementsEqual` went
+    /// byte by byte: ~10 % of validating an event, which compares its `type` with an enum's and a discriminator's).
+    @usableFromInline
+    static func sameBytes(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        let count = a.count
+        guard count == b.count else { return false }
+        guard count > 0, let pa = a.baseAddress, let pb = b.baseAddress else { return true }
+        let ra = UnsafeRawPointer(pa)
+        let rb = UnsafeRawPointer(pb)
+        var offset = 0
+        while offset + 8 <= count {
+            if ra.loadUnaligned(fromByteOffset: offset, as: UInt64.self) != rb.loadUnaligned(fromByteOffset: offset, as: UInt64.self) { return false }
+            offset += 8
+        }
+        while offset < count {
+            if pa[offset] != pb[offset] { return false }
+            offset += 1
+        }
+        return true
     }
 
     /// The member `key` of an object, or `nil`.

@@ -29,6 +29,27 @@ struct ValidatorTests {
         #expect(!v.validate(.string("e\u{301}")).isValid && !v.validate(.string("video.update")).isValid)
     }
 
+    /// Strings of equal length are compared eight bytes at a time, then byte by byte: a difference in any byte, of
+    /// every length around the word's (small strings and heap strings alike), makes them unequal — for `enum` on the
+    /// flat path too.
+    @Test func aDifferenceInAnyByteTellsStringsApart() throws {
+        var checked = 0
+        for length in 1...40 {
+            let base = String((0..<length).map { Character(UnicodeScalar(UInt8(ascii: "a") + UInt8($0 % 26))) })
+            let v = try validator(#"{"enum":["\#(base)"]}"#)
+            #expect(JSONValue.sameCodePoints(base, String(Array(base))) && v.isValid(.string(base)))
+            for place in 0..<length {
+                var bytes = Array(base.utf8)
+                bytes[place] = UInt8(ascii: "Z")
+                let other = String(decoding: bytes, as: UTF8.self)
+                #expect(!JSONValue.sameCodePoints(base, other) && !JSONValue.sameCodePoints(other, base), "\(length) \(place)")
+                #expect(!v.isValid(.string(other)), "\(length) \(place)")
+                checked += 1
+            }
+        }
+        #expect(checked == 820)
+    }
+
     @Test func basicOutputNamesInstanceKeywordAndSchemaLocations() throws {
         let v = try validator(#"{"type":"object","properties":{"n":{"type":"integer","minimum":0}},"required":["id"]}"#)
         let result = v.validate(try JSONParser().parse(#"{"n":-1}"#))
