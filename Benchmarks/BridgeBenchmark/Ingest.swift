@@ -117,6 +117,21 @@ func rawConsume(bootstrap: String, topic: String, partitions: Int32, total: Int)
     return IngestRate(eventsPerSecond: events / seconds(elapsed), cpuMicrosecondsPerEvent: (harnessCPUSeconds() - cpuAtStart) * 1e6 / events)
 }
 
+/// `CLOCK_MONOTONIC` in seconds: the clock of `perf record -k CLOCK_MONOTONIC`, so that a window can be profiled alone.
+func monotonicSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+}
+
+/// With `BRIDGE_BENCHMARK_WINDOWS` set, prints a measured window as `perf report --time` takes it (start,end in
+/// seconds of `CLOCK_MONOTONIC`), to profile only the bridge's own work:
+/// `perf record -k CLOCK_MONOTONIC -g -- bridge-benchmark ingest`, then `perf report --time <start>,<end>`.
+func printProfilingWindow(_ label: String, from start: Double) {
+    guard ProcessInfo.processInfo.environment["BRIDGE_BENCHMARK_WINDOWS"] != nil else { return }
+    print(String(format: "window %@: %.6f,%.6f", label, start, monotonicSeconds()))
+}
+
 func seconds(_ duration: Duration) -> Double {
     Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
 }
@@ -159,9 +174,11 @@ func bridgeIngest(
             while store.trackedJobs == 0 { try await Task.sleep(for: .milliseconds(1)) }
             let firstApplied = ContinuousClock.now
             let cpuAtStart = harnessCPUSeconds()
+            let windowStart = monotonicSeconds()
             while store.readAll({ $0.state == .completed ? 1 : nil }).count < workload.jobs {
                 try await Task.sleep(for: .milliseconds(5))
             }
+            printProfilingWindow("ingest \(workload.name)", from: windowStart)
             return Timing(startup: firstApplied - launched, ingest: .now - firstApplied, cpuSeconds: harnessCPUSeconds() - cpuAtStart)
         }
         var result: Timing?
