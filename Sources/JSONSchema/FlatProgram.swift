@@ -23,6 +23,8 @@ final class FlatProgram: @unchecked Sendable {
     private let formats: [FormatAssertion]
     private let fallbacks: [FlatFallback]
     private let root: Int32
+    /// The member names and string constants the schemas name (what a parser may hand out ready-made).
+    let literalStrings: [String]
 
     /// Flattens the graph under `root`, or returns nil when it needs the detailed evaluator.
     init?(root: SchemaNode, tracksScope: Bool) {
@@ -38,6 +40,7 @@ final class FlatProgram: @unchecked Sendable {
         _ = regexes.initialize(from: builder.regexes)
         formats = builder.formats
         fallbacks = builder.fallbacks
+        literalStrings = builder.strings.values + builder.values.compactMap { if case .string(let s) = $0 { s } else { nil } }
     }
 
     private static func copy<T>(_ array: [T]) -> UnsafeMutableBufferPointer<T> {

@@ -36,10 +36,13 @@ public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertibl
 public struct JSONParser: Sendable {
     /// The limits this parser enforces.
     public let limits: JSONParserLimits
+    /// Strings handed out as they are, not made again, when a document spells them (see `KnownStrings`).
+    public let knownStrings: KnownStrings
 
-    /// Creates a parser with the given limits.
-    public init(limits: JSONParserLimits = .init()) {
+    /// Creates a parser with the given limits, handing out `knownStrings` where a document spells one.
+    public init(limits: JSONParserLimits = .init(), knownStrings: KnownStrings = .none) {
         self.limits = limits
+        self.knownStrings = knownStrings
     }
 
     /// Parses one JSON document from `bytes`.
@@ -63,7 +66,7 @@ public struct JSONParser: Sendable {
         if buffer.count > limits.maxBytes {
             throw JSONParseError(kind: .tooLarge, offset: limits.maxBytes, detail: "document is \(buffer.count) bytes, more than the limit of \(limits.maxBytes)")
         }
-        var reader = Reader(bytes: buffer, maxDepth: limits.maxDepth)
+        var reader = Reader(bytes: buffer, maxDepth: limits.maxDepth, known: knownStrings.isEmpty ? nil : knownStrings)
         reader.skipWhitespace()
         if reader.atEnd { throw JSONParseError(kind: .empty, offset: 0, detail: "empty document") }
         let value = try reader.parseValue(depth: 0)
@@ -78,11 +81,13 @@ public struct JSONParser: Sendable {
 private struct Reader {
     let bytes: UnsafeBufferPointer<UInt8>
     let maxDepth: Int
+    let known: KnownStrings?
     var index = 0
 
-    init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
+    init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int, known: KnownStrings?) {
         self.bytes = bytes
         self.maxDepth = maxDepth
+        self.known = known
     }
 
     var atEnd: Bool { index >= bytes.count }
@@ -251,7 +256,10 @@ private struct Reader {
             if byte == UInt8(ascii: "\"") {
                 let slice = UnsafeBufferPointer(rebasing: bytes[start..<index])
                 index += 1
-                if ascii { return String(decoding: slice, as: UTF8.self) }
+                if ascii {
+                    if let known, let string = known.string(in: bytes, from: start, count: slice.count) { return string }
+                    return String(decoding: slice, as: UTF8.self)
+                }
                 guard let string = String(validating: slice, as: UTF8.self) else {
                     throw JSONParseError(kind: .invalidUTF8, offset: start, detail: "string is not valid UTF-8")
                 }

@@ -31,6 +31,9 @@ public struct JSONSchemaValidator: Sendable {
     private let tracksScope: Bool
     /// The flat form for `isValid`, when the schema allows one (see `FlatProgram`).
     private let program: FlatProgram?
+    /// The member names and string constants of the flat form's schemas, for a parser to hand out ready-made
+    /// (`JSONParser(knownStrings:)`); none without a flat form.
+    public let knownStrings: KnownStrings
     /// The URI of the schema this validator checks against.
     public let schemaURI: String
 
@@ -41,6 +44,7 @@ public struct JSONSchemaValidator: Sendable {
         self.nodes = Array(compiler.nodes.values)
         self.tracksScope = compiler.usesDynamicScope
         self.program = options.flatProgram ? FlatProgram(root: root, tracksScope: tracksScope) : nil
+        self.knownStrings = program.map { KnownStrings($0.literalStrings) } ?? .none
         self.schemaURI = uri
     }
 

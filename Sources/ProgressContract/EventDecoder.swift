@@ -14,7 +14,8 @@ public struct EventDecoder: Sendable {
     /// Creates a decoder that validates against the envelope schema compiled in `validator`.
     public init(validator: JSONSchemaValidator, limits: JSONParserLimits = .init(maxDepth: 32, maxBytes: 256 * 1024)) {
         self.validator = validator
-        self.parser = JSONParser(limits: limits)
+        // The contract's member names and enum values are made once, not for every event.
+        self.parser = JSONParser(limits: limits, knownStrings: validator.knownStrings)
     }
 
     /// Decodes and validates one message value.
