@@ -6,8 +6,7 @@ import Foundation
 
 /// A compiled `pattern`: `ECMAPattern` for the common subset of ECMA-262; ICU (through
 /// `NSRegularExpression`) for the rest, with the translation below for the classes that differ.
-/// A class, immutable: passed around and stored in schema tables by one reference, never copied field by field.
-final class ECMARegex: @unchecked Sendable {
+struct ECMARegex: @unchecked Sendable {
     // NSRegularExpression is immutable and documented as safe to share between threads.
     private let regex: NSRegularExpression?
     /// Our own engine, used whenever the pattern is within its subset (fast, no bridging).

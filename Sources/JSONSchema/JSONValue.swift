@@ -95,7 +95,8 @@ public enum JSONValue: Sendable, Hashable {
     static func sameBytes(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
         let count = a.count
         guard count == b.count else { return false }
-        guard count > 0, let pa = a.baseAddress, let pb = b.baseAddress else { return true }
+        guard count > 0 else { return true }
+        guard let pa = a.baseAddress, let pb = b.baseAddress else { return false }  // (not for a non-empty buffer)
         let ra = UnsafeRawPointer(pa)
         let rb = UnsafeRawPointer(pb)
         var offset = 0

@@ -2,8 +2,8 @@
 /// enum values a schema knows repeat in every event, and making a fresh `String` for each (a check that the bytes are
 /// ASCII, then a copy) costs more than this look-up (parsing the contract's events: 5.5 % fewer instructions).
 ///
-/// Immutable once made, so one table serves every parser and thread. Strings longer than 16 bytes, or not ASCII, are
-/// left out: a look-up compares two words and a length.
+/// Immutable once made, so one table serves every parser and thread. Empty strings, strings longer than 16 bytes and
+/// strings that are not ASCII are left out: a look-up compares two words and a length.
 public struct KnownStrings: Sendable {
     private struct Slot {
         var head: UInt64
@@ -18,7 +18,7 @@ public struct KnownStrings: Sendable {
     /// Whether there are none (a parser then does not look).
     let isEmpty: Bool
 
-    /// The longest string kept.
+    /// The longest string kept: two words (the look-up's layout, not a setting).
     static let maxLength = 16
 
     /// No strings: every look-up misses.
@@ -41,10 +41,11 @@ public struct KnownStrings: Sendable {
         self.isEmpty = kept.isEmpty
     }
 
-    /// The known string that `document[start ..< start + count]` spells (the caller knows it to be ASCII), or `nil`.
+    /// The known string that `document[start ..< start + count]` spells, or `nil`. The range must lie in `document`.
     @inline(__always)
     func string(in document: UnsafeBufferPointer<UInt8>, from start: Int, count: Int) -> String? {
         guard count <= Self.maxLength, count > 0 else { return nil }
+        assert(start >= 0 && start + count <= document.count)
         let words: (head: UInt64, tail: UInt64, count: Int)
         if start + 16 <= document.count, let base = document.baseAddress {
             // Two loads, the bytes past the string masked off (they are the document's, so there to read).

@@ -49,6 +49,16 @@ struct KnownStringsTests {
             found += 1
         }
         #expect(found == 7)
+        // Every length a table keeps, on both ways of reading.
+        let lengths = (1...16).map { length in String((0..<length).map { Character(UnicodeScalar(UInt8(ascii: "a") + UInt8(($0 * 7 + length) % 26))) }) }
+        let byLength = KnownStrings(lengths)
+        for word in lengths {
+            let inside = Array(("[\"" + word + "\"," + String(repeating: " ", count: 20) + "]").utf8).withUnsafeBufferPointer {
+                byLength.string(in: $0, from: 2, count: word.utf8.count)
+            }
+            let atEnd = Array(word.utf8).withUnsafeBufferPointer { byLength.string(in: $0, from: 0, count: $0.count) }
+            #expect(inside == word && atEnd == word, "\(word)")
+        }
         #expect(lookUp("é") == nil)
         #expect(lookUp(String(repeating: "x", count: 17)) == nil)
         #expect(lookUp("typ") == nil)
