@@ -52,9 +52,7 @@ public struct JobAggregate: Sendable {
     /// Event time of the earliest transition to `running`.
     public private(set) var startedAt: Int64?
     public private(set) var eventsApplied = 0
-    private var seenEventIds = Set<RememberedEventId>()
-    private var seenOrder: [RememberedEventId] = []
-    private var seenHead = 0
+    private var recentEventIds = RecentEventIds()
     /// Configuration, not state: never encoded.
     public private(set) var limits = AggregateLimits()
 
@@ -101,19 +99,17 @@ public struct JobAggregate: Sendable {
 
     private mutating func apply(_ event: ProgressEvent, viewing: Bool, view: inout VideoView?) -> ApplyOutcome {
         precondition(event.jobId == jobId, "event of another job")
-        // Remembered at once (one look-up, not a look and an insert), and forgotten again if refused.
+        // Its id hashed once, for the look-up now and the remembering below.
         let eventId = RememberedEventId(event.eventId)
-        guard seenEventIds.insert(eventId).inserted else { return .duplicate }
+        guard !recentEventIds.contains(eventId) else { return .duplicate }
         let stamp = EventStamp(event)
         if case .rejected(let rejection) = checkTransition(event, stamp) {
-            seenEventIds.remove(eventId)
             return .rejected(rejection)
         }
         if let id = event.payload.videoId, videos.count >= limits.maxVideos, videos[id] == nil {
-            seenEventIds.remove(eventId)
             return .rejected(Rejection(.limitExceeded, "job \(jobId) already has \(videos.count) videos, the most one job may have (--max-videos-per-job)"))
         }
-        remember(eventId)
+        recentEventIds.remember(eventId, limit: limits.maxEventIds)
         eventsApplied = eventsApplied.adding(saturating: 1)
         firstEventAt = min(firstEventAt, event.occurredAt)
         lastEventAt = max(lastEventAt, event.occurredAt)
@@ -185,17 +181,6 @@ public struct JobAggregate: Sendable {
         return .applied
     }
 
-    /// Keeps `eventId` (already in `seenEventIds`) in the order of arrival, forgetting the oldest beyond the limit.
-    private mutating func remember(_ eventId: RememberedEventId) {
-        if seenOrder.count < limits.maxEventIds {
-            seenOrder.append(eventId)
-        } else {
-            seenEventIds.remove(seenOrder[seenHead])
-            seenOrder[seenHead] = eventId
-            seenHead = (seenHead + 1) % seenOrder.count
-        }
-    }
-
     private mutating func setState(_ next: JobState, _ stamp: EventStamp) {
         if next == .running { startedAt = min(startedAt ?? stamp.occurredAt, stamp.occurredAt) }
         stateField.offer(next, stamp)
@@ -245,12 +230,9 @@ public struct JobAggregate: Sendable {
     /// A copy that remembers only the latest `keep` event ids, to keep snapshots small. Older
     /// redeliveries are still harmless: applying is idempotent (only `events_applied` would count them).
     public func compacted(keepingEventIds keep: Int) -> JobAggregate {
-        guard seenOrder.count > keep else { return self }
+        guard recentEventIds.count > keep else { return self }
         var copy = self
-        let ordered = Array(seenOrder[seenHead...] + seenOrder[..<seenHead])
-        copy.seenOrder = Array(ordered.suffix(keep))
-        copy.seenEventIds = Set(copy.seenOrder)
-        copy.seenHead = 0
+        copy.recentEventIds.keepLatest(keep)
         return copy
     }
 
@@ -297,11 +279,8 @@ extension JobAggregate: Codable {
         lastEventAt = try c.decode(Int64.self, forKey: .lastEventAt)
         startedAt = try c.decodeIfPresent(Int64.self, forKey: .startedAt)
         eventsApplied = min(max(0, try c.decode(Int.self, forKey: .eventsApplied)), 9_007_199_254_740_991)
-        seenOrder = try c.decode([String].self, forKey: .seenOrder).map(RememberedEventId.init)
-        let head = try c.decode(Int.self, forKey: .seenHead)
-        // A record from outside: an index out of range would trap on the next event.
-        seenHead = seenOrder.indices.contains(head) ? head : 0
-        seenEventIds = Set(seenOrder)
+        // A record from outside: a head out of range counts as 0 (it would trap on the next event).
+        recentEventIds = RecentEventIds(ring: try c.decode([String].self, forKey: .seenOrder), head: try c.decode(Int.self, forKey: .seenHead))
         var restored: [String: VideoProgress] = [:]
         for video in try c.decodeIfPresent([VideoProgress].self, forKey: .videos) ?? [] where video.jobId == jobId { restored[video.id] = video }
         videos = restored
@@ -325,25 +304,8 @@ extension JobAggregate: Codable {
         try c.encode(lastEventAt, forKey: .lastEventAt)
         try c.encodeIfPresent(startedAt, forKey: .startedAt)
         try c.encode(eventsApplied, forKey: .eventsApplied)
-        try c.encode(seenOrder.map(\.id), forKey: .seenOrder)
-        try c.encode(seenHead, forKey: .seenHead)
+        try c.encode(recentEventIds.ring.map(\.id), forKey: .seenOrder)
+        try c.encode(recentEventIds.head, forKey: .seenHead)
         if !videos.isEmpty { try c.encode(Array(videos.values), forKey: .videos) }
     }
-}
-
-/// An event id remembered for recognising duplicates, with its hash taken once. Past the limit every applied event
-/// forgets the oldest id, and a set's removal re-hashes the entries after the freed slot (as growing re-hashes them
-/// all): with the hash kept, those hash a number, not the id's bytes again (`perf`: forgetting was ~3 % of ingest).
-struct RememberedEventId: Hashable, Sendable {
-    let id: String
-    private let hash: Int
-
-    init(_ id: String) {
-        self.id = id
-        self.hash = id.hashValue
-    }
-
-    static func == (a: Self, b: Self) -> Bool { a.hash == b.hash && a.id == b.id }
-
-    func hash(into hasher: inout Hasher) { hasher.combine(hash) }
 }
