@@ -24,7 +24,8 @@ public struct KnownStrings: Sendable {
     /// No strings: every look-up misses.
     public static let none = KnownStrings([])
 
-    /// A table of `strings` (those longer than 16 bytes or not ASCII are left out; repeats are kept once).
+    /// A table of `strings` (empty ones, those longer than 16 bytes and those not ASCII are left out; repeats are kept
+    /// once).
     public init(_ strings: some Sequence<String>) {
         let kept = Set(strings.filter { (1...Self.maxLength).contains($0.utf8.count) && $0.utf8.allSatisfy { $0 < 0x80 } })
         var size = 8

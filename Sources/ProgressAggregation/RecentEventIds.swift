@@ -14,11 +14,12 @@ struct RecentEventIds: Sendable {
 
     init() {}
 
-    /// The ids `ring`, oldest at `head` (as a job's record keeps them; a `head` out of range counts as 0). A repeated
-    /// id is remembered until its oldest place is forgotten.
+    /// The ids `ring`, oldest at `head` (as a job's record keeps them; a `head` out of range counts as 0), kept
+    /// oldest first from here on (so that ids remembered next follow them even under a higher limit). A repeated id
+    /// is remembered until its oldest place is forgotten.
     init(ring ids: [String], head: Int) {
-        ring = ids.map(RememberedEventId.init)
-        self.head = ring.indices.contains(head) ? head : 0
+        let start = ids.indices.contains(head) ? head : 0
+        ring = (ids[start...] + ids[..<start]).map(RememberedEventId.init)
         rebuildIndex()
     }
 

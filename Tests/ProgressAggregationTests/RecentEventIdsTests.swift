@@ -54,7 +54,10 @@ struct RecentEventIdsTests {
         #expect(ids.contains(RememberedEventId("a")))
         ids.remember(RememberedEventId("d"), limit: 4)  // forgets the oldest "a", and with it "a"
         #expect(!ids.contains(RememberedEventId("a")) && ids.contains(RememberedEventId("b")) && ids.contains(RememberedEventId("d")))
-        let wrapped = RecentEventIds(ring: ["x", "y", "z"], head: 1)
+        // Oldest first from here on: an id remembered next under a higher limit comes after them all.
+        var wrapped = RecentEventIds(ring: ["x", "y", "z"], head: 1)
         #expect(wrapped.inOrder.map(\.id) == ["y", "z", "x"])
+        wrapped.remember(RememberedEventId("w"), limit: 10)
+        #expect(wrapped.inOrder.map(\.id) == ["y", "z", "x", "w"] && wrapped.head == 0)
     }
 }
