@@ -135,10 +135,12 @@ struct SocketSubscriberEngineTests {
         }
         try await engine.subscribe(index: 0, job: 0, jobId: "j", connectionId: "c")
         try await Task.sleep(for: .milliseconds(300))  // the flood is on
+        // An engine whose thread the flood holds answers only once the flood ends (up to 5 s); one that does not,
+        // at once — under the parallel suite on two busy cores, a fresh-clone run measured 1.3 s, so 2.5 s is the bound.
         for _ in 0..<5 {
             let start = ContinuousClock.now
             _ = await engine.onEveryRecorder { $0.takeInterval() }
-            #expect(ContinuousClock.now - start < .seconds(1))
+            #expect(ContinuousClock.now - start < .milliseconds(2_500))
         }
         stop.store(true, ordering: .relaxed)
         await engine.closeAll()
