@@ -66,7 +66,7 @@ public struct JSONParser: Sendable {
         if buffer.count > limits.maxBytes {
             throw JSONParseError(kind: .tooLarge, offset: limits.maxBytes, detail: "document is \(buffer.count) bytes, more than the limit of \(limits.maxBytes)")
         }
-        var reader = Reader(bytes: buffer, maxDepth: limits.maxDepth, known: knownStrings.isEmpty ? nil : knownStrings)
+        var reader = Reader(bytes: buffer, maxDepth: limits.maxDepth, known: knownStrings)
         reader.skipWhitespace()
         if reader.atEnd { throw JSONParseError(kind: .empty, offset: 0, detail: "empty document") }
         let value = try reader.parseValue(depth: 0)
@@ -81,13 +81,16 @@ public struct JSONParser: Sendable {
 private struct Reader {
     let bytes: UnsafeBufferPointer<UInt8>
     let maxDepth: Int
-    let known: KnownStrings?
+    /// Not optional: unwrapping an optional table for every string retained and released it.
+    let known: KnownStrings
+    let useKnown: Bool
     var index = 0
 
-    init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int, known: KnownStrings?) {
+    init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int, known: KnownStrings) {
         self.bytes = bytes
         self.maxDepth = maxDepth
         self.known = known
+        self.useKnown = !known.isEmpty
     }
 
     var atEnd: Bool { index >= bytes.count }
@@ -242,13 +245,22 @@ private struct Reader {
         let start = index
         // Fast path: no escapes; validate UTF-8 once over the slice (ASCII needs no validation).
         var ascii = true
-        // Eight bytes at a time while none of them is a quote, a backslash, a control character or non-ASCII (the
-        // byte loop below decides about those): most of an event's strings are plain ASCII.
+        // Eight bytes at a time while none of them is a quote, a backslash, a control character or non-ASCII; at the
+        // first word with one, straight to it (most of an event's strings are plain ASCII and end in that word).
         if let base = bytes.baseAddress {
             while index + 8 <= bytes.count {
-                let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
-                if Self.hasSpecialByte(word) { break }
-                index += 8
+                let word = UInt64(littleEndian: UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self))
+                let special = Self.specialBytes(word)
+                if special == 0 {
+                    index += 8
+                    continue
+                }
+                index += special.trailingZeroBitCount >> 3
+                if base[index] == UInt8(ascii: "\"") {
+                    index += 1
+                    return plainString(from: start, count: index - 1 - start)
+                }
+                break  // a backslash, a control character or non-ASCII: the byte loop below decides
             }
         }
         while index < bytes.count {
@@ -256,10 +268,7 @@ private struct Reader {
             if byte == UInt8(ascii: "\"") {
                 let slice = UnsafeBufferPointer(rebasing: bytes[start..<index])
                 index += 1
-                if ascii {
-                    if let known, let string = known.string(in: bytes, from: start, count: slice.count) { return string }
-                    return String(decoding: slice, as: UTF8.self)
-                }
+                if ascii { return plainString(from: start, count: slice.count) }
                 guard let string = String(validating: slice, as: UTF8.self) else {
                     throw JSONParseError(kind: .invalidUTF8, offset: start, detail: "string is not valid UTF-8")
                 }
@@ -320,15 +329,23 @@ private struct Reader {
         throw error(.unexpectedEnd, "unterminated string")
     }
 
-    /// Whether any byte of `word` is `"`, `\\`, below 0x20 or above 0x7F (the classic "has a zero byte" and "has a byte
-    /// less than n" tests, exact as to whether there is one).
+    /// The ASCII string without escapes at `bytes[start ..< start + count]`: a known one if it spells one.
     @inline(__always)
-    static func hasSpecialByte(_ word: UInt64) -> Bool {
+    func plainString(from start: Int, count: Int) -> String {
+        if useKnown, let string = known.string(in: bytes, from: start, count: count) { return string }
+        return String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<(start + count)]), as: UTF8.self)
+    }
+
+    /// The high bit of each byte of `word` (little-endian) that is `"`, `\\`, below 0x20 or above 0x7F — exact up to
+    /// and including the first such byte (the classic "has a zero byte" and "has a byte less than n" tests: a borrow
+    /// can mark bytes above a true one, never below), so `trailingZeroBitCount / 8` is that byte's position.
+    @inline(__always)
+    static func specialBytes(_ word: UInt64) -> UInt64 {
         let ones: UInt64 = 0x0101_0101_0101_0101
         let highs: UInt64 = 0x8080_8080_8080_8080
-        func hasZeroByte(_ x: UInt64) -> Bool { (x &- ones) & ~x & highs != 0 }
-        let control = (word &- 0x2020_2020_2020_2020) & ~word & highs != 0
-        return word & highs != 0 || control || hasZeroByte(word ^ (ones &* 0x22)) || hasZeroByte(word ^ (ones &* 0x5C))
+        func zeroBytes(_ x: UInt64) -> UInt64 { (x &- ones) & ~x & highs }
+        let control = (word &- 0x2020_2020_2020_2020) & ~word & highs
+        return (word & highs) | control | zeroBytes(word ^ (ones &* 0x22)) | zeroBytes(word ^ (ones &* 0x5C))
     }
 
     mutating func parseHex4() throws(JSONParseError) -> UInt32 {

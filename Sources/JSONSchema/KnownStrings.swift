@@ -5,15 +5,16 @@
 /// Immutable once made, so one table serves every parser and thread. Empty strings, strings longer than 16 bytes and
 /// strings that are not ASCII are left out: a look-up compares two words and a length.
 public struct KnownStrings: Sendable {
-    private struct Slot {
+    /// A slot's key: plain words, so probing copies nothing that is reference-counted (`count` 0: empty slot).
+    private struct Key {
         var head: UInt64
         var tail: UInt64
         var count: Int
-        var string: String
     }
 
-    /// Open addressing, a power of two long, at most a quarter full.
-    private let slots: [Slot?]
+    /// Open addressing, a power of two long, at most a quarter full; `strings[i]` is the string of `keys[i]`.
+    private let keys: [Key]
+    private let strings: [String]
     private let mask: Int
     /// Whether there are none (a parser then does not look).
     let isEmpty: Bool
@@ -30,14 +31,17 @@ public struct KnownStrings: Sendable {
         let kept = Set(strings.filter { (1...Self.maxLength).contains($0.utf8.count) && $0.utf8.allSatisfy { $0 < 0x80 } })
         var size = 8
         while size < kept.count * 4 { size *= 2 }
-        var slots = [Slot?](repeating: nil, count: size)
+        var keys = [Key](repeating: Key(head: 0, tail: 0, count: 0), count: size)
+        var table = [String](repeating: "", count: size)
         for string in kept.sorted() {
             let words = Array(string.utf8).withUnsafeBufferPointer { Self.words($0) }
             var index = Self.hash(words.head, words.tail, words.count) & (size - 1)
-            while slots[index] != nil { index = (index + 1) & (size - 1) }
-            slots[index] = Slot(head: words.head, tail: words.tail, count: words.count, string: string)
+            while keys[index].count != 0 { index = (index + 1) & (size - 1) }
+            keys[index] = Key(head: words.head, tail: words.tail, count: words.count)
+            table[index] = string
         }
-        self.slots = slots
+        self.keys = keys
+        self.strings = table
         self.mask = size - 1
         self.isEmpty = kept.isEmpty
     }
@@ -47,7 +51,25 @@ public struct KnownStrings: Sendable {
     func string(in document: UnsafeBufferPointer<UInt8>, from start: Int, count: Int) -> String? {
         guard count <= Self.maxLength, count > 0 else { return nil }
         assert(start >= 0 && start + count <= document.count)
-        let words: (head: UInt64, tail: UInt64, count: Int)
+        let (head, tail) = Self.words(in: document, from: start, count: count)
+        let words = (head: head, tail: tail, count: count)
+        let found: Int? = keys.withUnsafeBufferPointer { keys in
+            var index = Self.hash(words.head, words.tail, words.count) & mask
+            while keys[index].count != 0 {
+                let key = keys[index]
+                if key.head == words.head, key.tail == words.tail, key.count == words.count { return index }
+                index = (index + 1) & mask
+            }
+            return nil
+        }
+        return found.map { strings[$0] }
+    }
+
+    /// The first eight bytes of `document[start ..< start + count]` and the next eight, little-endian, zero past its
+    /// end (0 – 16 bytes; the range must lie in `document`).
+    @inline(__always)
+    static func words(in document: UnsafeBufferPointer<UInt8>, from start: Int, count: Int) -> (head: UInt64, tail: UInt64) {
+        assert(count <= maxLength && start >= 0 && start + count <= document.count)
         if start + 16 <= document.count, let base = document.baseAddress {
             // Two loads, the bytes past the string masked off (they are the document's, so there to read).
             let raw = UnsafeRawPointer(base + start)
@@ -55,16 +77,10 @@ public struct KnownStrings: Sendable {
             let second = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
             let head = count >= 8 ? first : first & ((1 &<< UInt64(8 * count)) &- 1)
             let tail = count <= 8 ? 0 : count == 16 ? second : second & ((1 &<< UInt64(8 * (count - 8))) &- 1)
-            words = (head, tail, count)
-        } else {
-            words = Self.words(UnsafeBufferPointer(rebasing: document[start..<(start + count)]))
+            return (head, tail)
         }
-        var index = Self.hash(words.head, words.tail, words.count) & mask
-        while let slot = slots[index] {
-            if slot.head == words.head, slot.tail == words.tail, slot.count == words.count { return slot.string }
-            index = (index + 1) & mask
-        }
-        return nil
+        let words = Self.words(UnsafeBufferPointer(rebasing: document[start..<(start + count)]))
+        return (words.head, words.tail)
     }
 
     /// The first eight bytes and the next eight, little-endian, zero past the end (1 – 16 bytes).

@@ -53,6 +53,57 @@ struct JSONParserTests {
         #expect(checked == 210 * cases.count)
     }
 
+    /// The same strings inside a longer document: the eight-byte scan then reads words that run past the closing
+    /// quote, and jumps to the first byte that needs a look. Each is compared with the bytes it was made of.
+    @Test func stringsEndWhereTheirQuoteIsWhateverFollowsIt() throws {
+        let padding = #",  "0123456789abcdef\"0123456789"]"#
+        var checked = 0
+        for length in 0..<24 {
+            for place in 0...length {
+                for special in ["\"", "é", "\n", "x"] {
+                    let text = String(repeating: "a", count: place) + special + String(repeating: "b", count: length - place)
+                    let escaped = text.replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n")
+                    let value = try parser.parse("[\"" + escaped + "\"" + padding)
+                    #expect(value.arrayValue?.first?.stringValue == text, "\(escaped)")
+                    #expect(value.arrayValue?.last?.stringValue == "0123456789abcdef\"0123456789", "\(escaped)")
+                    checked += 1
+                }
+            }
+        }
+        #expect(checked == 300 * 4)
+    }
+
+    /// A duplicate key is found however either copy is spelled (escaped or not, known to the parser or not), at every
+    /// length, nested or not, among many keys; distinct keys that share a prefix, or are equal in another object, are
+    /// not duplicates.
+    @Test(arguments: [false, true])
+    func duplicateKeysAreFoundHoweverTheyAreSpelled(someKeysKnown: Bool) throws {
+        let parser = someKeysKnown ? JSONParser(knownStrings: KnownStrings(["k", "kk", "a", "data", "0123456789abcdef"])) : JSONParser()
+        func isDuplicate(_ text: String) -> Bool {
+            let result = Result { () throws(JSONParseError) in try parser.parse(text) }
+            guard case .failure(let error) = result else { return false }
+            return error.kind == .duplicateKey
+        }
+        for length in 0...20 {
+            let key = String(repeating: "k", count: length)
+            #expect(isDuplicate(#"{"\#(key)":1,"\#(key)":2}"#), "\(length)")
+            if length == 0 { continue }  // ("x" twice below)
+            #expect(try parser.parse(#"{"\#(key)":1,"\#(key)x":2,"x\#(key)":3}"#)["\(key)x"] == .number(JSONNumber(Int64(2))), "\(length)")
+        }
+        for (first, second) in [("a", #"\u0061"#), (#"\u0061"#, "a"), ("é", #"\u00e9"#), ("é", "é"), (#"a\/b"#, "a/b"), ("0123456789abcdef", #"0123456789abcde\u0066"#)] {
+            #expect(isDuplicate(#"{"\#(first)":1,"\#(second)":2}"#), "\(first) \(second)")
+            #expect(isDuplicate(#"{"x":0,"\#(first)":1,"y":{"\#(first)":5},"\#(second)":2}"#), "\(first) \(second)")
+        }
+        let many = (0..<20).map { #""key\#($0)":\#($0)"# }.joined(separator: ",")
+        let object = try parser.parse("{" + many + "}")
+        #expect(object.objectValue?.count == 20 && object["key19"] == .number(JSONNumber(Int64(19))))
+        for repeated in [0, 7, 15, 16, 18, 19] {
+            #expect(isDuplicate("{" + many + #","key\#(repeated)":0}"#), "\(repeated)")
+        }
+        #expect(try parser.parse(#"{"a":{"a":{"a":1}},"b":{"a":2},"c":[{"a":3},{"a":4}]}"#)["c"]?.arrayValue?.count == 2)
+        #expect(isDuplicate(#"{"a":{"b":1},"b":{"c":{"d":2}},"a":3}"#))
+    }
+
     @Test func integralDoublesAreIntegers() throws {
         #expect(try parser.parse("1.0") == parser.parse("1"))
         #expect(try parser.parse("1.0").typeName == "integer")
