@@ -238,8 +238,9 @@ func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 /// The two stages of ingest on one core each, without Kafka: decoding (parse, validate, typed event) and applying
 /// to the store (aggregate, resume history: the event's message is written only for a job somebody watches, and
 /// nobody does here), over the same workloads, `runs` times; prints a table.
-/// Ingest runs them on two cores side by side, so the slower one bounds it.
-func stagesSection(runs: Int, schemas: String) throws {
+/// Ingest runs them on two cores side by side, so the slower one bounds it. Then, unless `ingestOnly`, what job
+/// events and a watched job cost the applying stage.
+func stagesSection(runs: Int, schemas: String, ingestOnly: Bool = false) throws {
     let decoder = EventDecoder(validator: try BridgeRuntime.loadValidator(schemasPath: schemas))
     print("\ningest stages on one core, no Kafka, \(runs) runs each (events/s; median in bold)")
     print("| workload | events | decode (parse, validate, typed) | apply (aggregate, resume history) |")
@@ -277,6 +278,7 @@ func stagesSection(runs: Int, schemas: String) throws {
             "| \(workload.name): \(workload.jobs) jobs × \(workload.videos) videos | \(records.count) | \(list(decodeRates)) (**\(String(format: "%.0f", median(decodeRates)))**) | \(list(applyRates)) (**\(String(format: "%.0f", median(applyRates)))**) |"
         )
     }
+    if ingestOnly { return }
     try jobEventsSection(runs: runs, decoder: decoder)
     try watchedJobSection(runs: runs, decoder: decoder)
 }

@@ -2,7 +2,7 @@
 // process, it prints what the practical limit is and what the bridge does. See BENCHMARKS.md.
 //
 //   swift build -c release --product progress-bridge && swift build -c release --product bridge-benchmark
-//   .build/release/bridge-benchmark [ingest] [stages] [latency] [fanout] [rawfanout] [restart] [--runs N] [--schemas DIR]
+//   .build/release/bridge-benchmark [ingest] [stages] [ingest-stages] [latency] [fanout] [rawfanout] [restart] [--runs N] [--schemas DIR]
 //       [--bridge PATH] [--subscribers N,N,…] [--latency-subscribers N] [--seconds S] [--engine sockets|nio]
 //
 // - ingest: the same topic (16 partitions) read by a raw librdkafka consumer loop (records fetched and freed) and by
@@ -10,6 +10,8 @@
 //   producers, a consumer group and checkpoints), for small jobs and for large jobs of the same total size, with the
 //   CPU each takes per event (this whole process: consumer, mock cluster, and the bridge's ingest). The bridge's final
 //   aggregates are checked, so a fast wrong answer cannot pass.
+// - stages: ingest's two stages on one core each, without Kafka, and what job events and a job's subscribers cost
+//   the applying stage; ingest-stages: only the first of those tables (for instruction counts of ingest's own work).
 // - latency: 20 events/s of one job; Kafka's own produce → consume latency (a raw consumer) against produce →
 //   WebSocket receive by 1,000 subscribers of the real binary (started as its own process).
 // - fanout: N subscribers of one job of the real binary, 20,000 deliveries/s in all (20,000 / N events/s):
@@ -47,7 +49,7 @@ struct Options {
             case "--latency-subscribers": options.latencySubscribers = Int(arguments.popFirst() ?? "") ?? options.latencySubscribers
             case "--seconds": options.seconds = Int(arguments.popFirst() ?? "") ?? options.seconds
             case "--engine": options.engine = LoadEngine(rawValue: arguments.popFirst() ?? "") ?? options.engine
-            case "ingest", "stages", "latency", "fanout", "rawfanout", "restart": options.sections.append(argument)
+            case "ingest", "stages", "ingest-stages", "latency", "fanout", "rawfanout", "restart": options.sections.append(argument)
             default:
                 FileHandle.standardError.write(Data("unknown argument \(argument)\n".utf8))
                 exit(2)
@@ -101,6 +103,8 @@ for section in options.sections {
         try await ingestSection(runs: runs, schemas: options.schemas, cluster: cluster, producer: producer)
     case "stages":
         try stagesSection(runs: runs, schemas: options.schemas)
+    case "ingest-stages":
+        try stagesSection(runs: runs, schemas: options.schemas, ingestOnly: true)
     case "latency":
         let topic = "latency.events"
         try cluster.createTopic(topic, partitions: 16)

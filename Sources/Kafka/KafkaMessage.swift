@@ -75,6 +75,13 @@ public struct TopicPartition: Sendable, Hashable {
         self.topic = topic
         self.partition = partition
     }
+
+    /// The partition and the topic name's length, not its bytes: ingest looks partitions up for every event, a
+    /// consumer reads a handful of topics, and equality still compares the names.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(partition)
+        hasher.combine(topic.utf8.count)
+    }
 }
 
 extension KafkaMessage {

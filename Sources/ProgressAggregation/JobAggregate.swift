@@ -52,6 +52,10 @@ public struct JobAggregate: Sendable {
     /// Event time of the earliest transition to `running`.
     public private(set) var startedAt: Int64?
     public private(set) var eventsApplied = 0
+    /// Whether the job is in a terminal state (`state?.isTerminal`), kept as the state changes. Stored, so other modules
+    /// read it in place: for the computed `state`, a call into this module, they copied the whole aggregate (~720 bytes,
+    /// and a retain and release of every field) — ingest asked three times an event.
+    public private(set) var isTerminal = false
     private var recentEventIds = RecentEventIds()
     /// Configuration, not state: never encoded.
     public private(set) var limits = AggregateLimits()
@@ -68,7 +72,7 @@ public struct JobAggregate: Sendable {
     public var monitorCounts: MonitorCounts? { monitorField.value }
     public var error: ErrorInfo? { errorField.value }
     /// Event time at which the job reached a terminal state.
-    public var finishedAt: Int64? { (stateField.value?.isTerminal ?? false) ? stateField.stamp?.occurredAt : nil }
+    public var finishedAt: Int64? { isTerminal ? stateField.stamp?.occurredAt : nil }
 
     /// The job's details, each the latest that any event carried.
     public var details: JobDetails {
@@ -184,6 +188,7 @@ public struct JobAggregate: Sendable {
     private mutating func setState(_ next: JobState, _ stamp: EventStamp) {
         if next == .running { startedAt = min(startedAt ?? stamp.occurredAt, stamp.occurredAt) }
         stateField.offer(next, stamp)
+        isTerminal = stateField.value?.isTerminal ?? false
     }
 
     private mutating func mergeDetails(_ job: JobDetails, _ stamp: EventStamp) {
@@ -266,6 +271,7 @@ extension JobAggregate: Codable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         jobId = try c.decode(String.self, forKey: .jobId)
         stateField = try c.decode(Stamped<JobState>.self, forKey: .stateField)
+        isTerminal = stateField.value?.isTerminal ?? false
         titleField = try c.decode(Stamped<String>.self, forKey: .titleField)
         totalField = try c.decode(Stamped<Int>.self, forKey: .totalField)
         deadlineField = try c.decode(Stamped<Int64>.self, forKey: .deadlineField)

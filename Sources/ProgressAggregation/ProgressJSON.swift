@@ -66,7 +66,10 @@ extension VideoProgress {
 
 /// What a video's JSON shows, without the stamps that decided it: a light copy of a video, to write later (an applied
 /// event's message is written only when somebody needs it).
-public struct VideoView: Sendable, Hashable {
+///
+/// A class: ingest makes one for every applied video event and hands it on through several calls into the event's
+/// message draft; as a struct (~200 bytes) it was copied whole at each, with a retain and release of every string.
+public final class VideoView: Sendable, Equatable {
     public let id: String
     public let jobId: String
     public let state: VideoState
@@ -95,6 +98,13 @@ public struct VideoView: Sendable, Hashable {
         title = video.title
         rowIndex = video.rowIndex
         updatedAt = video.updatedAt
+    }
+
+    public static func == (lhs: VideoView, rhs: VideoView) -> Bool {
+        lhs.id == rhs.id && lhs.jobId == rhs.jobId && lhs.state == rhs.state && lhs.progressPercent == rhs.progressPercent
+            && lhs.stage == rhs.stage && lhs.attempt == rhs.attempt && lhs.processingMs == rhs.processingMs && lhs.error == rhs.error
+            && lhs.retryable == rhs.retryable && lhs.outputURL == rhs.outputURL && lhs.title == rhs.title && lhs.rowIndex == rhs.rowIndex
+            && lhs.updatedAt == rhs.updatedAt
     }
 
     /// The UTF-8 bytes of every string it holds: what it holds beyond its fixed size. (Every `String` field counts; a

@@ -117,6 +117,7 @@ struct AggregationPropertyTests {
                 }
                 let (outcome, view) = viewed!.applyAndView(event)
                 #expect(outcome == plain!.apply(event))
+                #expect(viewed!.isTerminal == (viewed!.state?.isTerminal ?? false), "\(event.type), \(outcome)")
                 if case .applied = outcome, let id = event.payload.videoId {
                     #expect(view != nil && view == viewed!.view(ofVideo: id), "\(event.type)")
                 } else {
@@ -141,14 +142,15 @@ struct AggregationPropertyTests {
     }
 
     @Test func stateRecordsRoundTripAnyAggregate() async throws {
-        await propertyCheck(count: 100, input: Self.specs) { specs in
-            let job = aggregate(Self.stream(specs, terminal: 0))
+        await propertyCheck(count: 100, input: Self.specs, Gen.int(in: 0...2)) { specs, terminal in
+            let job = aggregate(Self.stream(specs, terminal: terminal))
             let encoder = JSONEncoderForTests()
             var restored = try! encoder.roundTrip(job.withoutVideos())
             let videos = job.videos.values.map { try! encoder.roundTrip($0) }
             restored.restore(videos: videos, limits: .init())
             #expect(restored.progress() == job.progress())
             #expect(restored.videos == job.videos)
+            #expect(restored.isTerminal == job.isTerminal && job.isTerminal == (job.state?.isTerminal ?? false))
         }
     }
 

@@ -44,4 +44,33 @@ struct StringBytesTests {
         #expect(view.stringBytes == Self.reflectedStringBytes(view))
         #expect(view.stringBytes >= 501 + 502 + 503 + 504 + 505 + 506)
     }
+
+    /// `VideoView.==` names its fields one by one (it is a class): views of a video at different moments are unequal,
+    /// at the same moment equal, and the view has no field beyond the ones `==` names (listed here).
+    @Test func videoViewsDifferingInAnyFieldAreUnequal() throws {
+        let id = "v1"
+        let events: [ProgressEvent] = [
+            Self.event(.videoCreated(videoId: id, rowIndex: 2, title: "t"), .videoCreated, 1),
+            Self.event(.videoUpdated(videoId: id, state: .processing, progressPercent: 5, stage: "s", attempt: 1), .videoUpdated, 2),
+            Self.event(.videoCompleted(videoId: id, processingMs: 9, outputURL: "u", attempt: 1), .videoCompleted, 3),
+            Self.event(.videoFailed(videoId: id, error: ErrorInfo(code: "c", message: "m"), retryable: true, attempt: 2, processingMs: 10), .videoFailed, 4),
+        ]
+        var aggregate = JobAggregate(jobId: "job_strings", firstEventAt: 1_795_515_330_000)
+        var views: [VideoView] = []
+        for event in events {
+            _ = aggregate.apply(event)
+            let found = aggregate.view(ofVideo: id)
+            views.append(try #require(found))
+        }
+        // Each later view differs from the one before in some fields; the same video viewed again is equal.
+        for (before, after) in zip(views, views.dropFirst()) { #expect(before != after) }
+        let again = aggregate.view(ofVideo: id)
+        #expect(views.last == again)
+        let fields = Mirror(reflecting: views[0]).children.compactMap(\.label)
+        #expect(
+            fields == [
+                "id", "jobId", "state", "progressPercent", "stage", "attempt", "processingMs", "error", "retryable", "outputURL", "title",
+                "rowIndex", "updatedAt",
+            ], "a field added to VideoView must be compared in its ==")
+    }
 }

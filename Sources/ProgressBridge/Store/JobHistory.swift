@@ -8,8 +8,10 @@ import ProgressContract
 /// very bytes it would have had then. (A class: the history moves it around, one reference, not a video's every field.)
 final class EventMessageDraft: Sendable {
     /// The message's `data`: the job's progress (job events), what the video shows now (video events), or nothing.
+    /// A reference either way (a job's progress boxed, `indirect`): ingest hands it on through several calls, and a
+    /// job's progress inline (~370 bytes) made every payload that large, copied whole at each.
     enum Payload: Sendable {
-        case job(JobProgress)
+        indirect case job(JobProgress)
         case video(VideoView)
         case none
     }

@@ -183,7 +183,7 @@ public final class JobStore: Sendable {
     private static func applying(_ event: ProgressEvent, to aggregate: inout JobAggregate)
         -> (ApplyOutcome, wasTerminal: Bool, isTerminal: Bool, EventMessageDraft.Payload)
     {
-        let wasTerminal = aggregate.state?.isTerminal ?? false
+        let wasTerminal = aggregate.isTerminal
         let (outcome, video) = aggregate.applyAndView(event)
         guard case .applied = outcome else { return (outcome, wasTerminal, wasTerminal, .none) }
         let payload: EventMessageDraft.Payload
@@ -194,7 +194,7 @@ public final class JobStore: Sendable {
         } else {
             payload = .none
         }
-        return (outcome, wasTerminal, aggregate.state?.isTerminal ?? false, payload)
+        return (outcome, wasTerminal, aggregate.isTerminal, payload)
     }
 
     /// Removes `channel` if nothing is known of its job and nobody watches or is attaching to it.
@@ -242,7 +242,7 @@ public final class JobStore: Sendable {
             var endedActive = false
             if s.isExpired(at: streamTime, limits: limits), let aggregate = s.aggregate {
                 expired = ForgottenJob(jobId: event.jobId, partition: s.partition, videoIds: Array(aggregate.videos.keys))
-                endedActive = !(aggregate.state?.isTerminal ?? false)
+                endedActive = !aggregate.isTerminal
                 s.aggregate = nil
                 s.dirtyVideos = []
                 // What the old incarnation said can no longer be replayed: a resume from before now gets a snapshot.
@@ -554,7 +554,7 @@ public final class JobStore: Sendable {
                     guard s.subscribers.isEmpty, s.attaching == 0, let aggregate = s.aggregate else { return nil }
                     guard let now = s.partition.flatMap({ clocks[$0] }) ?? latest, s.isExpired(at: now, limits: limits) else { return nil }
                     s.removed = true
-                    return (ForgottenJob(jobId: jobId, partition: s.partition, videoIds: Array(aggregate.videos.keys)), aggregate.state?.isTerminal ?? false)
+                    return (ForgottenJob(jobId: jobId, partition: s.partition, videoIds: Array(aggregate.videos.keys)), aggregate.isTerminal)
                 }
                 if let (job, finished) = expired { removed.append((job, finished)) }
             }
@@ -622,7 +622,7 @@ public final class JobStore: Sendable {
         if isNew {
             tracked.add(1, ordering: .relaxed)
             metrics.trackedJobs.increment()
-            if !(aggregate.state?.isTerminal ?? false) { metrics.activeJobs.increment() }
+            if !aggregate.isTerminal { metrics.activeJobs.increment() }
         }
     }
 
@@ -766,7 +766,7 @@ final class JobChannel: Sendable {
         func isExpired(at now: Int64, limits: StoreLimits) -> Bool {
             // Read through the optional, not bound: binding the aggregate copies it (every event asks this).
             guard aggregate != nil else { return false }
-            let retention = (aggregate?.state?.isTerminal ?? false) ? limits.finishedJobRetentionMs : limits.idleJobRetentionMs
+            let retention = (aggregate?.isTerminal ?? false) ? limits.finishedJobRetentionMs : limits.idleJobRetentionMs
             return now.subtracting(saturating: lastChangedAt) > retention
         }
 
