@@ -178,6 +178,14 @@ final class FlatProgram: @unchecked Sendable {
                 return true
             }
             guard case .string(let tag)? = o[strings[Int(instruction.c)]] else { return true }
+            // The tag is mostly the schema's own string (a parser hands those out, see `KnownStrings`): the branch
+            // whose constant has its very representation applies and, the constants being distinct, no other.
+            if instruction.distinct {
+                let words = tag.representationWords
+                for i in instruction.a..<instruction.b where strings[Int(members[Int(i)].name)].representationWords == words {
+                    return validate(members[Int(i)].child, value, &depth)
+                }
+            }
             for i in instruction.a..<instruction.b {
                 let branch = members[Int(i)]
                 if JSONValue.sameCodePoints(strings[Int(branch.name)], tag), !validate(branch.child, value, &depth) { return false }
@@ -212,6 +220,8 @@ enum FlatOp: UInt8 {
 /// One keyword, as plain data.
 struct FlatInstruction {
     var op: FlatOp
+    /// `discriminated`: the branches' constants are pairwise distinct (so at most one branch applies).
+    var distinct = false
     var a: Int32 = 0
     var b: Int32 = 0
     var c: Int32 = 0

@@ -121,7 +121,10 @@ struct FlatProgramBuilder {
                 }
                 let start = Int32(members.count)
                 members += branches
-                any.append(FlatInstruction(op: .discriminated, a: start, b: Int32(members.count), c: strings.intern(discriminator.property)))
+                var instruction = FlatInstruction(op: .discriminated, a: start, b: Int32(members.count), c: strings.intern(discriminator.property))
+                // (Interned: equal constants have the same index.)
+                instruction.distinct = Set(branches.map(\.name)).count == branches.count
+                any.append(instruction)
             case .dynamicRef, .unevaluatedProperties, .unevaluatedItems:
                 return false
             case .uniqueItems, .contains, .dependentRequired, .patternProperties, .additionalProperties, .propertyNames, .dependentSchemas:

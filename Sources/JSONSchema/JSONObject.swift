@@ -38,6 +38,19 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
     @inline(__always)
     private func position(of key: String) -> Int? {
         if let index { return index[key] }
+        return entries.withUnsafeBufferPointer { entries in
+            // Most look-ups name a key by the very representation the document's key has (both are the schema's
+            // strings — see `KnownStrings` — or small strings of the same bytes): first one pass comparing the two
+            // words of each representation (equal words, equal strings), then, if none was, one comparing contents.
+            let words = key.representationWords
+            for i in entries.indices where entries[i].key.representationWords == words { return i }
+            return Self.position(of: key, in: entries)
+        }
+    }
+
+    /// The position of the key equal to `key` in `entries`, compared by contents.
+    @inline(__always)
+    private static func position(of key: String, in entries: UnsafeBufferPointer<Element>) -> Int? {
         // Comparing byte counts first skips most string comparisons.
         let length = key.utf8.count
         for i in entries.indices where entries[i].key.utf8.count == length && entries[i].key == key { return i }
@@ -63,7 +76,9 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
 
     /// Adds a member unless the key is present; returns false for a duplicate key.
     mutating func insertNew(_ key: String, _ value: JSONValue) -> Bool {
-        if position(of: key) != nil { return false }
+        // By contents only: a new key is mostly not there, and then a pass comparing representations would be wasted.
+        let present = index.map { $0[key] != nil } ?? entries.withUnsafeBufferPointer { Self.position(of: key, in: $0) != nil }
+        if present { return false }
         // Appended straight (the subscript's setter would look the key up a second time: the parser adds every member so).
         append(key, value)
         return true
@@ -114,5 +129,16 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
         }
         hasher.combine(count)
         hasher.combine(sum)
+    }
+}
+
+extension String {
+    /// The two words this string is made of (its representation on a 64-bit platform). Equal words are the same string,
+    /// by value semantics: a cheap test of equality for strings that are often the very same value (a schema's names,
+    /// which a parser hands out; small strings of the same bytes). Unequal words may still spell the same string, so
+    /// they never decide inequality.
+    @usableFromInline
+    var representationWords: (UInt64, UInt64) {
+        @inline(__always) get { unsafeBitCast(self, to: (UInt64, UInt64).self) }
     }
 }

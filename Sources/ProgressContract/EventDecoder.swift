@@ -31,14 +31,16 @@ public struct EventDecoder: Sendable {
 
     /// Validates and decodes an already parsed document.
     public func decode(_ document: JSONValue) -> Result<ProgressEvent, Rejection> {
-        guard case .object = document else {
+        // The envelope's members are looked up in the object taken out once (a look-up through the `JSONValue` takes
+        // the object out of it each time).
+        guard case .object(let envelope) = document else {
             return .failure(Rejection(.schemaViolation, "/: expected an object, got \(document.typeName)"))
         }
-        if let version = document["schema_version"]?.int64Value, version > Self.supportedSchemaVersion {
+        if let version = envelope["schema_version"]?.int64Value, version > Self.supportedSchemaVersion {
             return .failure(Rejection(.unsupportedSchemaVersion, "schema_version \(version) is newer than the supported version \(Self.supportedSchemaVersion)"))
         }
         // Matched once: the typed decoding below takes it from here.
-        let type = document["type"]?.stringValue.map { (name: $0, type: EventType(named: $0)) }
+        let type = envelope["type"]?.stringValue.map { (name: $0, type: EventType(named: $0)) }
         if let type, type.type == nil {
             return .failure(Rejection(.unknownType, "type \"\(type.name.prefix(128))\" is not one of the contract's event types"))
         }
@@ -47,19 +49,19 @@ public struct EventDecoder: Sendable {
             let detail = result.errors.prefix(3).map(\.description).joined(separator: "; ")
             return .failure(Rejection(.schemaViolation, detail.isEmpty ? "rejected by the schema" : detail))
         }
-        return TypedEventDecoding.decode(document, type: type?.type)
+        return TypedEventDecoding.decode(envelope, type: type?.type)
     }
 }
 
 /// Field extraction from a schema-valid document. Pure; never throws on valid input.
 enum TypedEventDecoding {
     /// `type`: the document's `type`, already matched.
-    static func decode(_ d: JSONValue, type: EventType?) -> Result<ProgressEvent, Rejection> {
+    static func decode(_ d: JSONObject, type: EventType?) -> Result<ProgressEvent, Rejection> {
         guard let type,
             let eventId = d["event_id"]?.stringValue,
             let jobId = d["job_id"]?.stringValue,
             let occurredText = d["occurred_at"]?.stringValue,
-            let data = d["data"]
+            let dataValue = d["data"]
         else {
             return .failure(Rejection(.schemaViolation, "envelope fields missing"))
         }
@@ -68,6 +70,9 @@ enum TypedEventDecoding {
         guard let occurredAt = RFC3339.parseMilliseconds(occurredText) else {
             return .failure(Rejection(.schemaViolation, "/occurred_at: \"\(occurredText.prefix(64))\" is not an RFC 3339 date-time"))
         }
+        // (Anything but an object has no members.)
+        let data: JSONObject
+        if case .object(let members) = dataValue { data = members } else { data = JSONObject() }
         let payload: EventPayload
         switch decodePayload(type, data) {
         case .success(let p): payload = p
@@ -82,7 +87,7 @@ enum TypedEventDecoding {
         ErrorInfo(code: v?["code"]?.stringValue ?? "", message: v?["message"]?.stringValue ?? "")
     }
 
-    private static func decodePayload(_ type: EventType, _ data: JSONValue) -> Result<EventPayload, Rejection> {
+    private static func decodePayload(_ type: EventType, _ data: JSONObject) -> Result<EventPayload, Rejection> {
         switch type {
         case .jobStateChanged:
             guard let to = data["to"]?.stringValue.flatMap(JobState.init(rawValue:)) else {

@@ -50,6 +50,40 @@ struct ValidatorTests {
         #expect(checked == 820)
     }
 
+    /// Strings are compared by representation first (equal words, equal strings), then by content: the same contents
+    /// in another representation — native storage against a small string, two storages — are equal, in a comparison,
+    /// as an object's member name (either side), as an `enum` value and as a discriminator's tag.
+    @Test func theSameContentsInAnotherRepresentationAreTheSameString() throws {
+        func stored(_ text: String) -> String {
+            var copy = String()
+            copy.reserveCapacity(64)
+            copy.append(contentsOf: text)
+            return copy
+        }
+        var checked = 0
+        for text in ["a", "video.completed", "0123456789abcdef", "job.state_changed", "é✓"] {
+            let other = stored(text)
+            #expect(text.representationWords != other.representationWords, "\(text): the test needs two representations")
+            #expect(JSONValue.sameCodePoints(text, other) && JSONValue.sameCodePoints(other, text))
+            #expect(!JSONValue.sameCodePoints(text, stored(text + "x")))
+            let object: JSONObject = [text: .number(JSONNumber(Int64(1))), "z": .null]
+            let storedKeys: JSONObject = [other: .number(JSONNumber(Int64(1))), "z": .null]
+            #expect(object[other] == .number(JSONNumber(Int64(1))) && storedKeys[text] == .number(JSONNumber(Int64(1))))
+            #expect(object[stored(text + "x")] == nil)
+            let v = try validator(#"{"enum":["\#(text)"]}"#)
+            #expect(v.isValid(.string(other)) && !v.isValid(.string(stored(text + "x"))))
+            // Two branches on "t": the one for `text` requires "n" to be a string.
+            let d = try validator(
+                #"{"allOf":[{"if":{"properties":{"t":{"const":"\#(text)"}},"required":["t"]},"then":{"properties":{"n":{"type":"string"}}}},{"if":{"properties":{"t":{"const":"other"}},"required":["t"]},"then":{"properties":{"n":{"type":"integer"}}}}]}"#)
+            #expect(d.isValid(.object(["t": .string(text), "n": .string("s")])) && !d.isValid(.object(["t": .string(text), "n": .null])))
+            #expect(d.isValid(.object([stored("t"): .string(other), "n": .string("s")])))
+            #expect(!d.isValid(.object(["t": .string(other), "n": .number(JSONNumber(Int64(1)))])))
+            #expect(!d.isValid(.object(["t": .string(stored("other")), "n": .string("s")])))
+            checked += 1
+        }
+        #expect(checked == 5)
+    }
+
     @Test func basicOutputNamesInstanceKeywordAndSchemaLocations() throws {
         let v = try validator(#"{"type":"object","properties":{"n":{"type":"integer","minimum":0}},"required":["id"]}"#)
         let result = v.validate(try JSONParser().parse(#"{"n":-1}"#))
