@@ -181,8 +181,7 @@ final class FlatProgram: @unchecked Sendable {
             // The tag is mostly the schema's own string (a parser hands those out, see `KnownStrings`): the branch
             // whose constant has its very representation applies and, the constants being distinct, no other.
             if instruction.distinct {
-                let words = tag.representationWords
-                for i in instruction.a..<instruction.b where strings[Int(members[Int(i)].name)].representationWords == words {
+                for i in instruction.a..<instruction.b where strings[Int(members[Int(i)].name)].hasSameRepresentation(as: tag) {
                     return validate(members[Int(i)].child, value, &depth)
                 }
             }

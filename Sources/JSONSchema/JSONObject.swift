@@ -40,10 +40,9 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
         if let index { return index[key] }
         return entries.withUnsafeBufferPointer { entries in
             // Most look-ups name a key by the very representation the document's key has (both are the schema's
-            // strings — see `KnownStrings` — or small strings of the same bytes): first one pass comparing the two
-            // words of each representation (equal words, equal strings), then, if none was, one comparing contents.
-            let words = key.representationWords
-            for i in entries.indices where entries[i].key.representationWords == words { return i }
+            // strings — see `KnownStrings` — or small strings of the same bytes): first one pass comparing
+            // representations (the same one, the same string), then, if none was, one comparing contents.
+            for i in entries.indices where entries[i].key.hasSameRepresentation(as: key) { return i }
             return Self.position(of: key, in: entries)
         }
     }
@@ -133,12 +132,17 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
 }
 
 extension String {
-    /// The two words this string is made of (its representation on a 64-bit platform). Equal words are the same string,
-    /// by value semantics: a cheap test of equality for strings that are often the very same value (a schema's names,
-    /// which a parser hands out; small strings of the same bytes). Unequal words may still spell the same string, so
-    /// they never decide inequality.
+    /// Whether `other` has this string's very representation (on a 64-bit platform, the two words a `String` is made
+    /// of). The same representation is the same string, by value semantics: a cheap test of equality for strings
+    /// that are often the very same value (a schema's names, which a parser hands out; small strings of the same
+    /// bytes). Different representations may still spell the same string, so this never decides inequality.
     @usableFromInline
-    var representationWords: (UInt64, UInt64) {
-        @inline(__always) get { unsafeBitCast(self, to: (UInt64, UInt64).self) }
+    @inline(__always)
+    func hasSameRepresentation(as other: String) -> Bool {
+        #if _pointerBitWidth(_64)
+        unsafeBitCast(self, to: (UInt64, UInt64).self) == unsafeBitCast(other, to: (UInt64, UInt64).self)
+        #else
+        false  // (the contents decide)
+        #endif
     }
 }

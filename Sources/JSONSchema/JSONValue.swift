@@ -81,7 +81,7 @@ public enum JSONValue: Sendable, Hashable {
         // first, then a UTF-16 count to tell ASCII, cost more than the bytes of the short strings schemas compare
         // (every event's `type` against its enum and its discriminated branches). The same representation first: the
         // instance's strings are often the schema's own (see `KnownStrings`).
-        if a.representationWords == b.representationWords { return true }
+        if a.hasSameRepresentation(as: b) { return true }
         guard a.utf8.count == b.utf8.count else { return false }
         if let equal = a.utf8.withContiguousStorageIfAvailable({ pa in
             b.utf8.withContiguousStorageIfAvailable { pb in sameBytes(pa, pb) }

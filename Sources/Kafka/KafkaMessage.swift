@@ -82,6 +82,13 @@ public struct TopicPartition: Sendable, Hashable {
         hasher.combine(partition)
         hasher.combine(topic.utf8.count)
     }
+
+    /// The same partition of a topic of the same name. The names' byte counts are compared too, so that equal values
+    /// hash alike: Swift's `==` equates canonically equivalent spellings, which may differ in length. (Kafka's topic
+    /// names are ASCII — letters, digits, `.`, `_`, `-` — where the two agree.)
+    public static func == (lhs: TopicPartition, rhs: TopicPartition) -> Bool {
+        lhs.partition == rhs.partition && lhs.topic.utf8.count == rhs.topic.utf8.count && lhs.topic == rhs.topic
+    }
 }
 
 extension KafkaMessage {
