@@ -52,12 +52,11 @@ public struct KnownStrings: Sendable {
         guard count <= Self.maxLength, count > 0 else { return nil }
         assert(start >= 0 && start + count <= document.count)
         let (head, tail) = Self.words(in: document, from: start, count: count)
-        let words = (head: head, tail: tail, count: count)
         let found: Int? = keys.withUnsafeBufferPointer { keys in
-            var index = Self.hash(words.head, words.tail, words.count) & mask
+            var index = Self.hash(head, tail, count) & mask
             while keys[index].count != 0 {
                 let key = keys[index]
-                if key.head == words.head, key.tail == words.tail, key.count == words.count { return index }
+                if key.head == head, key.tail == tail, key.count == count { return index }
                 index = (index + 1) & mask
             }
             return nil
@@ -68,7 +67,7 @@ public struct KnownStrings: Sendable {
     /// The first eight bytes of `document[start ..< start + count]` and the next eight, little-endian, zero past its
     /// end (0 – 16 bytes; the range must lie in `document`).
     @inline(__always)
-    static func words(in document: UnsafeBufferPointer<UInt8>, from start: Int, count: Int) -> (head: UInt64, tail: UInt64) {
+    private static func words(in document: UnsafeBufferPointer<UInt8>, from start: Int, count: Int) -> (head: UInt64, tail: UInt64) {
         assert(count <= maxLength && start >= 0 && start + count <= document.count)
         if start + 16 <= document.count, let base = document.baseAddress {
             // Two loads, the bytes past the string masked off (they are the document's, so there to read).
