@@ -188,7 +188,7 @@ extension rusage {
 /// bridge's memory then), then produces at `rate` for `duration` and returns what the subscribers saw.
 func bridgeDelivery(
     bridge: BridgeProcess, topic: String, subscribers: Int, rate: Double, duration: Duration, producer: KafkaProducer, label: String,
-    engine: LoadEngine
+    client: (engine: LoadEngine, readInterval: Duration)
 ) async throws -> DeliveryResult {
     var job = LiveJob(topic: topic, videos: 100, label: label)
     try await producer.sendAll(job.opening())
@@ -201,7 +201,8 @@ func bridgeDelivery(
     configuration.connections = subscribers
     configuration.duration = duration
     configuration.drain = .seconds(3)
-    configuration.engine = engine
+    configuration.engine = client.engine
+    configuration.readInterval = client.readInterval
     let load = configuration
     let measuring = AsyncStream.makeStream(of: Void.self)
     return try await withThrowingTaskGroup(of: DeliveryResult?.self) { tasks in

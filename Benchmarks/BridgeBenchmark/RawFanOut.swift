@@ -64,7 +64,7 @@ private final class ThreadFigures: @unchecked Sendable {
 /// Delivers `rate` events per second for `duration` to `subscribers` TCP connections on loopback, each event one
 /// `messageBytes` write per connection, stamped with its scheduled send time; the subscribers are this executable
 /// again (`rawfanout-subscribers`), in a process of their own.
-func rawFanOut(subscribers: Int, rate: Double, duration: Duration, messageBytes: Int = 320) throws -> RawFanOutResult {
+func rawFanOut(subscribers: Int, rate: Double, duration: Duration, readInterval: Duration, messageBytes: Int = 320) throws -> RawFanOutResult {
     OpenFileLimit.raiseToHardLimit()
     let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard listener >= 0 else { throw RawFanOutFailure(description: "socket: errno \(errno)") }
@@ -84,7 +84,9 @@ func rawFanOut(subscribers: Int, rate: Double, duration: Duration, messageBytes:
     let ticks = Int(Double(duration.components.seconds) * rate)
     let child = Process()
     child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
-    child.arguments = ["rawfanout-subscribers", "\(port)", "\(subscribers)", "\(ticks * subscribers)", "\(messageBytes)", "\(duration.components.seconds + 10)"]
+    child.arguments = ["rawfanout-subscribers", "\(port)", "\(subscribers)", "\(ticks * subscribers)", "\(messageBytes)", "\(duration.components.seconds + 10)",
+        "\(Int(readInterval / .microseconds(1)))",
+    ]
     let output = Pipe()
     child.standardOutput = output
     try child.run()
@@ -156,7 +158,7 @@ func rawFanOut(subscribers: Int, rate: Double, duration: Duration, messageBytes:
 /// The subscribers' side of `rawFanOut`, in a process of its own: `connections` connections to `port`, read by two
 /// epoll threads until `expected` messages arrived or `timeoutSeconds` passed; prints "ready", then one line:
 /// messages read, the readers' CPU µs, and the latency's p50, p99 and max in ms.
-func rawFanOutSubscribers(port: Int, connections: Int, expected: Int, messageBytes: Int, timeoutSeconds: Int) throws {
+func rawFanOutSubscribers(port: Int, connections: Int, expected: Int, messageBytes: Int, timeoutSeconds: Int, readIntervalMicroseconds: Int) throws {
     OpenFileLimit.raiseToHardLimit()
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
@@ -198,12 +200,14 @@ func rawFanOutSubscribers(port: Int, connections: Int, expected: Int, messageByt
             while received.load(ordering: .relaxed) < expected, monotonicNanoseconds() < deadline {
                 let ready = epoll_wait(poller, &events, Int32(events.count), 50)
                 guard ready > 0 else { continue }
-                let now = monotonicNanoseconds()
+                let wokeAt = monotonicNanoseconds()
                 var count = 0
                 for i in 0..<Int(ready) {
                     let fd = events[i].data.fd
                     while true {
                         let read = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+                        // Each read's own time, as the load client stamps each message (not the round's start).
+                        let now = monotonicNanoseconds()
                         if read == 0 || (read < 0 && errno != EAGAIN && errno != EINTR) {
                             epoll_ctl(poller, EPOLL_CTL_DEL, fd, nil)  // closed: not watched any more
                         }
@@ -224,6 +228,12 @@ func rawFanOutSubscribers(port: Int, connections: Int, expected: Int, messageByt
                     }
                 }
                 received.add(count, ordering: .relaxed)
+                // Paced as the load client's socket engine is (`LoadConfiguration.readInterval`): not after a full batch.
+                let wait = wokeAt + Int64(readIntervalMicroseconds) * 1000 - monotonicNanoseconds()
+                if wait > 0, ready < events.count {
+                    var request = timespec(tv_sec: Int(wait / 1_000_000_000), tv_nsec: Int(wait % 1_000_000_000))
+                    nanosleep(&request, nil)
+                }
             }
             mine.cpuMicroseconds = threadCPUMicroseconds() - cpuBefore
             mine.latenciesMicroseconds = latencies
@@ -235,12 +245,12 @@ func rawFanOutSubscribers(port: Int, connections: Int, expected: Int, messageByt
     for fd in clients { close(fd) }
 }
 #else
-func rawFanOut(subscribers: Int, rate: Double, duration: Duration, messageBytes: Int = 320) throws -> RawFanOutResult {
+func rawFanOut(subscribers: Int, rate: Double, duration: Duration, readInterval: Duration, messageBytes: Int = 320) throws -> RawFanOutResult {
     struct Unsupported: Error {}
     throw Unsupported()  // epoll: Linux only
 }
 
-func rawFanOutSubscribers(port: Int, connections: Int, expected: Int, messageBytes: Int, timeoutSeconds: Int) throws {
+func rawFanOutSubscribers(port: Int, connections: Int, expected: Int, messageBytes: Int, timeoutSeconds: Int, readIntervalMicroseconds: Int) throws {
     struct Unsupported: Error {}
     throw Unsupported()
 }

@@ -3,7 +3,7 @@
 //
 //   swift build -c release --product progress-bridge && swift build -c release --product bridge-benchmark
 //   .build/release/bridge-benchmark [ingest] [stages] [ingest-stages] [latency] [fanout] [rawfanout] [restart] [--runs N] [--schemas DIR]
-//       [--bridge PATH] [--subscribers N,N,…] [--latency-subscribers N] [--seconds S] [--engine sockets|nio]
+//       [--bridge PATH] [--subscribers N,N,…] [--latency-subscribers N] [--seconds S] [--engine sockets|nio] [--read-interval-ms MS]
 //
 // - ingest: the same topic (16 partitions) read by a raw librdkafka consumer loop (records fetched and freed) and by
 //   the bridge's ingest path in this process (read, decode + validate, aggregate, with dead-letter and state
@@ -36,6 +36,22 @@ struct Options {
     var seconds = 20
     /// What carries the load client's connections in the latency and fan-out sections.
     var engine = LoadEngine.platformDefault
+    /// The socket engine's read interval (`LoadConfiguration.readInterval`), and the raw fan-out's readers' too.
+    var readInterval = LoadConfiguration(jobIds: ["-"]).readInterval
+
+    /// The load client's settings from these options.
+    var client: (engine: LoadEngine, readInterval: Duration) { (engine, readInterval) }
+
+    /// The raw fan-out's readers' pace: the load client's (the NIO engine reads at once).
+    var rawReadInterval: Duration { engine == .sockets ? readInterval : .zero }
+
+    /// `interval` in milliseconds, for the section headings.
+    static func milliseconds(_ interval: Duration) -> String { String(format: "%g", interval / .milliseconds(1)) }
+
+    /// The load client's settings, as the section headings name them.
+    var clientDescription: String {
+        engine == .sockets ? "sockets engine, reading at most every \(Self.milliseconds(readInterval)) ms" : "\(engine.rawValue) engine"
+    }
 
     static func parse() -> Options {
         var options = Options()
@@ -49,6 +65,12 @@ struct Options {
             case "--latency-subscribers": options.latencySubscribers = Int(arguments.popFirst() ?? "") ?? options.latencySubscribers
             case "--seconds": options.seconds = Int(arguments.popFirst() ?? "") ?? options.seconds
             case "--engine": options.engine = LoadEngine(rawValue: arguments.popFirst() ?? "") ?? options.engine
+            case "--read-interval-ms":
+                guard let milliseconds = Double(arguments.popFirst() ?? ""), (0...1000).contains(milliseconds) else {
+                    FileHandle.standardError.write(Data("--read-interval-ms takes milliseconds from 0 to 1000\n".utf8))
+                    exit(2)
+                }
+                options.readInterval = .microseconds(Int64(milliseconds * 1000))
             case "ingest", "stages", "ingest-stages", "latency", "fanout", "rawfanout", "restart": options.sections.append(argument)
             default:
                 FileHandle.standardError.write(Data("unknown argument \(argument)\n".utf8))
@@ -63,8 +85,10 @@ struct Options {
 // The subscribers' process of the raw fan-out (see RawFanOut.swift), started by this harness.
 if CommandLine.arguments.dropFirst().first == "rawfanout-subscribers" {
     let numbers = CommandLine.arguments.dropFirst(2).compactMap { Int($0) }
-    guard numbers.count == 5 else { exit(2) }
-    try rawFanOutSubscribers(port: numbers[0], connections: numbers[1], expected: numbers[2], messageBytes: numbers[3], timeoutSeconds: numbers[4])
+    guard numbers.count == 6 else { exit(2) }
+    try rawFanOutSubscribers(
+        port: numbers[0], connections: numbers[1], expected: numbers[2], messageBytes: numbers[3], timeoutSeconds: numbers[4],
+        readIntervalMicroseconds: numbers[5])
     exit(0)
 }
 let options = Options.parse()
@@ -109,7 +133,7 @@ for section in options.sections {
         let topic = "latency.events"
         try cluster.createTopic(topic, partitions: 16)
         let bridge = try await startBridge(topic: topic, label: "latency", options: options, cluster: cluster)
-        print("\nlatency: one job, 20 events/s for \(seconds) s, \(runs) runs (ms; p50 / p99 / max); load client engine: \(options.engine.rawValue)")
+        print("\nlatency: one job, 20 events/s for \(seconds) s, \(runs) runs (ms; p50 / p99 / max); load client: \(options.clientDescription)")
         print("| run | Kafka: produce → raw consumer | bridge: produce → WebSocket, \(options.latencySubscribers) subscribers | bridge adds at p50 / p99 | deliveries/s | lost |")
         print("| --- | --- | --- | --- | --- | --- |")
         for run in 1...runs {
@@ -119,7 +143,7 @@ for section in options.sections {
                 bootstrap: cluster.bootstrapServers, job: &rawJob, partitions: 16, rate: 20, duration: .seconds(seconds), producer: producer)
             let result = try await bridgeDelivery(
                 bridge: bridge, topic: topic, subscribers: options.latencySubscribers, rate: 20, duration: .seconds(seconds), producer: producer, label: "latency",
-                engine: options.engine)
+                client: options.client)
             let r = result.report
             let added = r.latency.map { "\(ms(Double($0.p50) - raw.p50)) / \(ms(Double($0.p99) - raw.p99))" } ?? "–"
             print(
@@ -128,7 +152,7 @@ for section in options.sections {
         }
         bridge.stop()
     case "fanout":
-        print("\nfan-out: one job, 20,000 deliveries/s in all, \(seconds) s (ms); load client engine: \(options.engine.rawValue)")
+        print("\nfan-out: one job, 20,000 deliveries/s in all, \(seconds) s (ms); load client: \(options.clientDescription)")
         print("| subscribers | events/s | connected | deliveries/s | p50 / p99 / max | lost | closed by the bridge | bridge memory per idle subscriber | CPU per delivery: bridge / harness (µs) |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for subscribers in options.fanOut {
@@ -138,7 +162,7 @@ for section in options.sections {
             let rate = 20_000 / Double(subscribers)
             let result = try await bridgeDelivery(
                 bridge: bridge, topic: topic, subscribers: subscribers, rate: rate, duration: .seconds(seconds), producer: producer, label: "fanout",
-                engine: options.engine)
+                client: options.client)
             let r = result.report
             print(
                 "| \(subscribers) | \(String(format: "%.1f", rate)) | \(r.connectionsConnected) | \(String(format: "%.0f", r.deliveriesPerSecond)) | \(ms(r.latency?.p50)) / \(ms(r.latency?.p99)) / \(ms(r.latency?.max)) | \(r.neverConflatedMissing + r.terminalMissing) | \(r.closesByCode.filter { $0.key != "1000" }.values.reduce(0, +)) | \(String(format: "%.1f KiB", result.perSubscriberKiB)) | \(String(format: "%.1f / %.1f", result.perDelivery(result.bridgeCPUSeconds), result.perDelivery(result.harnessCPUSeconds))) |"
@@ -146,12 +170,12 @@ for section in options.sections {
             bridge.stop()
         }
     case "rawfanout":
-        print("\nraw fan-out, the practical limit here: plain TCP on loopback, one 320-byte write per connection per event, two sender and two reader threads, nothing else; \(seconds) s")
+        print("\nraw fan-out, the practical limit here: plain TCP on loopback, one 320-byte write per connection per event, two sender and two reader threads (reading at most every \(Options.milliseconds(options.rawReadInterval)) ms, as the load client), nothing else; \(seconds) s")
         print("| subscribers | events/s | connected | deliveries/s | p50 / p99 / max (ms) | lost | CPU per delivery: send / receive (µs) |")
         print("| --- | --- | --- | --- | --- | --- | --- |")
         let cases = [(options.latencySubscribers, 20.0)] + options.fanOut.map { ($0, 20_000 / Double($0)) }
         for (index, (subscribers, rate)) in cases.enumerated() where !cases[..<index].contains(where: { $0 == (subscribers, rate) }) {
-            let r = try rawFanOut(subscribers: subscribers, rate: rate, duration: .seconds(seconds))
+            let r = try rawFanOut(subscribers: subscribers, rate: rate, duration: .seconds(seconds), readInterval: options.rawReadInterval)
             print(
                 "| \(subscribers) | \(String(format: "%.1f", rate)) | \(r.connected) | \(String(format: "%.0f", r.deliveriesPerSecond)) | \(ms(r.latency.p50)) / \(ms(r.latency.p99)) / \(ms(r.latency.max)) | \(r.lost) | \(String(format: "%.1f / %.1f", r.sendMicroseconds, r.receiveMicroseconds)) |"
             )

@@ -32,6 +32,13 @@ public struct LoadConfiguration: Sendable {
     public var handshakeTimeout: Duration = .seconds(10)
     /// What carries the connections. Default ``LoadEngine/sockets`` on Linux, ``LoadEngine/nio`` elsewhere.
     public var engine = LoadEngine.platformDefault
+    /// The socket engine's pace: each of its threads reads at most once per interval, and what arrives in between
+    /// waits for its next round. Latencies it measures are then late by up to this much, never early; in return a
+    /// bridge on the same machine is not made to wake a client thread for nearly every message it writes, a cost
+    /// (the wake-up, then the switch to the woken thread) that falls on the bridge's `write` and that subscribers on
+    /// other machines never cause. `.zero`: read as soon as anything arrives. The NIO engine reads as soon as anything
+    /// arrives, whatever this says. Default 1 ms, the resolution of the events' `occurred_at` stamps; at most 1 s.
+    public var readInterval: Duration = .milliseconds(1)
     /// Threads carrying the connections (event loops, or the socket engine's epoll threads). Default one per core.
     public var eventLoopThreads = System.coreCount
     /// How often progress is reported. Default 1 s.
@@ -63,6 +70,7 @@ public struct LoadConfiguration: Sendable {
         try require(concurrentHandshakes >= 1, "concurrent handshakes must be at least 1")
         try require(connectAttempts >= 1, "connect attempts must be at least 1")
         try require(handshakeTimeout > .zero && handshakeTimeout <= Self.longest, "the handshake timeout must be positive, at most a year")
+        try require(readInterval >= .zero && readInterval <= .seconds(1), "the read interval must be from 0 to 1 s")
         try require(eventLoopThreads >= 1, "event loop threads must be at least 1")
         try require(engine.isAvailable, "the \(engine.rawValue) engine needs Linux (epoll)")
         try require(progressInterval > .zero, "the progress interval must be positive")

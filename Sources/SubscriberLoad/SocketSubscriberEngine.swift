@@ -17,7 +17,7 @@ struct SocketSubscriberEngine: SubscriberEngine {
     static func start(configuration: LoadConfiguration, target: SubscriberTarget, address: SocketAddress) throws -> SocketSubscriberEngine {
         let settings = SocketPoller.Settings(
             address: address, handshakeTimeout: configuration.handshakeTimeout, maxMessageBytes: configuration.maxMessageBytes,
-            jobCount: configuration.jobIds.count)
+            jobCount: configuration.jobIds.count, readInterval: configuration.readInterval)
         var pollers: [SocketPoller] = []
         do {
             for _ in 0..<configuration.eventLoopThreads { pollers.append(try SocketPoller.start(settings)) }
@@ -46,6 +46,15 @@ struct SocketSubscriberEngine: SubscriberEngine {
         return results
     }
 
+    /// Each thread's rounds so far (its returns from `epoll_wait`).
+    func rounds() async -> [Int] {
+        var results: [Int] = []
+        for poller in pollers {
+            results.append(await withCheckedContinuation { answer in poller.submit { answer.resume(returning: $0.rounds) } })
+        }
+        return results
+    }
+
     func closeAll() async {
         await withTaskGroup(of: Void.self) { group in
             for poller in pollers {
@@ -70,6 +79,7 @@ final class SocketPoller: Sendable {
         let handshakeTimeout: Duration
         let maxMessageBytes: Int
         let jobCount: Int
+        let readInterval: Duration
     }
 
     fileprivate let epoll: Int32
@@ -201,6 +211,8 @@ final class SocketPollerThread {
     /// Descriptors of connections waiting for their snapshot.
     private var handshaking = Set<Int32>()
     private var lastDeadlineCheck = ContinuousClock.now
+    /// The thread's rounds so far: its returns from `epoll_wait`.
+    private(set) var rounds = 0
     /// The run's `closeAll`, waiting for the connections to close, and when it stops waiting.
     private var closing: (done: CheckedContinuation<Void, Never>, deadline: ContinuousClock.Instant)?
     /// What the bridge sends is read into this, one connection at a time.
@@ -221,12 +233,21 @@ final class SocketPollerThread {
         buffer.deallocate()
     }
 
+    /// Sleeps the thread for `duration` (at most a second); a signal may end it early, which costs one early round.
+    private static func sleep(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        var request = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
+        _ = nanosleep(&request, nil)
+    }
+
     fileprivate func run() {
         var events = [epoll_event](repeating: epoll_event(), count: 512)
         while running {
             // Woken by I/O or a command; while handshakes or the final close wait, also to check their deadlines.
             let timeout: Int32 = handshaking.isEmpty && closing == nil ? -1 : 50
             let count = epoll_wait(poller.epoll, &events, Int32(events.count), timeout)
+            rounds += 1
+            let wokeAt: ContinuousClock.Instant? = settings.readInterval > .zero ? .now : nil
             var commanded = false
             for index in 0..<Int(max(count, 0)) {
                 let descriptor = events[index].data.fd
@@ -241,6 +262,12 @@ final class SocketPollerThread {
                 for command in poller.takeCommands() { command(self) }
             }
             checkDeadlines()
+            // One round per read interval: what arrives meanwhile waits for the next (see `LoadConfiguration.readInterval`).
+            // Not after a full batch (more is ready now), nor while handshakes or the final close have deadlines to keep.
+            if running, let wokeAt, count < events.count, handshaking.isEmpty, closing == nil {
+                let wait = wokeAt + settings.readInterval - .now
+                if wait > .zero { Self.sleep(wait) }
+            }
         }
         for connection in connections.compactMap({ $0 }) { close(connection, failure: .other("stopped")) }
         // Whatever came with or after the stop still gets its answer (a try fails at once: `running` is false).

@@ -47,6 +47,13 @@ struct BridgeLoad: AsyncParsableCommand {
     @Option(help: "What carries the connections: sockets (raw sockets and epoll, Linux; the default there) or nio (SwiftNIO).")
     var engine: String = LoadEngine.platformDefault.rawValue
 
+    @Option(
+        help: """
+            Milliseconds between the sockets engine's rounds of reading (0: read as soon as anything arrives). Latencies \
+            are late by up to this much, never early; it spares a bridge on the same machine a client wake-up per message.
+            """)
+    var readIntervalMs: Double = 1
+
     @Option(help: "Threads carrying the connections (default: one per core).")
     var threads: Int?
 
@@ -65,6 +72,7 @@ struct BridgeLoad: AsyncParsableCommand {
         guard handshakeTimeout > 0, handshakeTimeout <= 31_536_000 else {
             throw ValidationError("--handshake-timeout must be a positive number of seconds, at most a year")
         }
+        guard readIntervalMs >= 0, readIntervalMs <= 1000 else { throw ValidationError("--read-interval-ms must be from 0 to 1000") }
         guard LoadEngine(rawValue: engine) != nil else {
             throw ValidationError("--engine must be one of \(LoadEngine.allCases.map(\.rawValue).joined(separator: ", "))")
         }
@@ -80,6 +88,7 @@ struct BridgeLoad: AsyncParsableCommand {
         configuration.concurrentHandshakes = concurrentHandshakes
         configuration.connectAttempts = connectAttempts
         configuration.handshakeTimeout = .milliseconds(Int64(handshakeTimeout * 1000))
+        configuration.readInterval = .microseconds(Int64(readIntervalMs * 1000))
         if let threads { configuration.eventLoopThreads = threads }
         if let engine = LoadEngine(rawValue: engine) { configuration.engine = engine }
         do {

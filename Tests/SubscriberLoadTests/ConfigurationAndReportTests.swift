@@ -49,6 +49,11 @@ struct LoadConfigurationTests {
         configuration = LoadConfiguration(jobIds: ["job_a"])
         configuration.url = "wss://x/"
         #expect(throws: LoadError.self) { try configuration.validate() }
+        for (interval, valid) in [(Duration.zero, true), (.milliseconds(1), true), (.seconds(1), true), (.nanoseconds(-1), false), (.milliseconds(1001), false)] {
+            configuration = LoadConfiguration(jobIds: ["job_a"])
+            configuration.readInterval = interval
+            #expect(((try? configuration.validate()) != nil) == valid, "read interval \(interval)")
+        }
     }
 
     @Test("connect failures: what is retried")

@@ -11,10 +11,14 @@ import Testing
 /// handshake, what it records and answers, how each kind of failed try is reported, and the final close.
 @Suite("The load client's socket engine")
 struct SocketSubscriberEngineTests {
-    @Test("it upgrades, is ready at the snapshot (sent with the 101), records live messages, answers a ping and echoes a close")
-    func subscribeRecordAnswer() async throws {
+    /// Read at once, at the default pace, and at a slow one (each thread then reads once per 200 ms: what comes in
+    /// between waits for its round, and is still all read and answered).
+    @Test(
+        "it upgrades, is ready at the snapshot (sent with the 101), records live messages, answers a ping and echoes a close",
+        arguments: [Duration.zero, .milliseconds(1), .milliseconds(200)])
+    func subscribeRecordAnswer(readInterval: Duration) async throws {
         let server = try ScriptedServer()
-        let engine = try server.engine()
+        let engine = try server.engine(readInterval: readInterval)
         let script = ScriptThread { () -> [String] in
             var log: [String] = []
             guard let connection = server.accept(), let head = connection.readHead() else { return ["no request"] }
@@ -148,6 +152,40 @@ struct SocketSubscriberEngineTests {
         await engine.shutdown()
     }
 
+    @Test("paced, a thread reads at most once per interval, and a stream of messages sent in between is all read")
+    func pacedRounds() async throws {
+        let server = try ScriptedServer()
+        let interval = Duration.milliseconds(100)
+        let engine = try server.engine(readInterval: interval)
+        let messages = 300
+        let script = ScriptThread { () -> Bool in
+            guard let connection = server.accept(), let head = connection.readHead() else { return false }
+            var sent = connection.send(ScriptedServer.upgradeResponse(to: head) + serverText(#"{"type":"job.snapshot","seq":1}"#))
+            // One message every 2 ms: read at once, that is a round for nearly every one of them.
+            for n in 0..<messages where sent {
+                sent = connection.send(serverText(#"{"type":"video.updated","seq":\#(n + 2)}"#))
+                usleep(2_000)
+            }
+            return sent
+        }
+        try await engine.subscribe(index: 0, job: 0, jobId: "j", connectionId: "c")
+        let start = ContinuousClock.now
+        let roundsBefore = await engine.rounds()[0]
+        var received = 0
+        while received < messages, ContinuousClock.now - start < .seconds(60) {
+            try await Task.sleep(for: .milliseconds(50))
+            received = await engine.onEveryRecorder { $0.summary().jobs[0].neverConflatedSeqs.count }[0]
+        }
+        let rounds = await engine.rounds()[0] - roundsBefore
+        let elapsed = ContinuousClock.now - start
+        #expect(received == messages)
+        // Every round at least an interval after the one before (the commands asking are rounds too).
+        #expect(rounds <= Int(elapsed / interval) + 2, "\(rounds) rounds in \(elapsed)")
+        #expect(await script.value)
+        await engine.closeAll()
+        await engine.shutdown()
+    }
+
     @Test("pongs to a server that does not read wait for the socket, and past 1 MiB waiting the connection is dropped")
     func unreadPongsAreBounded() async throws {
         let server = try ScriptedServer(receiveBuffer: 4_096)
@@ -276,8 +314,9 @@ private final class ScriptedServer: Sendable {
 
     func stopListening() { shutdown(listener, Int32(SHUT_RDWR)) }
 
-    func engine(handshakeTimeout: Duration = .seconds(5)) throws -> SocketSubscriberEngine {
+    func engine(handshakeTimeout: Duration = .seconds(5), readInterval: Duration? = nil) throws -> SocketSubscriberEngine {
         var configuration = LoadConfiguration(jobIds: ["j"])
+        if let readInterval { configuration.readInterval = readInterval }
         configuration.url = "ws://127.0.0.1:\(port)/"
         configuration.eventLoopThreads = 1
         configuration.handshakeTimeout = handshakeTimeout

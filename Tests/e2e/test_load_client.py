@@ -28,8 +28,9 @@ def video_count(bridge, job):
     return json.loads(body)["total"] if status == 200 else None
 
 
-@pytest.mark.parametrize("engine", ["sockets", "nio"])
-def test_bridge_load_holds_subscribers_measures_latency_and_misses_nothing(bridge, engine):
+# The sockets engine at its default pace (one round of reads per millisecond) and reading at once; the NIO engine.
+@pytest.mark.parametrize("engine,read_interval", [("sockets", None), ("sockets", "0"), ("nio", None)])
+def test_bridge_load_holds_subscribers_measures_latency_and_misses_nothing(bridge, engine, read_interval):
     job = "job_load_" + uuid.uuid4().hex[:8]
     videos = 600
     monitor = Monitor(bridge.bootstrap)
@@ -53,7 +54,8 @@ def test_bridge_load_holds_subscribers_measures_latency_and_misses_nothing(bridg
     connections = 40
     load = subprocess.Popen(
         [LOAD_BINARY, "--url", bridge.ws_url, "--job-id", job, "--connections", str(connections), "--duration", "10",
-         "--drain", "2", "--threads", "2", "--engine", engine, "--json"],
+         "--drain", "2", "--threads", "2", "--engine", engine, "--json"]
+        + (["--read-interval-ms", read_interval] if read_interval is not None else []),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     progress = []
     measuring = threading.Event()
