@@ -152,6 +152,41 @@ struct SocketSubscriberEngineTests {
         await engine.shutdown()
     }
 
+    /// A round reads at most 4 × 64 KiB from a connection, and epoll (edge-triggered) reports a socket again only when
+    /// more bytes come: the rest must be read in the next rounds by the engine itself. Only a receive buffer grown
+    /// past 256 KiB (the kernel grows it as the reader keeps up with a fast sender) can hold such a backlog: the first
+    /// part grows it, the second arrives while the thread is held, and then nothing more comes.
+    @Test("a backlog larger than one round's reads is read to its end, though no more bytes come to report it again")
+    func backlogIsReadToTheEnd() async throws {
+        let server = try ScriptedServer()
+        let engine = try server.engine()
+        let first = 60_000  // ~2.7 MB, read as it comes
+        let second = 30_000  // ~1.4 MB, sent while the engine's thread is held
+        let held = Atomic<Bool>(false)
+        let script = ScriptThread { () -> Bool in
+            guard let connection = server.accept(), let head = connection.readHead() else { return false }
+            let frames = { (range: Range<Int>) in range.flatMap { serverText(#"{"type":"video.updated","seq":\#($0 + 2)}"#) } }
+            guard connection.send(ScriptedServer.upgradeResponse(to: head) + serverText(#"{"type":"job.snapshot","seq":1}"#)),
+                connection.send(frames(0..<first))
+            else { return false }
+            while !held.load(ordering: .acquiring) { usleep(1_000) }
+            return connection.send(frames(first..<(first + second)))  // then nothing more
+        }
+        try await engine.subscribe(index: 0, job: 0, jobId: "j", connectionId: "c")
+        let received = { await engine.onEveryRecorder { $0.summary().jobs[0].neverConflatedSeqs.count }[0] }
+        let start = ContinuousClock.now
+        while await received() < first, ContinuousClock.now - start < .seconds(30) { try await Task.sleep(for: .milliseconds(20)) }
+        _ = await engine.onEveryRecorder { _ in
+            held.store(true, ordering: .releasing)
+            usleep(500_000)  // the second part lands meanwhile
+        }
+        while await received() < first + second, ContinuousClock.now - start < .seconds(30) { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(await received() == first + second)
+        await engine.closeAll()  // first: a script still sending to an engine that stopped reading fails once it hangs up
+        #expect(await script.value)
+        await engine.shutdown()
+    }
+
     @Test("paced, a thread reads at most once per interval, and a stream of messages sent in between is all read")
     func pacedRounds() async throws {
         let server = try ScriptedServer()
