@@ -175,7 +175,7 @@ func rawFanOutSubscribers(port: Int, connections: Int, expected: Int, messageByt
         guard connected == 0 else { throw RawFanOutFailure(description: "connect: errno \(errno) after \(clients.count) connections") }
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         var event = epoll_event()
-        event.events = EPOLLIN.rawValue | EPOLLET.rawValue  // as the load client: each socket is read until it is empty
+        event.events = EPOLLIN.rawValue | EPOLLET.rawValue  // as the load client; here each socket is read until it is empty
         event.data.fd = fd
         epoll_ctl(pollers[index % threads], EPOLL_CTL_ADD, fd, &event)
         clients.append(fd)
@@ -208,7 +208,8 @@ func rawFanOutSubscribers(port: Int, connections: Int, expected: Int, messageByt
                         let read = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
                         // Each read's own time, as the load client stamps each message (not the round's start).
                         let now = monotonicNanoseconds()
-                        if read == 0 || (read < 0 && errno != EAGAIN && errno != EINTR) {
+                        if read < 0 && errno == EINTR { continue }  // (edge-triggered: what is left would wait for more bytes)
+                        if read == 0 || (read < 0 && errno != EAGAIN) {
                             epoll_ctl(poller, EPOLL_CTL_DEL, fd, nil)  // closed: not watched any more
                         }
                         guard read > 0 else { break }

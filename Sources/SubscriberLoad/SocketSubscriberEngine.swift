@@ -6,7 +6,7 @@ import Synchronization
 
 /// The engine on raw sockets (Linux): per thread one epoll set, non-blocking sockets, the WebSocket handshake done
 /// here (``UpgradeHandshake``), and each connection's bytes read straight into one buffer per thread and handed to
-/// its ``SubscriberStream``. Per message that is one `read` and the stream's work — no channel, pipeline, promise or
+/// its ``SubscriberStream``. Per message that is one `recv` and the stream's work — no channel, pipeline, promise or
 /// reference-counted buffer per read, which with 10,000 connections (each message on a cold connection) is most of
 /// what the NIO engine spends above the kernel.
 struct SocketSubscriberEngine: SubscriberEngine {
@@ -14,10 +14,13 @@ struct SocketSubscriberEngine: SubscriberEngine {
     let target: SubscriberTarget
     let token: String?
 
-    static func start(configuration: LoadConfiguration, target: SubscriberTarget, address: SocketAddress) throws -> SocketSubscriberEngine {
+    /// Starts the threads; `readBufferBytes`: what one `recv` takes at most (smaller only in tests).
+    static func start(
+        configuration: LoadConfiguration, target: SubscriberTarget, address: SocketAddress, readBufferBytes: Int = 1 << 16
+    ) throws -> SocketSubscriberEngine {
         let settings = SocketPoller.Settings(
             address: address, handshakeTimeout: configuration.handshakeTimeout, maxMessageBytes: configuration.maxMessageBytes,
-            jobCount: configuration.jobIds.count, readInterval: configuration.readInterval)
+            jobCount: configuration.jobIds.count, readInterval: configuration.readInterval, readBufferBytes: readBufferBytes)
         var pollers: [SocketPoller] = []
         do {
             for _ in 0..<configuration.eventLoopThreads { pollers.append(try SocketPoller.start(settings)) }
@@ -80,6 +83,7 @@ final class SocketPoller: Sendable {
         let maxMessageBytes: Int
         let jobCount: Int
         let readInterval: Duration
+        let readBufferBytes: Int
     }
 
     fileprivate let epoll: Int32
@@ -178,6 +182,8 @@ final class SocketSubscriber {
     var output: [UInt8]
     /// Close once `output` is written.
     var hangUpWhenWritten = false
+    /// In its thread's `unfinished` list: its last read stopped at the round's limit with more to read.
+    var isUnfinished = false
     /// The epoll events watched, edge-triggered: a socket is reported when bytes come, not again at every
     /// `epoll_wait` until it has been read (level-triggered, each message cost a second poll of its socket: ~13 % of
     /// the client's samples with 10,000 subscribers).
@@ -220,16 +226,17 @@ final class SocketPollerThread {
     /// The run's `closeAll`, waiting for the connections to close, and when it stops waiting.
     private var closing: (done: CheckedContinuation<Void, Never>, deadline: ContinuousClock.Instant)?
     /// What the bridge sends is read into this, one connection at a time.
-    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
+    private let buffer: UnsafeMutableRawBufferPointer
     /// The most a connection may have waiting to be written (pongs to a bridge that does not read) before it is
     /// dropped.
     private static let maxOutputBytes = 1 << 20
-    /// Full buffers read from one connection before the thread turns to the others.
+    /// Full buffers (64 KiB) read from one connection in a round; the rest waits for the next round (see `readAvailable`).
     private static let maxReadsPerEvent = 4
 
     fileprivate init(poller: SocketPoller, settings: SocketPoller.Settings) {
         self.poller = poller
         self.settings = settings
+        buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(settings.readBufferBytes, 1), alignment: 16)
         recorder = LoopRecorder(jobCount: settings.jobCount)
     }
 
@@ -252,6 +259,10 @@ final class SocketPollerThread {
             let timeout: Int32 = !unfinished.isEmpty ? 0 : handshaking.isEmpty && closing == nil ? -1 : 50
             let count = epoll_wait(poller.epoll, &events, Int32(events.count), timeout)
             rounds += 1
+            // Taken now: whoever this round's reads leave unfinished waits for the next round.
+            let carried = unfinished
+            unfinished = []
+            for connection in carried { connection.isUnfinished = false }
             let wokeAt: ContinuousClock.Instant? = settings.readInterval > .zero ? .now : nil
             var commanded = false
             for index in 0..<Int(max(count, 0)) {
@@ -262,7 +273,7 @@ final class SocketPollerThread {
                     handle(connection, events: events[index].events)
                 }
             }
-            continueUnfinished()
+            continueReading(carried)
             // After the batch: a command may close and open descriptors, which the batch's events must not reach.
             if commanded {
                 for command in poller.takeCommands() { command(self) }
@@ -377,7 +388,10 @@ final class SocketPollerThread {
             if count > 0 {
                 reads += 1
                 guard received(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), on: connection), count == buffer.count else { return }
-                if reads == Self.maxReadsPerEvent { unfinished.append(connection) }
+                if reads == Self.maxReadsPerEvent, !connection.isUnfinished {
+                    connection.isUnfinished = true
+                    unfinished.append(connection)
+                }
             } else if count == 0 {
                 return ended(connection)
             } else if errno == EINTR {
@@ -391,12 +405,12 @@ final class SocketPollerThread {
     }
 
     /// Reads on from the connections the last round left with bytes to read (epoll reports none of them again until
-    /// more bytes come).
-    private func continueUnfinished() {
-        guard !unfinished.isEmpty else { return }
-        let connections = unfinished
-        unfinished = []
-        for connection in connections where self.connection(connection.descriptor) === connection { readAvailable(connection) }
+    /// more bytes come) — but not one that this round's events read up to the limit again (it waits for the next), nor
+    /// one that closed.
+    private func continueReading(_ carried: [SocketSubscriber]) {
+        for connection in carried where !connection.isUnfinished && self.connection(connection.descriptor) === connection {
+            readAvailable(connection)
+        }
     }
 
     /// Takes bytes read from `connection`; returns whether it is still open.

@@ -152,36 +152,32 @@ struct SocketSubscriberEngineTests {
         await engine.shutdown()
     }
 
-    /// A round reads at most 4 × 64 KiB from a connection, and epoll (edge-triggered) reports a socket again only when
-    /// more bytes come: the rest must be read in the next rounds by the engine itself. Only a receive buffer grown
-    /// past 256 KiB (the kernel grows it as the reader keeps up with a fast sender) can hold such a backlog: the first
-    /// part grows it, the second arrives while the thread is held, and then nothing more comes.
+    /// A round reads at most 4 full buffers from a connection, and epoll (edge-triggered) reports a socket again only
+    /// when more bytes come: the rest must be read in the next rounds by the engine itself. With 1 KiB buffers here,
+    /// a backlog of 200 KiB that lands while the thread is held is far more than one round reads (64 KiB buffers would
+    /// need a receive buffer grown well past 256 KiB, which the kernel does only as a reader keeps up).
     @Test("a backlog larger than one round's reads is read to its end, though no more bytes come to report it again")
     func backlogIsReadToTheEnd() async throws {
         let server = try ScriptedServer()
-        let engine = try server.engine()
-        let first = 60_000  // ~2.7 MB, read as it comes
-        let second = 30_000  // ~1.4 MB, sent while the engine's thread is held
+        let engine = try server.engine(readBufferBytes: 1_024)
+        let messages = 4_500  // ~200 KiB
         let held = Atomic<Bool>(false)
         let script = ScriptThread { () -> Bool in
-            guard let connection = server.accept(), let head = connection.readHead() else { return false }
-            let frames = { (range: Range<Int>) in range.flatMap { serverText(#"{"type":"video.updated","seq":\#($0 + 2)}"#) } }
-            guard connection.send(ScriptedServer.upgradeResponse(to: head) + serverText(#"{"type":"job.snapshot","seq":1}"#)),
-                connection.send(frames(0..<first))
+            guard let connection = server.accept(), let head = connection.readHead(),
+                connection.send(ScriptedServer.upgradeResponse(to: head) + serverText(#"{"type":"job.snapshot","seq":1}"#))
             else { return false }
             while !held.load(ordering: .acquiring) { usleep(1_000) }
-            return connection.send(frames(first..<(first + second)))  // then nothing more
+            return connection.send((0..<messages).flatMap { serverText(#"{"type":"video.updated","seq":\#($0 + 2)}"#) })  // then nothing more
         }
         try await engine.subscribe(index: 0, job: 0, jobId: "j", connectionId: "c")
-        let received = { await engine.onEveryRecorder { $0.summary().jobs[0].neverConflatedSeqs.count }[0] }
-        let start = ContinuousClock.now
-        while await received() < first, ContinuousClock.now - start < .seconds(30) { try await Task.sleep(for: .milliseconds(20)) }
         _ = await engine.onEveryRecorder { _ in
             held.store(true, ordering: .releasing)
-            usleep(500_000)  // the second part lands meanwhile
+            usleep(300_000)  // the backlog lands meanwhile
         }
-        while await received() < first + second, ContinuousClock.now - start < .seconds(30) { try await Task.sleep(for: .milliseconds(20)) }
-        #expect(await received() == first + second)
+        let received = { await engine.onEveryRecorder { $0.summary().jobs[0].neverConflatedSeqs.count }[0] }
+        let start = ContinuousClock.now
+        while await received() < messages, ContinuousClock.now - start < .seconds(30) { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(await received() == messages)
         await engine.closeAll()  // first: a script still sending to an engine that stopped reading fails once it hangs up
         #expect(await script.value)
         await engine.shutdown()
@@ -349,14 +345,15 @@ private final class ScriptedServer: Sendable {
 
     func stopListening() { shutdown(listener, Int32(SHUT_RDWR)) }
 
-    func engine(handshakeTimeout: Duration = .seconds(5), readInterval: Duration? = nil) throws -> SocketSubscriberEngine {
+    func engine(handshakeTimeout: Duration = .seconds(5), readInterval: Duration? = nil, readBufferBytes: Int = 1 << 16) throws -> SocketSubscriberEngine {
         var configuration = LoadConfiguration(jobIds: ["j"])
         if let readInterval { configuration.readInterval = readInterval }
         configuration.url = "ws://127.0.0.1:\(port)/"
         configuration.eventLoopThreads = 1
         configuration.handshakeTimeout = handshakeTimeout
         return try SocketSubscriberEngine.start(
-            configuration: configuration, target: SubscriberTarget(url: configuration.url), address: SocketAddress(ipAddress: "127.0.0.1", port: port))
+            configuration: configuration, target: SubscriberTarget(url: configuration.url), address: SocketAddress(ipAddress: "127.0.0.1", port: port),
+            readBufferBytes: readBufferBytes)
     }
 
     func accept() -> Connection? {
