@@ -230,7 +230,8 @@ final class SocketPollerThread {
     /// The most a connection may have waiting to be written (pongs to a bridge that does not read) before it is
     /// dropped.
     private static let maxOutputBytes = 1 << 20
-    /// Full buffers (64 KiB) read from one connection in a round; the rest waits for the next round (see `readAvailable`).
+    /// Full buffers (64 KiB but in tests) read from one connection in a round; the rest waits for the next round (see
+    /// `readAvailable`).
     private static let maxReadsPerEvent = 4
 
     fileprivate init(poller: SocketPoller, settings: SocketPoller.Settings) {
