@@ -206,13 +206,13 @@ func rawFanOutSubscribers(port: Int, connections: Int, expected: Int, messageByt
                     let fd = events[i].data.fd
                     while true {
                         let read = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-                        // Each read's own time, as the load client stamps each message (not the round's start).
-                        let now = monotonicNanoseconds()
                         if read < 0 && errno == EINTR { continue }  // (edge-triggered: what is left would wait for more bytes)
                         if read == 0 || (read < 0 && errno != EAGAIN) {
                             epoll_ctl(poller, EPOLL_CTL_DEL, fd, nil)  // closed: not watched any more
                         }
                         guard read > 0 else { break }
+                        // Each read's own time, as the load client stamps each message (not the round's start).
+                        let now = monotonicNanoseconds()
                         for byte in buffer[0..<read] {
                             let at = within[Int(fd)]
                             if at < 8 { stamps[Int(fd)] |= Int64(byte) << (8 * at) }

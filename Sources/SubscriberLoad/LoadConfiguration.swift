@@ -33,7 +33,7 @@ public struct LoadConfiguration: Sendable {
     /// What carries the connections. Default ``LoadEngine/sockets`` on Linux, ``LoadEngine/nio`` elsewhere.
     public var engine = LoadEngine.platformDefault
     /// The socket engine's pace: each of its threads reads at most once per interval, and what arrives in between
-    /// waits for its next round. Latencies it measures are then late by up to this much, never early; in return a
+    /// waits for its next round. Latencies it measures are then late by up to about this much (the timer's slack), never early; in return a
     /// bridge on the same machine is not made to wake a client thread for nearly every message it writes, a cost
     /// (the wake-up, then the switch to the woken thread) that falls on the bridge's `write` and that subscribers on
     /// other machines never cause. `.zero`: read as soon as anything arrives. The NIO engine reads as soon as anything

@@ -42,18 +42,19 @@ struct SocketSubscriberEngine: SubscriberEngine {
     }
 
     func onEveryRecorder<T: Sendable>(_ body: @escaping @Sendable (LoopRecorder) -> T) async -> [T] {
-        var results: [T] = []
-        for poller in pollers {
-            results.append(await withCheckedContinuation { answer in poller.submit { answer.resume(returning: body($0.recorder)) } })
-        }
-        return results
+        await onEveryThread { body($0.recorder) }
     }
 
     /// Each thread's rounds so far (its returns from `epoll_wait`).
     func rounds() async -> [Int] {
-        var results: [Int] = []
+        await onEveryThread { $0.rounds }
+    }
+
+    /// Runs `body` on each thread in turn; its results, in the threads' order.
+    private func onEveryThread<T: Sendable>(_ body: @escaping @Sendable (SocketPollerThread) -> T) async -> [T] {
+        var results: [T] = []
         for poller in pollers {
-            results.append(await withCheckedContinuation { answer in poller.submit { answer.resume(returning: $0.rounds) } })
+            results.append(await withCheckedContinuation { answer in poller.submit { answer.resume(returning: body($0)) } })
         }
         return results
     }
