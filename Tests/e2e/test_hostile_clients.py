@@ -128,6 +128,35 @@ def test_a_reader_that_stops_reading_is_cut_with_4001_and_can_resume(strict):
     assert_gauges_back(strict, baseline)
 
 
+def test_a_reader_that_pauses_gets_every_message_in_order_once_it_reads_again():
+    """Past what the socket takes (~4 MiB of kernel buffers here), the bridge's direct writes are taken in part or not
+    at all; the event loop must finish each of them, with the queued ones behind, before anything else goes out."""
+    roomy = Bridge("--no-demo-monitor", "--send-queue-bytes", str(16 << 20), "--send-queue", "4096").wait_ready()
+    try:
+        baseline = baseline_gauges(roomy)
+        job = "job_pause_" + uuid.uuid4().hex[:6]
+        s = raw_upgrade(roomy.port, f"/?job_id={job}", receive_buffer=2048)
+        monitor = Monitor(roomy.bootstrap)
+        message = "m" * 4000
+        count = 1500  # ~6 MiB of frames
+        for i in range(count):
+            monitor.send(job, event(job, "video.failed", {"video_id": f"v{i}", "retryable": False, "error": {"code": "E", "message": message}}, i))
+        monitor.flush()
+        assert wait_for(lambda: (job_state(roomy, job) or {}).get("events_applied") == count, timeout=30)
+        assert wait_for(lambda: metric(roomy, "progress_bridge_socket_writes_unfinished_total") >= 1, timeout=10), \
+            "the socket never refused a write: the test did not reach what it tests"
+        from conftest import read_frames, text_messages
+        frames, ended = read_frames(s, timeout=60, until=lambda opcode, payload: b'"v%d"' % (count - 1) in payload)
+        s.close()
+        assert ended == "until", ended
+        seqs = [m["seq"] for m in text_messages(frames) if m["type"] == "video.failed"]
+        assert seqs == list(range(1, count + 1)), (len(seqs), seqs[:3], seqs[-3:])
+        assert metric(roomy, "progress_bridge_send_queue_overflows_total") == 0
+        assert_gauges_back(roomy, baseline)
+    finally:
+        assert roomy.stop()[0] == 0
+
+
 def test_garbage_after_the_handshake_closes_only_that_connection(strict):
     baseline = baseline_gauges(strict)
     s = raw_upgrade(strict.port, "/?job_id=job_garbage")

@@ -20,6 +20,7 @@ public final class BridgeMetrics: Sendable {
     let connections: Gauge
     let connectionsTotal: Counter
     let messagesSent: Counter
+    let socketWritesUnfinished: Counter
     let messagesConflated: Counter
     let messagesDropped: Counter
     let sendQueueOverflows: Counter
@@ -66,6 +67,10 @@ public final class BridgeMetrics: Sendable {
         connections = registry.makeGauge(descriptor: .bridge("websocket_connections", "Open WebSocket subscriber connections."))
         connectionsTotal = registry.makeCounter(descriptor: .bridge("websocket_connections_opened_total", "WebSocket subscriber connections accepted."))
         messagesSent = registry.makeCounter(descriptor: .bridge("messages_sent_total", "Messages written to WebSocket subscribers."))
+        socketWritesUnfinished = registry.makeCounter(
+            descriptor: .bridge(
+                "socket_writes_unfinished_total",
+                "Messages a subscriber's socket took only in part, or not at all, when written straight to it; the event loop writes the rest once the socket drains."))
         messagesConflated = registry.makeCounter(descriptor: .bridge("messages_conflated_total", "job.progress messages replaced by a newer one before being sent."))
         messagesDropped = registry.makeCounter(descriptor: .bridge("messages_dropped_total", "Messages not delivered because their subscriber's send queue overflowed."))
         sendQueueOverflows = registry.makeCounter(descriptor: .bridge("send_queue_overflows_total", "Subscribers disconnected because their send queue overflowed."))

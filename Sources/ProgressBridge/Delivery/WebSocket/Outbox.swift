@@ -213,13 +213,18 @@ public final class Outbox: Sendable {
     /// The next message for the drain, or `nil` when the queue is empty (the next message wakes the drain again).
     /// A drain that stops before `nil` (the socket takes no more for now) must come back on its own.
     public func take() -> OutboundMessage? {
-        let message: OutboundMessage? = state.withLock { s in
-            if let first = s.popFirst() { return first }
+        takeNext()?.message
+    }
+
+    /// As `take()`, and whether another message is queued behind the one taken.
+    func takeNext() -> (message: OutboundMessage, more: Bool)? {
+        let next: (message: OutboundMessage, more: Bool)? = state.withLock { s in
+            if let first = s.popFirst() { return (first, !s.queue.isEmpty) }
             s.draining = false
             return nil
         }
-        if let message { metrics.queuedBytes.decrement(by: Double(message.byteCount)) }
-        return message
+        if let next { metrics.queuedBytes.decrement(by: Double(next.message.byteCount)) }
+        return next
     }
 
     /// Queues several messages in order.

@@ -6,7 +6,7 @@ import Synchronization
 /// Sends a subscriber's queued messages from its channel's event loop: an event fanned out to thousands of
 /// subscribers costs one write of a shared, ready-made frame per subscriber — not a task woken per subscriber, a
 /// hop into the event loop per message, or a frame header encoded per subscriber — and the messages of one
-/// wake-up leave with one flush.
+/// wake-up leave with one flush (a lone message goes straight to the socket, see `FrameWriter`).
 ///
 /// It writes only while the channel is writable (NIO's pending bytes under its high watermark); the rest stays in
 /// the outbox, whose limits close it when the subscriber reads too slowly (4001), and the `FrameWriter` resumes
@@ -22,6 +22,9 @@ enum SubscriberChannelDrain {
         // once for all subscribers. Above it, the connection's own frames (pongs, pings, close).
         let writer = FrameWriter(outbox: outbox, metrics: metrics)
         try pipeline.addHandler(writer, position: .before(encoder.handler))
+        // Straight to the socket when it can be shown to be the channel's: nothing below the writer changes the bytes
+        // (the bridge serves plain TCP; a TLS handler there would have to turn this off).
+        SubscriberSocket.find(for: channel) { writer.adopt($0) }
         // Between the frame encoder and everything that may send a close frame (the connection, NIO's protocol
         // error handler), to see every close frame.
         try pipeline.addHandler(CloseFrameWatcher(outbox: outbox), position: .after(encoder.handler))
@@ -34,21 +37,36 @@ enum SubscriberChannelDrain {
     /// Writes a subscriber's queued messages, as ready-made frames, while the channel is writable; resumes when it
     /// becomes writable again.
     ///
+    /// A message goes straight to the socket (``SubscriberSocket``) when the writer has it and NIO has nothing of this
+    /// channel's waiting to be written; otherwise, and for whatever the socket did not take at once, through NIO's
+    /// write path, which finishes it when the socket drains. Every other write of the connection (its pongs, pings,
+    /// close frame) passes through this handler on its way to the socket, so the writer knows when NIO may hold bytes:
+    /// a message written straight to the socket never overtakes them.
+    ///
     /// It holds the outbox until it is removed from the pipeline — the channel's close removes every handler —,
     /// which ends the cycle with the outbox's wake-up (which holds this writer; the outbox's close ends it too). Not
     /// weakly: a weak reference gives the outbox a side table, and every retain of it — on the ingest thread for each
     /// subscriber of each event, and here — took the runtime's slow path (`perf` with 10,000 subscribers: ~3 % of the
     /// bridge's samples, none since).
-    final class FrameWriter: ChannelInboundHandler, RemovableChannelHandler {
+    final class FrameWriter: ChannelDuplexHandler, RemovableChannelHandler {
         typealias InboundIn = NIOAny
+        typealias OutboundIn = NIOAny
         typealias OutboundOut = ByteBuffer
         private var outbox: Outbox?
         private let metrics: BridgeMetrics
         private var context: ChannelHandlerContext?
+        /// The channel, for its `isActive` (an atomic NIO sets on the event loop); nil once the handler is removed.
+        private var channel: (any Channel)?
         /// The channel's writability, as NIO last told every handler (it does so synchronously, from the write or
         /// flush that changes it): kept here so that a delivery does not read it from the channel, another cold
         /// object for each of 10,000 subscribers.
         private var writable = true
+        /// The socket, once shown to be the channel's (see ``SubscriberSocket``).
+        private var socket: SubscriberSocket?
+        /// Something went to NIO's write path since NIO was last seen with nothing of this channel's waiting to be
+        /// written: until NIO is asked again, messages go that way too. True at first: the connection's writes before
+        /// this handler was added (the upgrade's response) did not pass through it.
+        private var nioMayHoldBytes = true
 
         init(outbox: Outbox, metrics: BridgeMetrics) {
             self.outbox = outbox
@@ -57,12 +75,34 @@ enum SubscriberChannelDrain {
 
         func handlerAdded(context: ChannelHandlerContext) {
             self.context = context
+            channel = context.channel
             writable = context.channel.isWritable
         }
 
         func handlerRemoved(context: ChannelHandlerContext) {
             self.context = nil
+            channel = nil
+            socket = nil
             outbox = nil
+        }
+
+        /// Writes to `socket` directly from now on (when NIO holds nothing of the channel's).
+        func adopt(_ socket: SubscriberSocket) {
+            guard context != nil else { return }
+            self.socket = socket
+        }
+
+        /// The descriptor messages are written to directly, if any (tests).
+        var directDescriptor: CInt? { socket?.descriptor }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            socket = nil  // (the channel's `isActive` says so already; this does not rest on it alone)
+            context.fireChannelInactive()
+        }
+
+        func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+            if mode == .all || mode == .output { socket = nil }
+            context.close(mode: mode, promise: promise)
         }
 
         func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -71,29 +111,78 @@ enum SubscriberChannelDrain {
             context.fireChannelWritabilityChanged()
         }
 
-        /// Writes what is queued while the channel is writable, and flushes once; on the channel's event loop.
+        /// The connection's own frames (and anything else written above this handler), on their way to NIO.
+        func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+            nioMayHoldBytes = true
+            context.write(data, promise: promise)
+        }
+
+        /// Writes what is queued while the channel is writable, and flushes what went to NIO once; on the channel's
+        /// event loop. A message alone may go straight to the socket; several go through NIO, which writes them with
+        /// one `writev`.
         func drain() {
             guard let context, let outbox else { return }
             var sent = 0
+            var flush = false
             var now: Int64?
-            while writable, let message = outbox.take() {
-                context.write(Self.wrapOutboundOut(message.wire), promise: nil)
+            while writable, let (message, more) = outbox.takeNext() {
+                if flush || more {
+                    writeThroughNIO(message.wire, context: context)
+                    flush = true
+                } else {
+                    flush = write(message, context: context)
+                }
                 sent += 1
                 recordAge(of: message, now: &now)
             }
             guard sent > 0 else { return }
             metrics.messagesSent.increment(by: Int64(sent))
-            context.flush()
+            if flush { context.flush() }
         }
 
         /// Writes `message` now, if the channel is writable; on the channel's event loop, with nothing queued before it.
         func send(_ message: OutboundMessage) -> Bool {
             guard writable, let context, outbox != nil else { return false }
-            context.write(Self.wrapOutboundOut(message.wire), promise: nil)
+            if write(message, context: context) { context.flush() }
             var now: Int64?
             recordAge(of: message, now: &now)
             metrics.messagesSent.increment()
-            context.flush()
+            return true
+        }
+
+        /// Writes `message` to the socket if it may, and what the socket did not take (or all of it) to NIO; returns
+        /// whether NIO was given something to flush.
+        private func write(_ message: OutboundMessage, context: ChannelHandlerContext) -> Bool {
+            // `isActive` last: NIO closes the descriptor on this event loop and marks the channel inactive before any
+            // other code runs here, so an active channel's descriptor is still its own.
+            if let socket, nioHoldsNothing(), channel?.isActive == true {
+                switch socket.send(message.wire) {
+                case .all:
+                    return false
+                case .part(let count):
+                    metrics.socketWritesUnfinished.increment()
+                    var rest = message.wire
+                    rest.moveReaderIndex(forwardBy: count)
+                    writeThroughNIO(rest, context: context)
+                    return true
+                case .failed:
+                    break  // nothing was sent: NIO's write tries again, and closes the channel on the error it meets
+                }
+            }
+            writeThroughNIO(message.wire, context: context)
+            return true
+        }
+
+        private func writeThroughNIO(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
+            nioMayHoldBytes = true
+            context.write(Self.wrapOutboundOut(bytes), promise: nil)
+        }
+
+        /// Whether NIO holds no bytes of this channel waiting to be written (asked only after something went its way).
+        private func nioHoldsNothing() -> Bool {
+            guard nioMayHoldBytes else { return true }
+            guard let waiting = try? channel?.syncOptions?.getOption(.bufferedWritableBytes), waiting == 0 else { return false }
+            nioMayHoldBytes = false
             return true
         }
 
