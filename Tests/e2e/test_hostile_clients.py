@@ -138,13 +138,20 @@ def test_a_reader_that_pauses_gets_every_message_in_order_once_it_reads_again():
         s = raw_upgrade(roomy.port, f"/?job_id={job}", receive_buffer=2048)
         monitor = Monitor(roomy.bootstrap)
         message = "m" * 4000
-        count = 1000  # ~4.2 MiB of frames: past what the socket took here (~2.5 MiB), under the mock's ~5 MiB a partition
-        for i in range(count):
-            monitor.send(job, event(job, "video.failed", {"video_id": f"v{i}", "retryable": False, "error": {"code": "E", "message": message}}, i))
-        monitor.flush()
-        assert wait_for(lambda: (job_state(roomy, job) or {}).get("events_applied") == count, timeout=30), job_state(roomy, job)
-        assert wait_for(lambda: metric(roomy, "progress_bridge_socket_writes_unfinished_total") >= 1, timeout=10), \
-            "the socket never refused a write: the test did not reach what it tests"
+        # In rounds of 50 (~0.2 MiB of frames), each applied before the next, until the socket refused a write — then
+        # one round more, to queue behind it. At most 950: the mock keeps ~4 MiB a partition (of 1,500 of these it
+        # kept the last 995), and the socket took ~2.5 MiB here before it refused.
+        count = 0
+        refused_at = None
+        while count < 950 and (refused_at is None or count < refused_at + 50):
+            for i in range(count, count + 50):
+                monitor.send(job, event(job, "video.failed", {"video_id": f"v{i}", "retryable": False, "error": {"code": "E", "message": message}}, i))
+            monitor.flush()
+            count += 50
+            assert wait_for(lambda: (job_state(roomy, job) or {}).get("events_applied") == count, timeout=30), job_state(roomy, job)
+            if refused_at is None and metric(roomy, "progress_bridge_socket_writes_unfinished_total") >= 1:
+                refused_at = count
+        assert refused_at is not None, f"the socket took all {count} messages: the test did not reach what it tests"
         from conftest import read_frames, text_messages
         frames, ended = read_frames(s, timeout=60, until=lambda opcode, payload: b'"v%d"' % (count - 1) in payload)
         s.close()
