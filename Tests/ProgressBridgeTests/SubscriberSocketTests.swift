@@ -53,8 +53,11 @@ struct SubscriberSocketTests {
         let channel: any Channel
         let client: CInt
         let headWrites: HeadWrites
+        /// The subscriber's outbox, delivered on the connection's event loop.
+        let outbox: Outbox
 
-        init(outbox: @escaping @Sendable (any EventLoop) -> Outbox, metrics: BridgeMetrics, smallBuffers: Bool) throws {
+        init(outboxCapacity: Int, metrics: BridgeMetrics, smallBuffers: Bool) throws {
+            let made = Mutex<Outbox?>(nil)
             group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             let loop = group.next()
             let attached = loop.makePromise(of: (any Channel).self)
@@ -67,7 +70,9 @@ struct SubscriberSocketTests {
                     let pipeline = channel.pipeline.syncOperations
                     try pipeline.addHandler(headWrites, position: .first)
                     try pipeline.addHandler(WebSocketFrameEncoder())
-                    try pipeline.addHandler(AttachWhenActive(outbox: outbox(channel.eventLoop), metrics: metrics, attached: attached))
+                    let outbox = Outbox(capacity: outboxCapacity, metrics: metrics, deliveredOn: channel.eventLoop)
+                    made.withLock { $0 = outbox }
+                    try pipeline.addHandler(AttachWhenActive(outbox: outbox, metrics: metrics, attached: attached))
                 }
             }.bind(host: "127.0.0.1", port: 0).wait()
             let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -87,6 +92,7 @@ struct SubscriberSocketTests {
             #expect(connected == 0)
             self.client = client
             channel = try attached.futureResult.wait()
+            outbox = try #require(made.withLock { $0 })
         }
 
         /// Reads exactly `count` bytes from the client's side.
@@ -129,15 +135,9 @@ struct SubscriberSocketTests {
 
     @Test func aJobsMessagesGoStraightToTheSocketNotThroughNIO() throws {
         let metrics = BridgeMetrics()
-        let outbox = Mutex<Outbox?>(nil)
-        let connection = try Connection(
-            outbox: { loop in
-                let made = Outbox(capacity: 100, metrics: metrics, deliveredOn: loop)
-                outbox.withLock { $0 = made }
-                return made
-            }, metrics: metrics, smallBuffers: false)
+        let connection = try Connection(outboxCapacity: 100, metrics: metrics, smallBuffers: false)
         defer { try? connection.close() }
-        let subscriber = try #require(outbox.withLock { $0 })
+        let subscriber = connection.outbox
         #expect(try connection.writesDirectly())
         let messages = (1...20).map { Self.message($0) }
         try connection.channel.eventLoop.submit {
@@ -152,15 +152,9 @@ struct SubscriberSocketTests {
 
     @Test func whatTheSocketCannotTakeNIOFinishesAndNothingOvertakesIt() throws {
         let metrics = BridgeMetrics()
-        let outbox = Mutex<Outbox?>(nil)
-        let connection = try Connection(
-            outbox: { loop in
-                let made = Outbox(capacity: 1_000, metrics: metrics, deliveredOn: loop)
-                outbox.withLock { $0 = made }
-                return made
-            }, metrics: metrics, smallBuffers: true)
+        let connection = try Connection(outboxCapacity: 1_000, metrics: metrics, smallBuffers: true)
         defer { try? connection.close() }
-        let subscriber = try #require(outbox.withLock { $0 })
+        let subscriber = connection.outbox
         #expect(try connection.writesDirectly())
         // The client reads nothing yet: the socket's buffers (~16 KiB) fill, a message is taken in part or not at all,
         // NIO holds the rest, and a connection frame written meanwhile (a ping) waits its turn behind it in NIO; then
@@ -203,15 +197,9 @@ struct SubscriberSocketTests {
 
     @Test func aFrameNIOHoldsUnflushedIsNotOvertaken() throws {
         let metrics = BridgeMetrics()
-        let outbox = Mutex<Outbox?>(nil)
-        let connection = try Connection(
-            outbox: { loop in
-                let made = Outbox(capacity: 100, metrics: metrics, deliveredOn: loop)
-                outbox.withLock { $0 = made }
-                return made
-            }, metrics: metrics, smallBuffers: false)
+        let connection = try Connection(outboxCapacity: 100, metrics: metrics, smallBuffers: false)
         defer { try? connection.close() }
-        let subscriber = try #require(outbox.withLock { $0 })
+        let subscriber = connection.outbox
         let channel = connection.channel
         let first = Self.message(1)
         try channel.eventLoop.submit { subscriber.enqueueJobMessage(first, direct: true) }.wait()
@@ -233,15 +221,9 @@ struct SubscriberSocketTests {
         var reusedRuns = 0
         for _ in 0..<5 {
             let metrics = BridgeMetrics()
-            let outbox = Mutex<Outbox?>(nil)
-            let connection = try Connection(
-                outbox: { loop in
-                    let made = Outbox(capacity: 1_000, metrics: metrics, deliveredOn: loop)
-                    outbox.withLock { $0 = made }
-                    return made
-                }, metrics: metrics, smallBuffers: true)
+            let connection = try Connection(outboxCapacity: 1_000, metrics: metrics, smallBuffers: true)
             defer { try? connection.close() }
-            let subscriber = try #require(outbox.withLock { $0 })
+            let subscriber = connection.outbox
             let channel = connection.channel
             let outcome = Mutex<(reused: Bool, leaked: Bool)?>(nil)
             try channel.eventLoop.submit {
