@@ -34,8 +34,9 @@ struct SubscriberSocket {
         case all
         /// The socket took the first `count` bytes (0: none, its buffer is full); the rest is the caller's to write.
         case part(Int)
-        /// The socket refused the write (the peer reset it, the output was shut down, …): what to do about it is left
-        /// to NIO, which sees the same error on its own write.
+        /// The socket refused the write and took nothing (the peer reset it, the output was shut down, …): the caller
+        /// hands the bytes to NIO, whose own write meets that error or the one that follows from it and closes the
+        /// channel as for any other.
         case failed
     }
 
