@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import JSONSchema
 import NIOCore
 import NIOEmbedded
 import NIOPosix

@@ -10,7 +10,8 @@ import uuid
 import pytest
 import websockets
 
-from conftest import Bridge, assert_gauges_back, baseline_gauges, http_get, job_state, metric, wait_for, assert_outbound
+from conftest import (Bridge, assert_gauges_back, assert_outbound, baseline_gauges, http_get, job_state, metric, read_frames,
+                      text_messages, wait_for)
 from monitor import Monitor, a_job, event
 
 
@@ -152,7 +153,6 @@ def test_a_reader_that_pauses_gets_every_message_in_order_once_it_reads_again():
             if refused_at is None and metric(roomy, "progress_bridge_socket_writes_unfinished_total") >= 1:
                 refused_at = count
         assert refused_at is not None, f"the socket took all {count} messages: the test did not reach what it tests"
-        from conftest import read_frames, text_messages
         frames, ended = read_frames(s, timeout=60, until=lambda opcode, payload: b'"v%d"' % (count - 1) in payload)
         s.close()
         assert ended == "until", ended
